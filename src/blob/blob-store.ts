@@ -1,0 +1,28 @@
+import type { Readable } from 'node:stream';
+import type { BlobRef } from '../core/types.js';
+
+/**
+ * The blob store port: content-addressed by sha256, streamed both ways, never buffered whole
+ * in memory. Storing the same content twice is a no-op that returns the same reference.
+ */
+export interface BlobStore {
+  start(): Promise<void>;
+  /** Idempotent. */
+  close(): Promise<void>;
+  /** Streams content in, hashing as it goes. */
+  put(source: Readable | AsyncIterable<Uint8Array>): Promise<BlobRef>;
+  /** Stores a local file (an adapter may link instead of copying). */
+  putFile(path: string): Promise<BlobRef>;
+  /** Null when absent. */
+  stat(sha256: string): Promise<BlobRef | null>;
+  /**
+   * Streams a blob out; `range` is inclusive on both ends like HTTP ranges.
+   * Throws NotFoundError when absent.
+   */
+  get(sha256: string, range?: { start: number; end: number }): Promise<Readable>;
+  /**
+   * Writes the blob to `destPath` (parents created). The filesystem adapter hard-links when
+   * it can, so a large file costs no copy; the result must be treated as read-only.
+   */
+  materialize(sha256: string, destPath: string): Promise<void>;
+}

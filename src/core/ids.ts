@@ -1,0 +1,32 @@
+import { createHash, randomUUID } from 'node:crypto';
+
+/** Formats 16 bytes of a sha256 digest as an RFC 4122 name-based (v5-style) UUID. */
+function uuidFromHash(input: string): string {
+  const b = createHash('sha256').update(input).digest().subarray(0, 16);
+  b[6] = (b[6]! & 0x0f) | 0x50;
+  b[8] = (b[8]! & 0x3f) | 0x80;
+  const h = b.toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+export function newId(): string {
+  return randomUUID();
+}
+
+/**
+ * A child event's id is a pure function of its parent, the module that raised it and the
+ * name of the event file, so a retried job re-creates the same children, never new ones.
+ */
+export function childEventId(parentEventId: string, module: string, eventFileName: string): string {
+  return uuidFromHash(`child\0${parentEventId}\0${module}\0${eventFileName}`);
+}
+
+/** A job is (module, eventId): its id is derived from both. */
+export function jobIdFor(module: string, eventId: string): string {
+  return uuidFromHash(`job\0${module}\0${eventId}`);
+}
+
+/** A root event published with an idempotency key gets an id derived from it. */
+export function rootEventIdFromKey(idempotencyKey: string): string {
+  return uuidFromHash(`root\0${idempotencyKey}`);
+}

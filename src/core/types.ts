@@ -1,0 +1,151 @@
+/**
+ * Domain types shared by every component. Ports speak these types, never a datastore's.
+ */
+
+/** One metadata pair, exactly as the module contract's key/value arrays carry it. */
+export interface KeyValue {
+  key: string;
+  value: string;
+}
+
+/** Reference to a blob: content address plus size. */
+export interface BlobRef {
+  sha256: string;
+  size: number;
+}
+
+/** A file carried by an event, at a path relative to the module's `in/data/`. */
+export interface FileRef extends BlobRef {
+  path: string;
+}
+
+/** An event: immutable once stored. */
+export interface IonEvent {
+  eventId: string;
+  type: string;
+  correlationId: string;
+  /** The event whose job produced this one; null for root events. */
+  parentEventId: string | null;
+  /** `api` for root events published through the API, else the module name that raised it. */
+  source: string;
+  /** The job that raised it; null for root events. */
+  sourceJobId: string | null;
+  /** Metadata in the order the producer wrote it. */
+  data: KeyValue[];
+  files: FileRef[];
+  /** ISO-8601 timestamp. */
+  createdAt: string;
+}
+
+export const JOB_STATES = ['pending', 'running', 'succeeded', 'failed', 'dead_lettered'] as const;
+/**
+ * `pending`: created or released, waiting for a worker. `running`: an attempt is in flight.
+ * `failed`: the last attempt failed and a retry is scheduled. `succeeded` and
+ * `dead_lettered` are terminal (until a redrive).
+ */
+export type JobState = (typeof JOB_STATES)[number];
+
+/** Who is at fault for a failed attempt. */
+export type FailureKind = 'module' | 'platform';
+
+export interface Job {
+  /** Deterministic from (module, eventId). */
+  jobId: string;
+  module: string;
+  moduleVersion: number;
+  eventId: string;
+  correlationId: string;
+  state: JobState;
+  /** Number of attempts started so far. */
+  attempts: number;
+  createdAt: string;
+  updatedAt: string;
+  /** When the last attempt finished (terminal or not); null while none has. */
+  finishedAt: string | null;
+  /** Message of the last failure, null if none. */
+  lastError: string | null;
+}
+
+export type AttemptOutcome = 'running' | 'succeeded' | 'failed';
+
+export interface Attempt {
+  jobId: string;
+  /** 1-based. */
+  attempt: number;
+  moduleVersion: number;
+  workerId: string;
+  outcome: AttemptOutcome;
+  startedAt: string;
+  finishedAt: string | null;
+  durationMs: number | null;
+  exitCode: number | null;
+  /** Stable error code (see core/errors.ts) when the attempt failed. */
+  errorCode: string | null;
+  errorKind: FailureKind | null;
+  error: string | null;
+  /** Last few KiB of stdout+stderr. */
+  logTail: string;
+  /** Blob holding the whole log of the attempt, when it was kept. */
+  logBlob: string | null;
+}
+
+export interface Insight {
+  jobId: string;
+  module: string;
+  eventId: string;
+  correlationId: string;
+  key: string;
+  value: string;
+  createdAt: string;
+}
+
+export interface DeadLetter {
+  /** Equal to the job id: a job is dead-lettered at most once at a time. */
+  id: string;
+  jobId: string;
+  module: string;
+  /** Null when the bus message itself was malformed. */
+  eventId: string | null;
+  reason: string;
+  attempts: number;
+  logTail: string;
+  createdAt: string;
+}
+
+/** How a module runs. `local` is the embedded executor; others come later. */
+export interface RunSpec {
+  /** argv; resolved against the pipeline file's directory when relative paths are used. */
+  command: string[];
+  /** Working directory the command is resolved from (absolute); the process runs in the job dir. */
+  cwd?: string;
+}
+
+/** A module as declared in a pipeline file, after validation and defaults. */
+export interface ModuleSpec {
+  name: string;
+  subscribes: string[];
+  publishes: string[];
+  executor: 'local';
+  run: RunSpec;
+  /** Retries after the first attempt (0 = one attempt only). */
+  retries: number;
+  timeoutMs: number;
+  concurrency: number;
+  env: Record<string, string>;
+}
+
+/** A stored module: its spec plus bookkeeping. Each change of spec makes a new version. */
+export interface ModuleRecord extends ModuleSpec {
+  version: number;
+  paused: boolean;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** The lineage of one correlation id. */
+export interface Trace {
+  correlationId: string;
+  events: IonEvent[];
+  jobs: Job[];
+  insights: Insight[];
+}

@@ -1,0 +1,178 @@
+import type {
+  Attempt,
+  DeadLetter,
+  FailureKind,
+  Insight,
+  IonEvent,
+  Job,
+  JobState,
+  KeyValue,
+  ModuleRecord,
+  ModuleSpec,
+  Trace,
+} from '../core/types.js';
+
+/**
+ * The document store port: modules, events, jobs and attempts, insights, the outbox and
+ * dead letters. Every method that changes several records does so in one transaction, so the
+ * commit protocol of DESIGN.md holds whatever adapter is behind it.
+ */
+
+export interface BeginAttemptInput {
+  jobId: string;
+  module: string;
+  moduleVersion: number;
+  event: IonEvent;
+  workerId: string;
+  startedAt: string;
+}
+
+export type BeginAttemptResult =
+  /** The attempt was recorded; `attempt` is its 1-based number. */
+  | {
+      status: 'started';
+      job: Job;
+      attempt: number;
+      /** Attempts counted against the retry budget so far (since the last redrive). */
+      failures: number;
+    }
+  /** The job already succeeded: the caller acks and does nothing else. */
+  | { status: 'succeeded'; job: Job }
+  /** The job is dead-lettered: the caller acks (a redrive re-sends it). */
+  | { status: 'dead_lettered'; job: Job };
+
+export interface FailAttemptInput {
+  jobId: string;
+  attempt: number;
+  finishedAt: string;
+  durationMs: number | null;
+  exitCode: number | null;
+  errorCode: string;
+  errorKind: FailureKind;
+  error: string;
+  logTail: string;
+  logBlob: string | null;
+  /**
+   * `failed`: a retry follows. `pending`: released without blame (shutdown). `dead_lettered`:
+   * no retry; a dead letter row is written in the same transaction.
+   */
+  nextState: Extract<JobState, 'failed' | 'pending' | 'dead_lettered'>;
+  /** Whether this attempt counts against the module's retry budget. */
+  countsAsFailure: boolean;
+  deadLetterReason?: string;
+}
+
+export interface CommitAttemptInput {
+  jobId: string;
+  attempt: number;
+  finishedAt: string;
+  durationMs: number;
+  exitCode: number;
+  logTail: string;
+  logBlob: string | null;
+  insights: KeyValue[];
+  /** Child events with deterministic ids; each is inserted if absent, with an outbox row. */
+  children: IonEvent[];
+}
+
+export interface JobFilter {
+  module?: string;
+  state?: JobState;
+  correlationId?: string;
+  eventId?: string;
+  /** Most recent first; default 100. */
+  limit?: number;
+}
+
+export interface InsightFilter {
+  module?: string;
+  key?: string;
+  value?: string;
+  correlationId?: string;
+  jobId?: string;
+  limit?: number;
+}
+
+export interface OutboxEntry {
+  /** The outbox row's own id (several rows may name one event: publication, redrives). */
+  id: string;
+  eventId: string;
+  type: string;
+  correlationId: string;
+  /** Set when the entry targets one subscription only (redrive); null means publish by topic. */
+  subscription: string | null;
+}
+
+export interface UpsertModuleResult {
+  module: ModuleRecord;
+  /** `created`, `updated` (new version) or `unchanged`. */
+  change: 'created' | 'updated' | 'unchanged';
+}
+
+export interface DocumentStore {
+  start(): Promise<void>;
+  /** Idempotent. */
+  close(): Promise<void>;
+
+  // -- modules ------------------------------------------------------------------------------
+  /** Stores a module; a spec that differs from the stored one makes a new version. */
+  upsertModule(spec: ModuleSpec): Promise<UpsertModuleResult>;
+  getModule(name: string): Promise<ModuleRecord | null>;
+  /** Live (not deleted) modules, by name. */
+  listModules(): Promise<ModuleRecord[]>;
+  /** Marks deleted (history kept). Returns false when absent. */
+  deleteModule(name: string): Promise<boolean>;
+  /** Increases on every module change; lets dispatchers notice changes cheaply. */
+  modulesRevision(): Promise<number>;
+
+  // -- events -------------------------------------------------------------------------------
+  /**
+   * Inserts a root event and its outbox row in one transaction. If an event with the same id
+   * exists, nothing is written and the stored one is returned with `created: false`.
+   */
+  insertRootEvent(event: IonEvent): Promise<{ event: IonEvent; created: boolean }>;
+  getEvent(eventId: string): Promise<IonEvent | null>;
+
+  // -- jobs ---------------------------------------------------------------------------------
+  getJob(jobId: string): Promise<Job | null>;
+  listJobs(filter?: JobFilter): Promise<Job[]>;
+  listAttempts(jobId: string): Promise<Attempt[]>;
+  /**
+   * Creates the job if absent and records a new running attempt, unless the job already
+   * succeeded or is dead-lettered. An attempt of this job still marked running (its worker
+   * died) is closed as failed with `worker_lost` first.
+   */
+  beginAttempt(input: BeginAttemptInput): Promise<BeginAttemptResult>;
+  /** Records a failed attempt and moves the job to `nextState` (one transaction). */
+  failAttempt(input: FailAttemptInput): Promise<Job>;
+  /**
+   * The commit transaction: attempt succeeded, insights stored, child events and their outbox
+   * rows inserted if absent, job succeeded. Idempotent for the same job.
+   */
+  commitAttempt(input: CommitAttemptInput): Promise<Job>;
+
+  // -- outbox -------------------------------------------------------------------------------
+  /** Oldest unpublished entries first. */
+  pendingOutbox(limit: number): Promise<OutboxEntry[]>;
+  /** Marks outbox rows (by their own id) published. */
+  markPublished(ids: string[]): Promise<void>;
+
+  // -- dead letters -------------------------------------------------------------------------
+  /** Records a dead letter that has no job (malformed bus message). */
+  addDeadLetter(entry: DeadLetter): Promise<void>;
+  listDeadLetters(filter?: { module?: string; limit?: number }): Promise<DeadLetter[]>;
+  getDeadLetter(id: string): Promise<DeadLetter | null>;
+  /**
+   * Redrive: in one transaction removes the dead letter, moves its job back to `pending`
+   * (its attempt history kept, its failure budget reset) and writes an outbox entry that
+   * targets the module's subscription only. Returns the job, or null when absent.
+   */
+  redriveDeadLetter(id: string): Promise<Job | null>;
+  /** Removes a dead letter without redriving it. */
+  discardDeadLetter(id: string): Promise<boolean>;
+
+  // -- queries ------------------------------------------------------------------------------
+  listInsights(filter?: InsightFilter): Promise<Insight[]>;
+  /** Every event, job and insight of one correlation id, in creation order. */
+  trace(correlationId: string): Promise<Trace>;
+}

@@ -11,6 +11,8 @@ export const ERROR_CODES = {
   conflict: 'The request conflicts with the current state of the resource.',
   unauthorized: 'A valid API token is required.',
   forbidden: 'The token does not carry the scope this operation needs.',
+  payload_too_large: 'The request body is larger than the server accepts.',
+  unsupported_media_type: 'The request body has a content type this route does not accept.',
   unavailable: 'A backend (bus, store, blob store) cannot be reached; retry later.',
   timeout: 'The operation did not finish in time.',
   internal: 'An unexpected error inside Ion; the server log has details.',

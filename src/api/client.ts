@@ -1,0 +1,143 @@
+import { createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import type { ApplyResult } from '../app/control.js';
+import { IonError, UnavailableError, type ErrorCode, ERROR_CODES } from '../core/errors.js';
+import type { Attempt, BlobRef, DeadLetter, Insight, IonEvent, Job, JobState, KeyValue, ModuleRecord } from '../core/types.js';
+
+/** An event as the API returns it: `data` as an object, `metadata` as the ordered pairs. */
+export type EventView = Omit<IonEvent, 'data'> & { data: Record<string, string>; metadata: KeyValue[] };
+
+export interface TraceView {
+  correlationId: string;
+  events: EventView[];
+  jobs: Job[];
+  insights: Insight[];
+}
+
+/** An error answered by the API, with its stable code. */
+export class ApiError extends IonError {
+  readonly status: number;
+  constructor(status: number, code: ErrorCode, message: string) {
+    super(code, message);
+    this.status = status;
+  }
+}
+
+function queryString(filter: Record<string, string | number | undefined>): string {
+  const query = new URLSearchParams();
+  for (const [k, v] of Object.entries(filter)) if (v !== undefined) query.set(k, String(v));
+  return query.size > 0 ? `?${query.toString()}` : '';
+}
+
+/** The typed client of the v1 API, used by the CLI and tests. */
+export class IonClient {
+  private readonly baseUrl: string;
+  constructor(baseUrl: string, private readonly token?: string) {
+    this.baseUrl = baseUrl.replace(/\/+$/, '');
+  }
+
+  private headers(extra: Record<string, string> = {}): Record<string, string> {
+    return { ...(this.token === undefined ? {} : { authorization: `Bearer ${this.token}` }), ...extra };
+  }
+
+  private async request(method: string, path: string, init: { json?: unknown; body?: RequestInit['body']; headers?: Record<string, string> } = {}): Promise<Response> {
+    let response: Response;
+    try {
+      response = await fetch(`${this.baseUrl}${path}`, {
+        method,
+        headers: this.headers({ ...(init.json === undefined ? {} : { 'content-type': 'application/json' }), ...init.headers }),
+        body: init.json === undefined ? init.body : JSON.stringify(init.json),
+        ...(init.body instanceof ReadableStream ? { duplex: 'half' } : {}),
+      } as RequestInit);
+    } catch (err) {
+      const cause = err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err);
+      throw new UnavailableError(`cannot reach Ion at ${this.baseUrl} (${cause}); is it running? (start it with "ion up")`, { cause: err });
+    }
+    if (!response.ok) {
+      let code: ErrorCode = 'internal';
+      let message = `${method} ${path} answered ${response.status}`;
+      try {
+        const body = (await response.json()) as { error?: { code?: string; message?: string } };
+        if (body.error?.code !== undefined && body.error.code in ERROR_CODES) code = body.error.code as ErrorCode;
+        if (body.error?.message !== undefined) message = body.error.message;
+      } catch {
+        // not our error format: keep the status line
+      }
+      throw new ApiError(response.status, code, message);
+    }
+    return response;
+  }
+
+  private async json<T>(method: string, path: string, json?: unknown): Promise<T> {
+    const response = await this.request(method, path, json === undefined ? {} : { json });
+    return (await response.json()) as T;
+  }
+
+  health(): Promise<{ status: string }> {
+    return this.json('GET', '/healthz');
+  }
+
+  applyPipeline(pipeline: unknown, prune = false): Promise<ApplyResult> {
+    return this.json('POST', '/v1/pipelines/apply', { pipeline, prune });
+  }
+
+  async listModules(): Promise<ModuleRecord[]> {
+    return (await this.json<{ modules: ModuleRecord[] }>('GET', '/v1/modules')).modules;
+  }
+
+  getModule(name: string): Promise<ModuleRecord> {
+    return this.json('GET', `/v1/modules/${encodeURIComponent(name)}`);
+  }
+
+  /** Streams a local file to the blob store. */
+  async uploadFile(path: string): Promise<BlobRef> {
+    const body = Readable.toWeb(createReadStream(path)) as ReadableStream<Uint8Array>;
+    const response = await this.request('PUT', '/v1/blobs', { body, headers: { 'content-type': 'application/octet-stream' } });
+    return (await response.json()) as BlobRef;
+  }
+
+  /** Streams a blob's content. */
+  async downloadBlob(sha256: string): Promise<Readable> {
+    const response = await this.request('GET', `/v1/blobs/${sha256}`);
+    return Readable.fromWeb(response.body! as Parameters<typeof Readable.fromWeb>[0]);
+  }
+
+  publish(input: { type: string; data?: Record<string, string> | KeyValue[]; files?: { path: string; sha256: string }[]; idempotencyKey?: string }): Promise<{ eventId: string; correlationId: string; created: boolean }> {
+    return this.json('POST', '/v1/events', input);
+  }
+
+  getEvent(eventId: string): Promise<EventView> {
+    return this.json('GET', `/v1/events/${encodeURIComponent(eventId)}`);
+  }
+
+  trace(correlationId: string): Promise<TraceView> {
+    return this.json('GET', `/v1/traces/${encodeURIComponent(correlationId)}`);
+  }
+
+  async listJobs(filter: { module?: string; state?: JobState; correlationId?: string; limit?: number } = {}): Promise<Job[]> {
+    const qs = queryString(filter);
+    return (await this.json<{ jobs: Job[] }>('GET', `/v1/jobs${qs}`)).jobs;
+  }
+
+  getJob(jobId: string): Promise<{ job: Job; attempts: Attempt[] }> {
+    return this.json('GET', `/v1/jobs/${encodeURIComponent(jobId)}`);
+  }
+
+  async jobLogs(jobId: string, attempt?: number): Promise<{ attempt: number; text: string }> {
+    const response = await this.request('GET', `/v1/jobs/${encodeURIComponent(jobId)}/logs${attempt === undefined ? '' : `?attempt=${attempt}`}`);
+    return { attempt: Number(response.headers.get('x-ion-attempt')), text: await response.text() };
+  }
+
+  async listDeadLetters(filter: { module?: string; limit?: number } = {}): Promise<DeadLetter[]> {
+    const qs = queryString(filter);
+    return (await this.json<{ deadLetters: DeadLetter[] }>('GET', `/v1/dead-letters${qs}`)).deadLetters;
+  }
+
+  redrive(id: string): Promise<{ job: Job | null }> {
+    return this.json('POST', `/v1/dead-letters/${encodeURIComponent(id)}/redrive`);
+  }
+
+  async discardDeadLetter(id: string): Promise<void> {
+    await this.request('DELETE', `/v1/dead-letters/${encodeURIComponent(id)}`);
+  }
+}

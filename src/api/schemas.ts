@@ -1,0 +1,142 @@
+/** JSON schemas of the v1 API: request validation, response serialisation, OpenAPI later. */
+
+const keyValue = { type: 'object', required: ['key', 'value'], properties: { key: { type: 'string' }, value: { type: 'string' } } } as const;
+const fileRef = {
+  type: 'object',
+  required: ['path', 'sha256', 'size'],
+  properties: { path: { type: 'string' }, sha256: { type: 'string' }, size: { type: 'integer' } },
+} as const;
+
+export const eventSchema = {
+  type: 'object',
+  required: ['eventId', 'type', 'correlationId', 'parentEventId', 'source', 'data', 'files', 'createdAt'],
+  properties: {
+    eventId: { type: 'string' },
+    type: { type: 'string' },
+    correlationId: { type: 'string' },
+    parentEventId: { type: ['string', 'null'] },
+    source: { type: 'string' },
+    sourceJobId: { type: ['string', 'null'] },
+    data: { type: 'object', additionalProperties: { type: 'string' } },
+    metadata: { type: 'array', items: keyValue },
+    files: { type: 'array', items: fileRef },
+    createdAt: { type: 'string' },
+  },
+} as const;
+
+export const jobSchema = {
+  type: 'object',
+  properties: {
+    jobId: { type: 'string' },
+    module: { type: 'string' },
+    moduleVersion: { type: 'integer' },
+    eventId: { type: 'string' },
+    correlationId: { type: 'string' },
+    state: { type: 'string', enum: ['pending', 'running', 'succeeded', 'failed', 'dead_lettered'] },
+    attempts: { type: 'integer' },
+    createdAt: { type: 'string' },
+    updatedAt: { type: 'string' },
+    finishedAt: { type: ['string', 'null'] },
+    lastError: { type: ['string', 'null'] },
+  },
+} as const;
+
+export const attemptSchema = {
+  type: 'object',
+  properties: {
+    attempt: { type: 'integer' },
+    moduleVersion: { type: 'integer' },
+    workerId: { type: 'string' },
+    outcome: { type: 'string' },
+    startedAt: { type: 'string' },
+    finishedAt: { type: ['string', 'null'] },
+    durationMs: { type: ['integer', 'null'] },
+    exitCode: { type: ['integer', 'null'] },
+    errorCode: { type: ['string', 'null'] },
+    errorKind: { type: ['string', 'null'] },
+    error: { type: ['string', 'null'] },
+    logTail: { type: 'string' },
+  },
+} as const;
+
+export const insightSchema = {
+  type: 'object',
+  properties: {
+    jobId: { type: 'string' },
+    module: { type: 'string' },
+    eventId: { type: 'string' },
+    correlationId: { type: 'string' },
+    key: { type: 'string' },
+    value: { type: 'string' },
+    createdAt: { type: 'string' },
+  },
+} as const;
+
+export const moduleSchema = {
+  type: 'object',
+  properties: {
+    name: { type: 'string' },
+    version: { type: 'integer' },
+    subscribes: { type: 'array', items: { type: 'string' } },
+    publishes: { type: 'array', items: { type: 'string' } },
+    executor: { type: 'string' },
+    run: { type: 'object', properties: { command: { type: 'array', items: { type: 'string' } } } },
+    retries: { type: 'integer' },
+    timeoutMs: { type: 'integer' },
+    concurrency: { type: 'integer' },
+    env: { type: 'object', additionalProperties: { type: 'string' } },
+    paused: { type: 'boolean' },
+    createdAt: { type: 'string' },
+    updatedAt: { type: 'string' },
+  },
+} as const;
+
+export const deadLetterSchema = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    jobId: { type: 'string' },
+    module: { type: 'string' },
+    eventId: { type: ['string', 'null'] },
+    reason: { type: 'string' },
+    attempts: { type: 'integer' },
+    logTail: { type: 'string' },
+    createdAt: { type: 'string' },
+  },
+} as const;
+
+export const publishBodySchema = {
+  type: 'object',
+  required: ['type'],
+  additionalProperties: false,
+  properties: {
+    type: { type: 'string', minLength: 1, maxLength: 200 },
+    data: {
+      oneOf: [
+        { type: 'object', additionalProperties: { type: 'string' } },
+        { type: 'array', items: { ...keyValue, additionalProperties: false }, maxItems: 10000 },
+      ],
+    },
+    files: {
+      type: 'array',
+      maxItems: 10000,
+      items: {
+        type: 'object',
+        required: ['path', 'sha256'],
+        additionalProperties: false,
+        properties: { path: { type: 'string', minLength: 1, maxLength: 4096 }, sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' } },
+      },
+    },
+    idempotencyKey: { type: 'string', minLength: 1, maxLength: 256 },
+  },
+} as const;
+
+export const traceSchema = {
+  type: 'object',
+  properties: {
+    correlationId: { type: 'string' },
+    events: { type: 'array', items: eventSchema },
+    jobs: { type: 'array', items: jobSchema },
+    insights: { type: 'array', items: insightSchema },
+  },
+} as const;

@@ -1,0 +1,146 @@
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { BlobStore } from '../blob/blob-store.js';
+import { FsBlobStore } from '../blob/fs/fs-blob-store.js';
+import type { EventBus } from '../bus/event-bus.js';
+import { SqliteEventBus } from '../bus/sqlite/sqlite-event-bus.js';
+import type { IonConfig } from '../config/config.js';
+import { errorMessage } from '../core/errors.js';
+import { newId } from '../core/ids.js';
+import { WorkerPool } from '../dispatcher/worker-pool.js';
+import type { Executor } from '../executors/executor.js';
+import { LocalExecutor } from '../executors/local/local-executor.js';
+import { OutboxRelay } from '../relay/outbox-relay.js';
+import type { DocumentStore } from '../store/document-store.js';
+import { SqliteDocumentStore } from '../store/sqlite/sqlite-document-store.js';
+import { buildServer, type IonServer } from '../api/server.js';
+import { Control } from './control.js';
+
+/** Which parts of Ion this process runs. `ion up` runs all three. */
+export interface Roles {
+  api: boolean;
+  relay: boolean;
+  workers: boolean;
+  /** With `workers`: only these modules. */
+  modules?: readonly string[];
+}
+
+/** The environment variables a module inherits from the platform: nothing secret. */
+const INHERITED_ENV = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'USER'] as const;
+
+export function moduleBaseEnv(env: NodeJS.ProcessEnv): Record<string, string> {
+  const base: Record<string, string> = {};
+  for (const name of INHERITED_ENV) {
+    const value = env[name];
+    if (value !== undefined) base[name] = value;
+  }
+  base.PATH ??= '/usr/local/bin:/usr/bin:/bin';
+  return base;
+}
+
+export interface Backends {
+  bus: EventBus;
+  store: DocumentStore;
+  blobs: BlobStore;
+  executor: Executor;
+}
+
+/** Builds the adapters the config names. Distributed adapters will load their drivers lazily here. */
+export function createBackends(config: IonConfig, logger: Logger): Backends {
+  const bus = new SqliteEventBus({ path: config.bus.path ?? join(config.dataDir, 'bus.db'), logger: logger.child({ component: 'bus' }) });
+  const store = new SqliteDocumentStore({ path: config.store.path ?? join(config.dataDir, 'store.db') });
+  const blobs = new FsBlobStore({ dir: config.blob.dir ?? join(config.dataDir, 'blobs') });
+  const executor = new LocalExecutor();
+  return { bus, store, blobs, executor };
+}
+
+/**
+ * The composition root: builds everything from config once, starts the parts this process
+ * plays, and stops them in the reverse order.
+ */
+export class IonApp {
+  readonly backends: Backends;
+  readonly control: Control;
+  readonly relay: OutboxRelay | null;
+  readonly pool: WorkerPool | null;
+  readonly server: IonServer | null;
+  private started = false;
+  private stopping: Promise<void> | null = null;
+
+  constructor(
+    readonly config: IonConfig,
+    readonly logger: Logger,
+    readonly roles: Roles,
+    env: NodeJS.ProcessEnv,
+  ) {
+    this.backends = createBackends(config, logger);
+    const { bus, store, blobs, executor } = this.backends;
+    this.relay = roles.relay ? new OutboxRelay(store, bus, logger.child({ component: 'relay' })) : null;
+    this.pool = roles.workers
+      ? new WorkerPool(
+          {
+            store,
+            bus,
+            blobs,
+            executor,
+            logger: logger.child({ component: 'dispatcher' }),
+            workerId: `${hostname()}/${process.pid}/${newId().slice(0, 8)}`,
+            dataDir: config.dataDir,
+            baseEnv: moduleBaseEnv(env),
+            settings: config.dispatcher,
+            onCommitted: () => this.relay?.wake(),
+          },
+          roles.modules === undefined ? {} : { modules: roles.modules },
+        )
+      : null;
+    this.control = new Control({
+      store,
+      bus,
+      blobs,
+      leaseMs: config.dispatcher.leaseMs,
+      onPublished: () => this.relay?.wake(),
+      onModulesChanged: () => this.pool?.refresh(),
+    });
+    this.server = roles.api ? buildServer({ control: this.control, logger: logger.child({ component: 'api' }), bodyLimitBytes: config.api.bodyLimitBytes }) : null;
+  }
+
+  /** Starts backends, then relay and workers, then the API (listening). Returns the API URL. */
+  async start(): Promise<string | null> {
+    const { bus, store, blobs, executor } = this.backends;
+    await store.start();
+    await bus.start();
+    await blobs.start();
+    await executor.start();
+    this.started = true;
+    this.relay?.start();
+    await this.pool?.start();
+    if (this.server === null) return null;
+    return this.server.listen({ host: this.config.api.host, port: this.config.api.port });
+  }
+
+  /** Graceful: stop the API, drain workers up to the grace period, stop the relay, close backends. */
+  stop(): Promise<void> {
+    this.stopping ??= this.doStop();
+    return this.stopping;
+  }
+
+  private async doStop(): Promise<void> {
+    const step = async (name: string, fn: () => Promise<unknown>): Promise<void> => {
+      try {
+        await fn();
+      } catch (err) {
+        this.logger.warn({ err: errorMessage(err) }, `error while stopping ${name}`);
+      }
+    };
+    if (this.server !== null) await step('api', () => this.server!.close());
+    if (this.pool !== null) await step('workers', () => this.pool!.stop());
+    if (this.relay !== null) await step('relay', () => this.relay!.stop());
+    if (!this.started) return;
+    const { bus, store, blobs, executor } = this.backends;
+    await step('executor', () => executor.close());
+    await step('bus', () => bus.close());
+    await step('blobs', () => blobs.close());
+    await step('store', () => store.close());
+  }
+}

@@ -1,0 +1,64 @@
+import { Command, CommanderError, Option } from 'commander';
+import { IonError } from '../core/errors.js';
+import { registerApply } from './commands/apply.js';
+import { registerDev } from './commands/dev.js';
+import { registerEvent } from './commands/event.js';
+import { registerDlq, registerJobs, registerModules } from './commands/jobs.js';
+import { registerTrace } from './commands/trace.js';
+import { registerUp } from './commands/up.js';
+
+/** Exit codes: 0 success, 1 failure, 2 usage error. */
+export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
+
+export function buildProgram(): Command {
+  const program = new Command('ion')
+    .description('Ion: event-driven data processing. Modules in any language, chained by events.')
+    .version('0.1.0')
+    .showHelpAfterError()
+    .exitOverride();
+  registerUp(program);
+  registerApply(program);
+  registerEvent(program);
+  registerTrace(program);
+  registerJobs(program);
+  registerDlq(program);
+  registerModules(program);
+  registerDev(program);
+  // Every command that talks to a running Ion takes --api-url.
+  const addApiUrl = (cmd: Command): void => {
+    if (cmd.name() !== 'up' && cmd.commands.length === 0) {
+      cmd.addOption(new Option('--api-url <url>', 'URL of a running Ion (env ION_API_URL; default http://127.0.0.1:7411)'));
+    }
+    cmd.commands.forEach(addApiUrl);
+  };
+  program.commands.forEach(addApiUrl);
+  program.commands.forEach(function override(cmd: Command): void {
+    cmd.exitOverride();
+    cmd.commands.forEach(override);
+  });
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.ok;
+      return EXIT.usage;
+    }
+    if (err instanceof IonError) {
+      process.stderr.write(`error: ${err.message}\n`);
+      return err.code === 'validation_failed' ? EXIT.failure : EXIT.failure;
+    }
+    process.stderr.write(`error: ${err instanceof Error ? err.message : String(err)}\n`);
+    return EXIT.failure;
+  }
+}
+
+// Long-running commands (up) keep the process alive through their servers and timers.
+const code = await main(process.argv);
+if (code !== EXIT.ok) process.exit(code);
+else process.exitCode = 0;

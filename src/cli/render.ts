@@ -1,0 +1,81 @@
+import type { TraceView, EventView } from '../api/client.js';
+import { formatDuration } from '../core/duration.js';
+import type { Job } from '../core/types.js';
+
+/** Fixed-width table for human output. */
+export function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  return [line(headers), ...rows.map(line)].join('\n');
+}
+
+export function jobDuration(job: Job): string {
+  if (job.finishedAt === null) return '-';
+  return formatDuration(Date.parse(job.finishedAt) - Date.parse(job.createdAt));
+}
+
+function eventLine(event: EventView): string {
+  const meta = Object.entries(event.data).map(([k, v]) => `${k}=${v.length > 40 ? `${v.slice(0, 37)}...` : v}`);
+  return `event ${event.type} ${event.eventId}${meta.length > 0 ? `  {${meta.join(', ')}}` : ''}`;
+}
+
+/**
+ * Renders a trace as a tree: each event, the jobs it triggered (module, state, attempts,
+ * duration, insights), and under each job the events it raised, recursively.
+ */
+export function renderTrace(trace: TraceView): string {
+  const childrenOf = new Map<string, EventView[]>();
+  const roots: EventView[] = [];
+  for (const event of trace.events) {
+    if (event.sourceJobId === null) roots.push(event);
+    else childrenOf.set(event.sourceJobId, [...(childrenOf.get(event.sourceJobId) ?? []), event]);
+  }
+  const jobsOf = new Map<string, Job[]>();
+  for (const job of trace.jobs) jobsOf.set(job.eventId, [...(jobsOf.get(job.eventId) ?? []), job]);
+  const insightsOf = new Map<string, string[]>();
+  for (const i of trace.insights) insightsOf.set(i.jobId, [...(insightsOf.get(i.jobId) ?? []), `${i.key}=${i.value}`]);
+
+  const out: string[] = [`trace ${trace.correlationId}`];
+  const walkEvent = (event: EventView, prefix: string, last: boolean): void => {
+    out.push(`${prefix}${last ? '└─ ' : '├─ '}${eventLine(event)}`);
+    const inner = prefix + (last ? '   ' : '│  ');
+    const files = event.files.map((f) => `file ${f.path} (${f.size} B)`);
+    const jobs = jobsOf.get(event.eventId) ?? [];
+    const total = files.length + jobs.length;
+    let index = 0;
+    for (const f of files) {
+      index += 1;
+      out.push(`${inner}${index === total ? '└─ ' : '├─ '}${f}`);
+    }
+    for (const job of jobs) {
+      index += 1;
+      walkJob(job, inner, index === total);
+    }
+  };
+  const walkJob = (job: Job, prefix: string, last: boolean): void => {
+    const error = job.lastError !== null && job.state !== 'succeeded' ? `  error: ${job.lastError}` : '';
+    out.push(`${prefix}${last ? '└─ ' : '├─ '}job ${job.module} [${job.state}] attempts=${job.attempts} duration=${jobDuration(job)}${error}`);
+    const inner = prefix + (last ? '   ' : '│  ');
+    const insights = insightsOf.get(job.jobId) ?? [];
+    const children = childrenOf.get(job.jobId) ?? [];
+    const total = (insights.length > 0 ? 1 : 0) + children.length;
+    let index = 0;
+    if (insights.length > 0) {
+      index += 1;
+      out.push(`${inner}${index === total ? '└─ ' : '├─ '}insights ${insights.join(', ')}`);
+    }
+    for (const child of children) {
+      index += 1;
+      walkEvent(child, inner, index === total);
+    }
+  };
+  roots.forEach((root, i) => walkEvent(root, '', i === roots.length - 1));
+  return out.join('\n');
+}
+
+/** Counts jobs by state: `3 succeeded, 1 running`. */
+export function summariseJobs(jobs: Job[]): string {
+  const counts = new Map<string, number>();
+  for (const job of jobs) counts.set(job.state, (counts.get(job.state) ?? 0) + 1);
+  return [...counts].map(([state, n]) => `${n} ${state}`).join(', ') || 'no jobs';
+}

@@ -1,0 +1,165 @@
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { readYamlFile } from '../core/pipeline-file.js';
+import { parseOrThrow } from '../core/validation.js';
+import { ValidationError } from '../core/errors.js';
+
+/**
+ * Ion's one configuration schema. Loaded once at start: defaults < config file < `ION_*`
+ * environment < flags; unknown keys are rejected and the result is frozen. Backends are
+ * discriminated unions on `kind` so later adapters slot in beside the embedded ones.
+ */
+const busSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('sqlite'), path: z.string().optional() }).strict(),
+]);
+const storeSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('sqlite'), path: z.string().optional() }).strict(),
+]);
+const blobSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('fs'), dir: z.string().optional() }).strict(),
+]);
+const executorSchema = z.discriminatedUnion('kind', [z.object({ kind: z.literal('local') }).strict()]);
+
+export const configSchema = z
+  .object({
+    dataDir: z.string().default('.ion'),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    api: z
+      .object({
+        host: z.string().default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(7411),
+        bodyLimitBytes: z.number().int().positive().default(1024 * 1024),
+      })
+      .strict()
+      .prefault({}),
+    bus: busSchema.default({ kind: 'sqlite' }),
+    store: storeSchema.default({ kind: 'sqlite' }),
+    blob: blobSchema.default({ kind: 'fs' }),
+    executor: executorSchema.default({ kind: 'local' }),
+    dispatcher: z
+      .object({
+        /** How long a delivery stays leased without an extension. */
+        leaseMs: z.number().int().min(100).default(30_000),
+        /** First retry delay; doubles per failure, with full jitter. */
+        retryBaseDelayMs: z.number().int().min(0).default(1000),
+        retryMaxDelayMs: z.number().int().min(0).default(5 * 60_000),
+        /** How long running jobs may finish after SIGINT/SIGTERM before they are released. */
+        shutdownGraceMs: z.number().int().min(0).default(10_000),
+        /** How often a worker looks for pipeline changes made by other processes. */
+        moduleRefreshMs: z.number().int().min(50).default(1000),
+        /** Keep job directories after the attempt (debugging). */
+        keepJobDirs: z.boolean().default(false),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type IonConfig = Readonly<z.output<typeof configSchema>>;
+
+/** Environment variables that map onto config keys, with how to parse them. */
+const ENV_KEYS: Record<string, { path: string[]; type: 'string' | 'int' | 'bool' }> = {
+  ION_DATA_DIR: { path: ['dataDir'], type: 'string' },
+  ION_LOG_LEVEL: { path: ['logLevel'], type: 'string' },
+  ION_HOST: { path: ['api', 'host'], type: 'string' },
+  ION_PORT: { path: ['api', 'port'], type: 'int' },
+  ION_LEASE_MS: { path: ['dispatcher', 'leaseMs'], type: 'int' },
+  ION_RETRY_BASE_DELAY_MS: { path: ['dispatcher', 'retryBaseDelayMs'], type: 'int' },
+  ION_RETRY_MAX_DELAY_MS: { path: ['dispatcher', 'retryMaxDelayMs'], type: 'int' },
+  ION_SHUTDOWN_GRACE_MS: { path: ['dispatcher', 'shutdownGraceMs'], type: 'int' },
+  ION_KEEP_JOB_DIRS: { path: ['dispatcher', 'keepJobDirs'], type: 'bool' },
+};
+
+type Tree = Record<string, unknown>;
+
+function setPath(target: Tree, path: string[], value: unknown): void {
+  let node = target;
+  for (const key of path.slice(0, -1)) {
+    const next = node[key];
+    if (typeof next !== 'object' || next === null) node[key] = {};
+    node = node[key] as Tree;
+  }
+  node[path[path.length - 1]!] = value;
+}
+
+function deepMerge(base: Tree, over: Tree): Tree {
+  const out: Tree = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    const prev = out[k];
+    if (
+      typeof v === 'object' && v !== null && !Array.isArray(v) &&
+      typeof prev === 'object' && prev !== null && !Array.isArray(prev) &&
+      !('kind' in v)
+    ) {
+      out[k] = deepMerge(prev as Tree, v as Tree);
+    } else {
+      out[k] = v;
+    }
+  }
+  return out;
+}
+
+function envLayer(env: NodeJS.ProcessEnv): Tree {
+  const layer: Tree = {};
+  for (const [name, spec] of Object.entries(ENV_KEYS)) {
+    const raw = env[name];
+    if (raw === undefined || raw === '') continue;
+    let value: unknown = raw;
+    if (spec.type === 'int') {
+      if (!/^\d+$/.test(raw)) throw new ValidationError(`invalid config: ${name} must be a whole number, got "${raw}"`, [{ path: name, message: 'must be a whole number' }]);
+      value = Number(raw);
+    } else if (spec.type === 'bool') {
+      if (!/^(true|false|1|0)$/.test(raw)) throw new ValidationError(`invalid config: ${name} must be true or false`, [{ path: name, message: 'must be true or false' }]);
+      value = raw === 'true' || raw === '1';
+    }
+    setPath(layer, spec.path, value);
+  }
+  return layer;
+}
+
+export interface LoadConfigInput {
+  /** Path of a YAML/JSON config file (flag `--config` or `ION_CONFIG`). */
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Values from command-line flags, as a partial config tree. */
+  flags?: Tree;
+}
+
+/** Loads, validates and freezes the configuration. `dataDir` comes back absolute. */
+export function loadConfig(input: LoadConfigInput = {}): IonConfig {
+  const env = input.env ?? {};
+  const file = input.file ?? env.ION_CONFIG;
+  let merged: Tree = {};
+  if (file !== undefined && file !== '') {
+    const doc = readYamlFile(file, 'config file');
+    if (doc !== null && doc !== undefined) {
+      if (typeof doc !== 'object' || Array.isArray(doc)) throw new ValidationError(`config file ${file} must hold a mapping`);
+      merged = deepMerge(merged, doc as Tree);
+    }
+  }
+  merged = deepMerge(merged, envLayer(env));
+  merged = deepMerge(merged, input.flags ?? {});
+  const config = parseOrThrow(configSchema, merged, 'config');
+  return deepFreeze({ ...config, dataDir: resolve(config.dataDir) });
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+const SECRET_KEY = /(password|secret|token|key|credential)/i;
+
+/** A copy of the config safe to print or log: values under secret-looking keys are masked. */
+export function redactConfig(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(redactConfig);
+  if (typeof value !== 'object' || value === null) return value;
+  const out: Tree = {};
+  for (const [k, v] of Object.entries(value)) {
+    out[k] = SECRET_KEY.test(k) && typeof v === 'string' ? '[redacted]' : redactConfig(v);
+  }
+  return out;
+}

@@ -1,0 +1,213 @@
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Delivery } from '../bus/event-bus.js';
+import { IonError, ModuleOutputError, errorMessage } from '../core/errors.js';
+import { childEventId, jobIdFor } from '../core/ids.js';
+import { nowIso } from '../core/time.js';
+import type { FailureKind, FileRef, IonEvent, ModuleRecord } from '../core/types.js';
+import { readJobOutputs } from '../handler/commit.js';
+import { prepareJobDir } from '../handler/prepare.js';
+import { retryDelayMs } from './backoff.js';
+import { parseNotice } from './bus-notice.js';
+import type { DispatcherDeps } from './deps.js';
+import { newId } from '../core/ids.js';
+import type { ExecutionResult } from '../executors/executor.js';
+
+/** How one attempt ended, before it is recorded. */
+type AttemptEnd =
+  | { ok: true; result: ExecutionResult; logBlob: string | null; children: IonEvent[]; insights: { key: string; value: string }[] }
+  | { ok: false; released: boolean; code: string; kind: FailureKind; message: string; result: ExecutionResult | null; logBlob: string | null };
+
+/** The environment of one module run: platform base, the module's own, then Ion's contract vars. */
+export function moduleEnv(base: Readonly<Record<string, string>>, module: ModuleRecord, event: IonEvent, dir: string, attempt: number): Record<string, string> {
+  return {
+    ...base,
+    ...module.env,
+    HANDLER_BASE_DIR: dir,
+    ION_BASE_DIR: dir,
+    ION_MODULE: module.name,
+    ION_EVENT_ID: event.eventId,
+    ION_EVENT_TYPE: event.type,
+    ION_CORRELATION_ID: event.correlationId,
+    ION_PARENT_EVENT_ID: event.parentEventId ?? '',
+    ION_ATTEMPT: String(attempt),
+  };
+}
+
+/**
+ * Runs one delivery of one module through the commit protocol: dedupe, prepare, execute,
+ * commit (or fail / retry / dead-letter), then settle the delivery. Never throws: every
+ * failure ends as a settled delivery and a recorded attempt, or a nack when even recording
+ * failed (the bus redelivers later).
+ */
+export class JobRunner {
+  constructor(private readonly deps: DispatcherDeps) {}
+
+  async handle(delivery: Delivery, module: ModuleRecord, cancel: AbortSignal): Promise<void> {
+    const log = this.deps.logger.child({ module: module.name, messageId: delivery.message.id });
+    try {
+      await this.handleInner(delivery, module, cancel, log);
+    } catch (err) {
+      // The store or the bus failed under us: leave the job to a later redelivery.
+      log.error({ err: errorMessage(err) }, 'job handling failed; releasing the delivery for a later retry');
+      await delivery
+        .nack({ delayMs: retryDelayMs(delivery.deliveryCount, this.deps.settings.retryBaseDelayMs, this.deps.settings.retryMaxDelayMs) })
+        .catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'nack failed; the lease will lapse instead'));
+    }
+  }
+
+  private async handleInner(delivery: Delivery, module: ModuleRecord, cancel: AbortSignal, log: DispatcherDeps['logger']): Promise<void> {
+    const { store, settings } = this.deps;
+    const notice = parseNotice(delivery.message);
+    if (typeof notice === 'string') {
+      const reason = `malformed bus message ${delivery.message.id}: ${notice}`;
+      log.warn({ reason }, 'dead-lettering a malformed bus message');
+      await store.addDeadLetter({ id: newId(), jobId: '', module: module.name, eventId: null, reason, attempts: 0, logTail: '', createdAt: nowIso() });
+      await delivery.deadLetter(reason);
+      return;
+    }
+    const event = await store.getEvent(notice.eventId);
+    if (event === null) {
+      const reason = `event ${notice.eventId} named by the bus message is not in the store`;
+      await store.addDeadLetter({ id: newId(), jobId: '', module: module.name, eventId: notice.eventId, reason, attempts: 0, logTail: '', createdAt: nowIso() });
+      await delivery.deadLetter(reason);
+      return;
+    }
+    const jobId = jobIdFor(module.name, event.eventId);
+    const begin = await store.beginAttempt({ jobId, module: module.name, moduleVersion: module.version, event, workerId: this.deps.workerId, startedAt: nowIso() });
+    if (begin.status !== 'started') {
+      log.debug({ jobId, status: begin.status }, 'job already settled; acking the duplicate delivery');
+      await delivery.ack();
+      return;
+    }
+    const { attempt } = begin;
+    if (begin.failures > module.retries) {
+      // Earlier attempts were lost with their workers until the budget ran out.
+      await this.settleFailure(delivery, module, jobId, attempt, begin.failures, { ok: false, released: false, code: 'worker_lost', kind: 'platform', message: 'the workers running this job stopped before it finished', result: null, logBlob: null }, log);
+      return;
+    }
+    const lease = setInterval(() => {
+      delivery.extend().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'lease extension failed'));
+    }, Math.max(50, Math.floor(settings.leaseMs / 3)));
+    let end: AttemptEnd;
+    try {
+      end = await this.runAttempt(module, event, jobId, attempt, cancel);
+    } finally {
+      clearInterval(lease);
+    }
+    if (end.ok) {
+      const duration = end.result.durationMs;
+      await store.commitAttempt({ jobId, attempt, finishedAt: nowIso(), durationMs: duration, exitCode: 0, logTail: end.result.logTail, logBlob: end.logBlob, insights: end.insights, children: end.children });
+      await delivery.ack();
+      this.deps.onCommitted?.();
+      log.info({ jobId, attempt, durationMs: duration, children: end.children.length }, 'job succeeded');
+      return;
+    }
+    await this.settleFailure(delivery, module, jobId, attempt, begin.failures + (end.released ? 0 : 1), end, log);
+  }
+
+  private async settleFailure(delivery: Delivery, module: ModuleRecord, jobId: string, attempt: number, failures: number, end: Extract<AttemptEnd, { ok: false }>, log: DispatcherDeps['logger']): Promise<void> {
+    const { store, settings } = this.deps;
+    const base = {
+      jobId,
+      attempt,
+      finishedAt: nowIso(),
+      durationMs: end.result?.durationMs ?? null,
+      exitCode: end.result?.exitCode ?? null,
+      errorCode: end.code,
+      errorKind: end.kind,
+      error: end.message,
+      logTail: end.result?.logTail ?? '',
+      logBlob: end.logBlob,
+    };
+    if (end.released) {
+      await store.failAttempt({ ...base, nextState: 'pending', countsAsFailure: false });
+      await delivery.nack({ delayMs: 0 });
+      log.info({ jobId, attempt }, 'job released for redelivery (shutdown)');
+      return;
+    }
+    if (failures > module.retries) {
+      const reason = `${end.code}: ${end.message} (after ${failures} failed attempt${failures === 1 ? '' : 's'})`;
+      await store.failAttempt({ ...base, nextState: 'dead_lettered', countsAsFailure: true, deadLetterReason: reason });
+      await delivery.deadLetter(reason);
+      log.warn({ jobId, attempt, reason }, 'job dead-lettered');
+      return;
+    }
+    const delayMs = retryDelayMs(failures, settings.retryBaseDelayMs, settings.retryMaxDelayMs);
+    await store.failAttempt({ ...base, nextState: 'failed', countsAsFailure: true });
+    await delivery.nack({ delayMs });
+    log.info({ jobId, attempt, code: end.code, error: end.message, retryInMs: delayMs }, 'attempt failed; retry scheduled');
+  }
+
+  /** prepare → execute → read outputs → upload files. Returns how the attempt ended. */
+  private async runAttempt(module: ModuleRecord, event: IonEvent, jobId: string, attempt: number, cancel: AbortSignal): Promise<AttemptEnd> {
+    const { blobs, executor, dataDir, settings } = this.deps;
+    const dir = join(dataDir, 'jobs', jobId, String(attempt));
+    const logFile = join(dataDir, 'logs', jobId, `${attempt}.log`);
+    let result: ExecutionResult | null = null;
+    let logBlob: string | null = null;
+    try {
+      await prepareJobDir(dir, event, (sha, dest) => blobs.materialize(sha, dest));
+      result = await executor.run({
+        jobId,
+        attempt,
+        workDir: dir,
+        command: module.run.command,
+        env: moduleEnv(this.deps.baseEnv, module, event, dir, attempt),
+        timeoutMs: module.timeoutMs,
+        logFile,
+        signal: cancel,
+      });
+      logBlob = await this.keepLog(logFile);
+      if (result.cancelled) {
+        return { ok: false, released: true, code: 'worker_lost', kind: 'platform', message: 'the worker shut down while the job ran; released for redelivery', result, logBlob };
+      }
+      if (result.timedOut) {
+        return { ok: false, released: false, code: 'module_timeout', kind: 'module', message: `timed out after ${module.timeoutMs}ms and was killed`, result, logBlob };
+      }
+      if (result.exitCode !== 0) {
+        const how = result.exitCode === null ? `was killed by ${result.signal ?? 'a signal'}` : `exited with code ${result.exitCode}`;
+        return { ok: false, released: false, code: 'module_failed', kind: 'module', message: `the module ${how}`, result, logBlob };
+      }
+      const plan = await readJobOutputs(dir, module.publishes);
+      const refs = new Map<string, FileRef>();
+      for (const file of plan.files) {
+        const ref = await blobs.putFile(file.absPath);
+        refs.set(file.path, { path: file.path, ...ref });
+      }
+      const createdAt = nowIso();
+      const children: IonEvent[] = plan.events.map((raised) => ({
+        eventId: childEventId(event.eventId, module.name, raised.fileName),
+        type: raised.type,
+        correlationId: event.correlationId,
+        parentEventId: event.eventId,
+        source: module.name,
+        sourceJobId: jobId,
+        data: raised.data,
+        files: raised.files.map((p) => refs.get(p)!),
+        createdAt,
+      }));
+      return { ok: true, result, logBlob, children, insights: plan.insights };
+    } catch (err) {
+      if (err instanceof ModuleOutputError) {
+        return { ok: false, released: false, code: err.code, kind: 'module', message: err.message, result, logBlob };
+      }
+      const code = err instanceof IonError ? err.code : 'internal';
+      return { ok: false, released: false, code, kind: 'platform', message: errorMessage(err), result, logBlob };
+    } finally {
+      if (!settings.keepJobDirs) await rm(join(dataDir, 'jobs', jobId), { recursive: true, force: true }).catch(() => undefined);
+    }
+  }
+
+  /** Moves the attempt's log into the blob store so any server can serve it later. */
+  private async keepLog(logFile: string): Promise<string | null> {
+    try {
+      const ref = await this.deps.blobs.putFile(logFile);
+      await rm(logFile, { force: true });
+      return ref.sha256;
+    } catch (err) {
+      this.deps.logger.warn({ err: errorMessage(err), logFile }, 'could not keep the attempt log');
+      return null;
+    }
+  }
+}

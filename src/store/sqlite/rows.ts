@@ -1,0 +1,362 @@
+import type { Database } from 'better-sqlite3';
+import { NotFoundError } from '../../core/errors.js';
+import type {
+  Attempt,
+  DeadLetter,
+  FailureKind,
+  Insight,
+  IonEvent,
+  Job,
+  JobState,
+  ModuleRecord,
+  ModuleSpec,
+} from '../../core/types.js';
+import type { BeginAttemptInput } from '../document-store.js';
+
+/**
+ * Row shapes of the SQLite document store, their mapping to domain types, and the small
+ * statements several store methods share. Internal to the SQLite adapter.
+ */
+// -- rows as SQLite returns them ----------------------------------------------------------------
+
+export interface ModuleRow {
+  name: string;
+  version: number;
+  subscribes: string;
+  publishes: string;
+  executor: string;
+  command: string;
+  cwd: string | null;
+  retries: number;
+  timeout_ms: number;
+  concurrency: number;
+  env: string;
+  spec_json: string;
+  paused: number;
+  deleted: number;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface EventRow {
+  event_id: string;
+  type: string;
+  correlation_id: string;
+  parent_event_id: string | null;
+  source: string;
+  source_job_id: string | null;
+  data: string;
+  files: string;
+  created_at: string;
+}
+
+export interface JobRow {
+  job_id: string;
+  module: string;
+  module_version: number;
+  event_id: string;
+  correlation_id: string;
+  state: string;
+  attempts: number;
+  failures_since_redrive: number;
+  created_at: string;
+  updated_at: string;
+  finished_at: string | null;
+  last_error: string | null;
+}
+
+export interface AttemptRow {
+  job_id: string;
+  attempt: number;
+  module_version: number;
+  worker_id: string;
+  outcome: string;
+  started_at: string;
+  finished_at: string | null;
+  duration_ms: number | null;
+  exit_code: number | null;
+  error_code: string | null;
+  error_kind: string | null;
+  error: string | null;
+  log_tail: string;
+  log_blob: string | null;
+}
+
+export interface InsightRow {
+  job_id: string;
+  module: string;
+  event_id: string;
+  correlation_id: string;
+  key: string;
+  value: string;
+  created_at: string;
+}
+
+export interface DeadLetterRow {
+  id: string;
+  job_id: string;
+  module: string;
+  event_id: string | null;
+  reason: string;
+  attempts: number;
+  log_tail: string;
+  created_at: string;
+}
+
+export interface OutboxRow {
+  id: number;
+  event_id: string;
+  type: string;
+  correlation_id: string;
+  subscription: string | null;
+}
+
+/**
+ * Canonical JSON of a module spec: fixed field order and sorted env keys, so two specs that
+ * mean the same thing compare equal whatever order their producer wrote them in.
+ */
+export function canonicalSpec(spec: ModuleSpec): string {
+  const env = Object.fromEntries(
+    Object.entries(spec.env).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+  );
+  return JSON.stringify({
+    name: spec.name,
+    subscribes: spec.subscribes,
+    publishes: spec.publishes,
+    executor: spec.executor,
+    run: { command: spec.run.command, cwd: spec.run.cwd ?? null },
+    retries: spec.retries,
+    timeoutMs: spec.timeoutMs,
+    concurrency: spec.concurrency,
+    env,
+  });
+}
+
+export function toModule(r: ModuleRow): ModuleRecord {
+  const run: ModuleSpec['run'] = { command: JSON.parse(r.command) as string[] };
+  if (r.cwd !== null) run.cwd = r.cwd;
+  return {
+    name: r.name,
+    subscribes: JSON.parse(r.subscribes) as string[],
+    publishes: JSON.parse(r.publishes) as string[],
+    executor: r.executor as ModuleSpec['executor'],
+    run,
+    retries: r.retries,
+    timeoutMs: r.timeout_ms,
+    concurrency: r.concurrency,
+    env: JSON.parse(r.env) as Record<string, string>,
+    version: r.version,
+    paused: r.paused !== 0,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+export function toEvent(r: EventRow): IonEvent {
+  return {
+    eventId: r.event_id,
+    type: r.type,
+    correlationId: r.correlation_id,
+    parentEventId: r.parent_event_id,
+    source: r.source,
+    sourceJobId: r.source_job_id,
+    data: JSON.parse(r.data) as IonEvent['data'],
+    files: JSON.parse(r.files) as IonEvent['files'],
+    createdAt: r.created_at,
+  };
+}
+
+export function toJob(r: JobRow): Job {
+  return {
+    jobId: r.job_id,
+    module: r.module,
+    moduleVersion: r.module_version,
+    eventId: r.event_id,
+    correlationId: r.correlation_id,
+    state: r.state as JobState,
+    attempts: r.attempts,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    finishedAt: r.finished_at,
+    lastError: r.last_error,
+  };
+}
+
+export function toAttempt(r: AttemptRow): Attempt {
+  return {
+    jobId: r.job_id,
+    attempt: r.attempt,
+    moduleVersion: r.module_version,
+    workerId: r.worker_id,
+    outcome: r.outcome as Attempt['outcome'],
+    startedAt: r.started_at,
+    finishedAt: r.finished_at,
+    durationMs: r.duration_ms,
+    exitCode: r.exit_code,
+    errorCode: r.error_code,
+    errorKind: r.error_kind as FailureKind | null,
+    error: r.error,
+    logTail: r.log_tail,
+    logBlob: r.log_blob,
+  };
+}
+
+export function toInsight(r: InsightRow): Insight {
+  return {
+    jobId: r.job_id,
+    module: r.module,
+    eventId: r.event_id,
+    correlationId: r.correlation_id,
+    key: r.key,
+    value: r.value,
+    createdAt: r.created_at,
+  };
+}
+
+export function toDeadLetter(r: DeadLetterRow): DeadLetter {
+  return {
+    id: r.id,
+    jobId: r.job_id,
+    module: r.module,
+    eventId: r.event_id,
+    reason: r.reason,
+    attempts: r.attempts,
+    logTail: r.log_tail,
+    createdAt: r.created_at,
+  };
+}
+
+/**
+ * Writes `version` of a module (insert, or overwrite and revive the live row) and records
+ * it in `module_versions`, the history every past version stays in.
+ */
+export function writeModuleVersion(
+  db: Database,
+  spec: ModuleSpec,
+  version: number,
+  specJson: string,
+  now: string,
+): void {
+  const values = {
+    name: spec.name,
+    version,
+    subscribes: JSON.stringify(spec.subscribes),
+    publishes: JSON.stringify(spec.publishes),
+    executor: spec.executor,
+    command: JSON.stringify(spec.run.command),
+    cwd: spec.run.cwd ?? null,
+    retries: spec.retries,
+    timeout_ms: spec.timeoutMs,
+    concurrency: spec.concurrency,
+    env: JSON.stringify(spec.env),
+    spec_json: specJson,
+    now,
+  };
+  db.prepare(
+    `INSERT INTO modules (name, version, subscribes, publishes, executor, command, cwd,
+       retries, timeout_ms, concurrency, env, spec_json, paused, deleted, created_at, updated_at)
+     VALUES (@name, @version, @subscribes, @publishes, @executor, @command, @cwd, @retries,
+       @timeout_ms, @concurrency, @env, @spec_json, 0, 0, @now, @now)
+     ON CONFLICT (name) DO UPDATE SET version = excluded.version,
+       subscribes = excluded.subscribes, publishes = excluded.publishes,
+       executor = excluded.executor, command = excluded.command, cwd = excluded.cwd,
+       retries = excluded.retries, timeout_ms = excluded.timeout_ms,
+       concurrency = excluded.concurrency, env = excluded.env, spec_json = excluded.spec_json,
+       deleted = 0, updated_at = excluded.updated_at`,
+  ).run(values);
+  db.prepare(
+    'INSERT INTO module_versions (name, version, spec_json, created_at) VALUES (?, ?, ?, ?)',
+  ).run(spec.name, version, specJson, now);
+}
+
+// -- shared statements ----------------------------------------------------------------------
+
+export function bumpRevision(db: Database): void {
+  db.prepare('UPDATE modules_revision SET revision = revision + 1 WHERE id = 1').run();
+}
+
+export function eventRow(db: Database, eventId: string): IonEvent | null {
+  const row = db.prepare('SELECT * FROM events WHERE event_id = ?').get(eventId) as
+    EventRow | undefined;
+  return row ? toEvent(row) : null;
+}
+
+/** Inserts the event unless its id exists; true when it was inserted. */
+export function insertEventIfAbsent(db: Database, e: IonEvent): boolean {
+  return (
+    db
+      .prepare(
+        `INSERT INTO events (event_id, type, correlation_id, parent_event_id, source,
+           source_job_id, data, files, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING`,
+      )
+      .run(
+        e.eventId,
+        e.type,
+        e.correlationId,
+        e.parentEventId,
+        e.source,
+        e.sourceJobId,
+        JSON.stringify(e.data),
+        JSON.stringify(e.files),
+        e.createdAt,
+      ).changes > 0
+  );
+}
+
+export function insertOutbox(
+  db: Database,
+  eventId: string,
+  subscription: string | null,
+  at: string,
+): void {
+  db.prepare('INSERT INTO outbox (event_id, subscription, created_at) VALUES (?, ?, ?)').run(
+    eventId,
+    subscription,
+    at,
+  );
+}
+
+export function insertRunningAttempt(
+  db: Database,
+  input: BeginAttemptInput,
+  attempt: number,
+): void {
+  db.prepare(
+    `INSERT INTO attempts (job_id, attempt, module_version, worker_id, outcome, started_at)
+     VALUES (?, ?, ?, ?, 'running', ?)`,
+  ).run(input.jobId, attempt, input.moduleVersion, input.workerId, input.startedAt);
+}
+
+export function insertDeadLetter(db: Database, d: DeadLetter): void {
+  db.prepare(
+    `INSERT OR REPLACE INTO dead_letters (id, job_id, module, event_id, reason, attempts,
+       log_tail, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+  ).run(d.id, d.jobId, d.module, d.eventId, d.reason, d.attempts, d.logTail, d.createdAt);
+}
+
+export function jobRow(db: Database, jobId: string): JobRow | undefined {
+  return db.prepare('SELECT * FROM jobs WHERE job_id = ?').get(jobId) as JobRow | undefined;
+}
+
+/** The job, or a NotFoundError: callers of fail/commit always name an existing job. */
+export function requireJob(db: Database, jobId: string): Job {
+  const row = jobRow(db, jobId);
+  if (!row) throw new NotFoundError(`job ${jobId} does not exist`);
+  return toJob(row);
+}
+
+/** Builds `WHERE a = ? AND b = ?` from the defined entries (column names are ours, not input). */
+export function conditions(filters: Record<string, string | undefined>): {
+  where: string;
+  params: string[];
+} {
+  const cols: string[] = [];
+  const params: string[] = [];
+  for (const [col, value] of Object.entries(filters)) {
+    if (value === undefined) continue;
+    cols.push(`${col} = ?`);
+    params.push(value);
+  }
+  return { where: cols.length ? `WHERE ${cols.join(' AND ')}` : '', params };
+}

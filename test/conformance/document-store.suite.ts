@@ -1,0 +1,483 @@
+import { randomUUID } from 'node:crypto';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { childEventId, jobIdFor } from '../../src/core/ids.js';
+import type { IonEvent, KeyValue, ModuleSpec } from '../../src/core/types.js';
+import type { DocumentStore, FailAttemptInput } from '../../src/store/document-store.js';
+
+/** What an adapter's test file hands the suite: a started store and how to dispose of it. */
+export type DocumentStoreFactory = () => Promise<{
+  store: DocumentStore;
+  cleanup(): Promise<void>;
+}>;
+
+/**
+ * The document-store conformance suite, written once and run against every adapter. It only
+ * speaks the port: every test uses fresh random names and ids, so adapters may share one
+ * database between tests, and nothing here looks at SQL.
+ */
+export function documentStoreConformance(name: string, factory: DocumentStoreFactory): void {
+  describe(`DocumentStore conformance: ${name}`, () => {
+    let store: DocumentStore;
+    let cleanup: () => Promise<void>;
+    let tick = 0;
+    /** Strictly increasing caller-supplied timestamps, so ordering assertions are exact. */
+    const at = (): string => new Date(Date.UTC(2030, 0, 1) + ++tick * 1000).toISOString();
+
+    beforeEach(async () => {
+      const made = await factory();
+      store = made.store;
+      cleanup = () => made.cleanup();
+    });
+    afterEach(async () => {
+      await store.close();
+      await cleanup();
+    });
+
+    function spec(overrides: Partial<ModuleSpec> = {}): ModuleSpec {
+      return {
+        name: `mod-${randomUUID()}`,
+        subscribes: ['file_downloaded'],
+        publishes: ['file_transcoded'],
+        executor: 'local',
+        run: { command: ['python3', 'transcode.py'] },
+        retries: 2,
+        timeoutMs: 60_000,
+        concurrency: 1,
+        env: { A: '1', B: '2' },
+        ...overrides,
+      };
+    }
+
+    function rootEvent(data: KeyValue[] = [], correlationId = randomUUID()): IonEvent {
+      return {
+        eventId: randomUUID(),
+        type: `type-${randomUUID()}`,
+        correlationId,
+        parentEventId: null,
+        source: 'api',
+        sourceJobId: null,
+        data,
+        files: [{ path: 'in.txt', sha256: 'a'.repeat(64), size: 3 }],
+        createdAt: at(),
+      };
+    }
+
+    function childOf(parent: IonEvent, module: string, file: string): IonEvent {
+      return {
+        eventId: childEventId(parent.eventId, module, file),
+        type: 'file_transcoded',
+        correlationId: parent.correlationId,
+        parentEventId: parent.eventId,
+        source: module,
+        sourceJobId: jobIdFor(module, parent.eventId),
+        data: [{ key: 'file', value: file }],
+        files: [],
+        createdAt: at(),
+      };
+    }
+
+    async function begin(event: IonEvent, module: string, workerId = 'w1') {
+      return store.beginAttempt({
+        jobId: jobIdFor(module, event.eventId),
+        module,
+        moduleVersion: 1,
+        event,
+        workerId,
+        startedAt: at(),
+      });
+    }
+
+    function failure(jobId: string, attempt: number, over: Partial<FailAttemptInput> = {}) {
+      return {
+        jobId,
+        attempt,
+        finishedAt: at(),
+        durationMs: 12,
+        exitCode: 3,
+        errorCode: 'module_failed',
+        errorKind: 'module' as const,
+        error: `exit code 3 on attempt ${attempt}`,
+        logTail: `log of attempt ${attempt}`,
+        logBlob: null,
+        nextState: 'failed' as const,
+        countsAsFailure: true,
+        ...over,
+      };
+    }
+
+    async function pendingFor(eventIds: string[]) {
+      const rows = await store.pendingOutbox(100_000);
+      return rows.filter((r) => eventIds.includes(r.eventId));
+    }
+
+    it('versions modules: created, unchanged, updated, deleted and revived', async () => {
+      const s = spec();
+      const rev0 = await store.modulesRevision();
+
+      const created = await store.upsertModule(s);
+      expect(created.change).toBe('created');
+      expect(created.module).toMatchObject({ ...s, version: 1, paused: false });
+      const rev1 = await store.modulesRevision();
+      expect(rev1).toBeGreaterThan(rev0);
+
+      const same = await store.upsertModule({ ...s, env: { B: '2', A: '1' } });
+      expect(same.change).toBe('unchanged');
+      expect(same.module.version).toBe(1);
+      expect(await store.modulesRevision()).toBe(rev1);
+
+      const changed = await store.upsertModule({ ...s, retries: 5 });
+      expect(changed.change).toBe('updated');
+      expect(changed.module.version).toBe(2);
+      expect((await store.getModule(s.name))?.retries).toBe(5);
+      const rev2 = await store.modulesRevision();
+      expect(rev2).toBeGreaterThan(rev1);
+      expect((await store.listModules()).map((m) => m.name)).toContain(s.name);
+
+      expect(await store.deleteModule(s.name)).toBe(true);
+      expect(await store.getModule(s.name)).toBeNull();
+      expect((await store.listModules()).map((m) => m.name)).not.toContain(s.name);
+      const rev3 = await store.modulesRevision();
+      expect(rev3).toBeGreaterThan(rev2);
+      expect(await store.deleteModule(s.name)).toBe(false);
+      expect(await store.deleteModule(`absent-${randomUUID()}`)).toBe(false);
+
+      const revived = await store.upsertModule({ ...s, retries: 5 });
+      expect(revived.module.version).toBe(3);
+      expect((await store.getModule(s.name))?.version).toBe(3);
+      expect(await store.modulesRevision()).toBeGreaterThan(rev3);
+    });
+
+    it('inserts a root event once, keeps its data order and writes exactly one outbox row', async () => {
+      const data = [
+        { key: 'z', value: '1' },
+        { key: 'a', value: '2' },
+        { key: 'z', value: '3' },
+      ];
+      const event = rootEvent(data);
+      const first = await store.insertRootEvent(event);
+      expect(first).toEqual({ event, created: true });
+
+      const again = await store.insertRootEvent({ ...event, data: [{ key: 'other', value: 'x' }] });
+      expect(again.created).toBe(false);
+      expect(again.event.data).toEqual(data);
+      expect(await store.getEvent(event.eventId)).toEqual(event);
+      expect(await store.getEvent(randomUUID())).toBeNull();
+
+      const rows = await pendingFor([event.eventId]);
+      expect(rows).toHaveLength(1);
+      expect(rows[0]).toMatchObject({
+        eventId: event.eventId,
+        type: event.type,
+        correlationId: event.correlationId,
+        subscription: null,
+      });
+    });
+
+    it('runs a job through fail, retry and an idempotent commit', async () => {
+      const module = `mod-${randomUUID()}`;
+      const root = rootEvent();
+      await store.insertRootEvent(root);
+      const jobId = jobIdFor(module, root.eventId);
+
+      const b1 = await begin(root, module);
+      expect(b1).toMatchObject({ status: 'started', attempt: 1, failures: 0 });
+      expect(b1.job).toMatchObject({ jobId, state: 'running', attempts: 1, eventId: root.eventId });
+      expect(b1.job.correlationId).toBe(root.correlationId);
+
+      const failed = await store.failAttempt(failure(jobId, 1));
+      expect(failed.state).toBe('failed');
+      expect(failed.lastError).toBe('exit code 3 on attempt 1');
+      expect(failed.finishedAt).not.toBeNull();
+
+      const b2 = await begin(root, module, 'w2');
+      expect(b2).toMatchObject({ status: 'started', attempt: 2, failures: 1 });
+
+      const children = [childOf(root, module, 'a.json'), childOf(root, module, 'b.json')];
+      const insights = [
+        { key: 'lang', value: 'en' },
+        { key: 'pages', value: '3' },
+      ];
+      const commit = {
+        jobId,
+        attempt: 2,
+        finishedAt: at(),
+        durationMs: 40,
+        exitCode: 0,
+        logTail: 'done',
+        logBlob: 'log-blob',
+        insights,
+        children,
+      };
+      const done = await store.commitAttempt(commit);
+      expect(done).toMatchObject({ state: 'succeeded', lastError: null, attempts: 2 });
+
+      const attempts = await store.listAttempts(jobId);
+      expect(attempts.map((a) => [a.attempt, a.outcome, a.workerId])).toEqual([
+        [1, 'failed', 'w1'],
+        [2, 'succeeded', 'w2'],
+      ]);
+      expect(attempts[0]).toMatchObject({
+        errorCode: 'module_failed',
+        errorKind: 'module',
+        exitCode: 3,
+      });
+      expect(attempts[1]).toMatchObject({
+        exitCode: 0,
+        durationMs: 40,
+        logTail: 'done',
+        logBlob: 'log-blob',
+      });
+
+      const ids = children.map((c) => c.eventId);
+      const outbox = await pendingFor(ids);
+      expect(outbox.map((r) => r.eventId).sort()).toEqual([...ids].sort());
+      expect(outbox.every((r) => r.subscription === null && r.type === 'file_transcoded')).toBe(
+        true,
+      );
+      expect(await store.getEvent(children[0]!.eventId)).toEqual(children[0]);
+
+      const again = await store.commitAttempt({ ...commit, insights: [{ key: 'x', value: 'y' }] });
+      expect(again.state).toBe('succeeded');
+      expect(await pendingFor(ids)).toHaveLength(2);
+      const stored = await store.listInsights({ jobId });
+      expect(stored.map((i) => [i.key, i.value])).toEqual([
+        ['lang', 'en'],
+        ['pages', '3'],
+      ]);
+      expect(stored[0]).toMatchObject({
+        module,
+        eventId: root.eventId,
+        correlationId: root.correlationId,
+      });
+      expect((await store.trace(root.correlationId)).events).toHaveLength(3);
+
+      const b3 = await begin(root, module, 'w3');
+      expect(b3.status).toBe('succeeded');
+      expect(await store.listAttempts(jobId)).toHaveLength(2);
+    });
+
+    it('never re-inserts or re-publishes a child event that already exists', async () => {
+      const root = rootEvent();
+      await store.insertRootEvent(root);
+      const child = childOf(root, 'producer', 'out.json');
+      for (const module of [`a-${randomUUID()}`, `b-${randomUUID()}`]) {
+        const b = await begin(root, module);
+        const data = [{ key: 'by', value: module }];
+        await store.commitAttempt({
+          jobId: b.job.jobId,
+          attempt: 1,
+          finishedAt: at(),
+          durationMs: 1,
+          exitCode: 0,
+          logTail: '',
+          logBlob: null,
+          insights: [],
+          children: [{ ...child, data }],
+        });
+      }
+      expect(await pendingFor([child.eventId])).toHaveLength(1);
+      expect((await store.getEvent(child.eventId))?.data[0]?.value).toMatch(/^a-/);
+    });
+
+    it('closes a stale running attempt as worker_lost and counts it as a failure', async () => {
+      const module = `mod-${randomUUID()}`;
+      const root = rootEvent();
+      await store.insertRootEvent(root);
+      await begin(root, module, 'dead-worker');
+
+      const b2 = await begin(root, module, 'w2');
+      expect(b2).toMatchObject({ status: 'started', attempt: 2, failures: 1 });
+      const [first, second] = await store.listAttempts(b2.job.jobId);
+      expect(first).toMatchObject({
+        outcome: 'failed',
+        errorCode: 'worker_lost',
+        errorKind: 'platform',
+        error: 'the worker running this attempt stopped before it finished',
+      });
+      expect(first?.finishedAt).not.toBeNull();
+      expect(second).toMatchObject({ outcome: 'running', workerId: 'w2' });
+    });
+
+    it('does not count an attempt released without blame against the budget', async () => {
+      const module = `mod-${randomUUID()}`;
+      const root = rootEvent();
+      await store.insertRootEvent(root);
+      const b1 = await begin(root, module);
+      const released = await store.failAttempt(
+        failure(b1.job.jobId, 1, { nextState: 'pending', countsAsFailure: false }),
+      );
+      expect(released.state).toBe('pending');
+      expect(await begin(root, module)).toMatchObject({ attempt: 2, failures: 0 });
+    });
+
+    it('dead-letters a job, redrives it with a fresh budget, and discards dead letters', async () => {
+      const module = `mod-${randomUUID()}`;
+      const root = rootEvent();
+      await store.insertRootEvent(root);
+      const jobId = jobIdFor(module, root.eventId);
+      await begin(root, module);
+      await store.failAttempt(failure(jobId, 1));
+      await begin(root, module);
+      const dead = await store.failAttempt(
+        failure(jobId, 2, { nextState: 'dead_lettered', deadLetterReason: 'out of retries' }),
+      );
+      expect(dead.state).toBe('dead_lettered');
+
+      const dl = await store.getDeadLetter(jobId);
+      expect(dl).toMatchObject({
+        id: jobId,
+        jobId,
+        module,
+        eventId: root.eventId,
+        reason: 'out of retries',
+        attempts: 2,
+        logTail: 'log of attempt 2',
+      });
+      expect((await store.listDeadLetters({ module })).map((d) => d.id)).toEqual([jobId]);
+      expect((await begin(root, module)).status).toBe('dead_lettered');
+      expect(await store.listAttempts(jobId)).toHaveLength(2);
+
+      const before = (await pendingFor([root.eventId])).length;
+      const redriven = await store.redriveDeadLetter(jobId);
+      expect(redriven).toMatchObject({ jobId, state: 'pending', attempts: 2 });
+      expect(await store.getDeadLetter(jobId)).toBeNull();
+      const outbox = await pendingFor([root.eventId]);
+      expect(outbox).toHaveLength(before + 1);
+      expect(outbox.at(-1)).toMatchObject({ eventId: root.eventId, subscription: module });
+      expect(await begin(root, module)).toMatchObject({
+        status: 'started',
+        attempt: 3,
+        failures: 0,
+      });
+      expect(await store.redriveDeadLetter(jobId)).toBeNull();
+
+      const malformed = {
+        id: randomUUID(),
+        jobId: '',
+        module,
+        eventId: null,
+        reason: 'message is not JSON',
+        attempts: 0,
+        logTail: '',
+        createdAt: at(),
+      };
+      await store.addDeadLetter(malformed);
+      expect(await store.getDeadLetter(malformed.id)).toEqual(malformed);
+      expect(await store.redriveDeadLetter(malformed.id)).toBeNull();
+      expect(await store.getDeadLetter(malformed.id)).toBeNull();
+
+      const other = { ...malformed, id: randomUUID(), createdAt: at() };
+      const newest = { ...malformed, id: randomUUID(), createdAt: at() };
+      await store.addDeadLetter(other);
+      await store.addDeadLetter(newest);
+      expect((await store.listDeadLetters({ module })).map((d) => d.id)).toEqual([
+        newest.id,
+        other.id,
+      ]);
+      expect(await store.listDeadLetters({ module, limit: 1 })).toHaveLength(1);
+      expect(await store.discardDeadLetter(other.id)).toBe(true);
+      expect(await store.discardDeadLetter(other.id)).toBe(false);
+      expect((await store.listDeadLetters({ module })).map((d) => d.id)).toEqual([newest.id]);
+    });
+
+    it('finds insights by key and value', async () => {
+      const module = `mod-${randomUUID()}`;
+      const tag = randomUUID();
+      for (const lang of ['en', 'fr', 'en']) {
+        const root = rootEvent();
+        await store.insertRootEvent(root);
+        const b = await begin(root, module);
+        await store.commitAttempt({
+          jobId: b.job.jobId,
+          attempt: 1,
+          finishedAt: at(),
+          durationMs: 1,
+          exitCode: 0,
+          logTail: '',
+          logBlob: null,
+          insights: [
+            { key: `lang-${tag}`, value: lang },
+            { key: 'size', value: '1' },
+          ],
+          children: [],
+        });
+      }
+      const en = await store.listInsights({ key: `lang-${tag}`, value: 'en' });
+      expect(en).toHaveLength(2);
+      expect(en.every((i) => i.value === 'en' && i.module === module)).toBe(true);
+      expect(await store.listInsights({ key: `lang-${tag}` })).toHaveLength(3);
+      expect(await store.listInsights({ module })).toHaveLength(6);
+      expect(await store.listInsights({ module, key: 'size', limit: 2 })).toHaveLength(2);
+    });
+
+    it('traces one correlation id only, in creation order', async () => {
+      const module = `mod-${randomUUID()}`;
+      const root = rootEvent();
+      const stranger = rootEvent();
+      await store.insertRootEvent(root);
+      await store.insertRootEvent(stranger);
+      const child = childOf(root, module, 'out.json');
+      for (const ev of [root, stranger]) {
+        const b = await begin(ev, module);
+        await store.commitAttempt({
+          jobId: b.job.jobId,
+          attempt: 1,
+          finishedAt: at(),
+          durationMs: 1,
+          exitCode: 0,
+          logTail: '',
+          logBlob: null,
+          insights: [{ key: 'who', value: ev.eventId }],
+          children: ev === root ? [child] : [],
+        });
+      }
+      const t = await store.trace(root.correlationId);
+      expect(t.correlationId).toBe(root.correlationId);
+      expect(t.events.map((e) => e.eventId)).toEqual([root.eventId, child.eventId]);
+      expect(t.jobs.map((j) => j.jobId)).toEqual([jobIdFor(module, root.eventId)]);
+      expect(t.insights.map((i) => i.value)).toEqual([root.eventId]);
+      expect(await store.trace(randomUUID())).toMatchObject({ events: [], jobs: [], insights: [] });
+    });
+
+    it('filters jobs and lists the most recently updated first', async () => {
+      const module = `mod-${randomUUID()}`;
+      const a = rootEvent();
+      const b = rootEvent();
+      await store.insertRootEvent(a);
+      await store.insertRootEvent(b);
+      const ja = await begin(a, module);
+      const jb = await begin(b, module);
+      await store.failAttempt(failure(ja.job.jobId, 1));
+
+      expect((await store.listJobs({ module })).map((j) => j.jobId)).toEqual([
+        ja.job.jobId,
+        jb.job.jobId,
+      ]);
+      expect((await store.listJobs({ module, state: 'running' })).map((j) => j.jobId)).toEqual([
+        jb.job.jobId,
+      ]);
+      expect(await store.listJobs({ correlationId: a.correlationId })).toHaveLength(1);
+      expect((await store.listJobs({ eventId: b.eventId }))[0]?.jobId).toBe(jb.job.jobId);
+      expect(await store.listJobs({ module, limit: 1 })).toHaveLength(1);
+      expect(await store.getJob(ja.job.jobId)).toMatchObject({ state: 'failed', module });
+      expect(await store.getJob(randomUUID())).toBeNull();
+    });
+
+    it('stops returning outbox rows once they are marked published', async () => {
+      const a = rootEvent();
+      const b = rootEvent();
+      await store.insertRootEvent(a);
+      await store.insertRootEvent(b);
+      const rows = await pendingFor([a.eventId, b.eventId]);
+      expect(rows.map((r) => r.eventId)).toEqual([a.eventId, b.eventId]);
+      const ids = rows.map((r) => r.id);
+      expect(new Set(ids).size).toBe(2);
+
+      await store.markPublished([ids[0]!]);
+      expect((await pendingFor([a.eventId, b.eventId])).map((r) => r.eventId)).toEqual([b.eventId]);
+      await store.markPublished(ids);
+      expect(await pendingFor([a.eventId, b.eventId])).toEqual([]);
+      await store.markPublished([]);
+    });
+  });
+}

@@ -48,7 +48,7 @@ export class IonClient {
         headers: this.headers({ ...(init.json === undefined ? {} : { 'content-type': 'application/json' }), ...init.headers }),
         body: init.json === undefined ? init.body : JSON.stringify(init.json),
         ...(init.body instanceof ReadableStream ? { duplex: 'half' } : {}),
-      } as RequestInit);
+      });
     } catch (err) {
       const cause = err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err);
       throw new UnavailableError(`cannot reach Ion at ${this.baseUrl} (${cause}); is it running? (start it with "ion up")`, { cause: err });
@@ -99,7 +99,7 @@ export class IonClient {
   /** Streams a blob's content. */
   async downloadBlob(sha256: string): Promise<Readable> {
     const response = await this.request('GET', `/v1/blobs/${sha256}`);
-    return Readable.fromWeb(response.body! as Parameters<typeof Readable.fromWeb>[0]);
+    return Readable.fromWeb(response.body!);
   }
 
   publish(input: { type: string; data?: Record<string, string> | KeyValue[]; files?: { path: string; sha256: string }[]; idempotencyKey?: string }): Promise<{ eventId: string; correlationId: string; created: boolean }> {

@@ -40,7 +40,7 @@ export function buildServer(deps: ServerDeps) {
   // Blob uploads stream straight through to the blob store: never buffered whole.
   app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
 
-  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/healthz', () => ({ status: 'ok' }));
 
   app.post('/v1/pipelines/apply', {
     schema: {

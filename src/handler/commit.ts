@@ -128,7 +128,7 @@ function parseEventDoc(doc: unknown, label: string): { type: unknown; files: str
     let files: string[] = [];
     if (obj.files !== undefined) {
       if (typeof obj.files === 'string') files = obj.files.split(',');
-      else if (Array.isArray(obj.files) && obj.files.every((f) => typeof f === 'string')) files = obj.files as string[];
+      else if (Array.isArray(obj.files) && obj.files.every((f) => typeof f === 'string')) files = obj.files;
       else throw new ModuleOutputError(`${label}.files must be an array of paths or a comma-separated string`);
     }
     const data: KeyValue[] = [];

@@ -60,7 +60,9 @@ export function blobStoreConformance(name: string, factory: () => Promise<BlobSt
 
     it('concurrent puts of the same content all succeed with one reference', async () => {
       const data = randomBytes(200_000);
-      const refs = await Promise.all(Array.from({ length: 5 }, () => blobs.put(Readable.from([data]))));
+      const refs = await Promise.all(
+        Array.from({ length: 5 }, () => blobs.put(Readable.from([data]))),
+      );
       for (const ref of refs) expect(ref).toEqual({ sha256: sha256(data), size: data.length });
       expectSameBytes(await readAll(await blobs.get(sha256(data))), data);
     });
@@ -139,17 +141,35 @@ export function blobStoreConformance(name: string, factory: () => Promise<BlobSt
     it('get and materialize of an absent blob reject with not_found', async () => {
       const absent = sha256(randomBytes(32));
       await expect(blobs.get(absent)).rejects.toMatchObject({ code: 'not_found' });
-      await expect(blobs.get(absent, { start: 0, end: 1 })).rejects.toMatchObject({ code: 'not_found' });
-      await expect(blobs.materialize(absent, join(scratch, 'x'))).rejects.toMatchObject({ code: 'not_found' });
+      await expect(blobs.get(absent, { start: 0, end: 1 })).rejects.toMatchObject({
+        code: 'not_found',
+      });
+      await expect(blobs.materialize(absent, join(scratch, 'x'))).rejects.toMatchObject({
+        code: 'not_found',
+      });
     });
 
     it('refuses a sha256 that is not 64 lowercase hex digits', async () => {
       const valid = sha256(Buffer.from('x'));
-      const invalid = ['', '../../etc/passwd', valid.toUpperCase(), valid.slice(1), `${valid}0`, `${valid.slice(0, 62)}/.`];
+      const invalid = [
+        '',
+        '../../etc/passwd',
+        valid.toUpperCase(),
+        valid.slice(1),
+        `${valid}0`,
+        `${valid.slice(0, 62)}/.`,
+      ];
       for (const bad of invalid) {
-        await expect(blobs.stat(bad), `stat ${bad}`).rejects.toMatchObject({ code: 'validation_failed' });
-        await expect(blobs.get(bad), `get ${bad}`).rejects.toMatchObject({ code: 'validation_failed' });
-        await expect(blobs.materialize(bad, join(scratch, 'x')), `materialize ${bad}`).rejects.toMatchObject({
+        await expect(blobs.stat(bad), `stat ${bad}`).rejects.toMatchObject({
+          code: 'validation_failed',
+        });
+        await expect(blobs.get(bad), `get ${bad}`).rejects.toMatchObject({
+          code: 'validation_failed',
+        });
+        await expect(
+          blobs.materialize(bad, join(scratch, 'x')),
+          `materialize ${bad}`,
+        ).rejects.toMatchObject({
           code: 'validation_failed',
         });
       }
@@ -195,7 +215,9 @@ export function blobStoreConformance(name: string, factory: () => Promise<BlobSt
     });
 
     it('putFile of a missing file rejects with not_found', async () => {
-      await expect(blobs.putFile(join(scratch, 'missing.bin'))).rejects.toMatchObject({ code: 'not_found' });
+      await expect(blobs.putFile(join(scratch, 'missing.bin'))).rejects.toMatchObject({
+        code: 'not_found',
+      });
     });
 
     it('close is idempotent', async () => {

@@ -54,7 +54,9 @@ export function executorConformance(
       await rm(root, { recursive: true, force: true });
     });
 
-    const spec = (overrides: Partial<ExecutionSpec> & Pick<ExecutionSpec, 'command'>): ExecutionSpec => ({
+    const spec = (
+      overrides: Partial<ExecutionSpec> & Pick<ExecutionSpec, 'command'>,
+    ): ExecutionSpec => ({
       jobId: `job-${randomUUID()}`,
       attempt: 1,
       workDir,
@@ -69,20 +71,34 @@ export function executorConformance(
 
     it('reports exit code 0 of a successful run', async () => {
       const result = await executor.run(sh('exit 0'));
-      expect(result).toMatchObject({ exitCode: 0, signal: null, timedOut: false, cancelled: false });
+      expect(result).toMatchObject({
+        exitCode: 0,
+        signal: null,
+        timedOut: false,
+        cancelled: false,
+      });
       expect(result.durationMs).toBeGreaterThanOrEqual(0);
     });
 
     it('reports a non-zero exit code without throwing', async () => {
       const result = await executor.run(sh('exit 3'));
-      expect(result).toMatchObject({ exitCode: 3, signal: null, timedOut: false, cancelled: false });
+      expect(result).toMatchObject({
+        exitCode: 3,
+        signal: null,
+        timedOut: false,
+        cancelled: false,
+      });
     });
 
     it('gives the module exactly the env it was given, nothing from the parent', async () => {
       const secret = `ION_SUITE_SECRET_${randomUUID().replaceAll('-', '')}`;
       process.env[secret] = 'leaked';
       try {
-        const env = { PATH: '/usr/local/bin:/usr/bin:/bin', ION_GIVEN: 'given value', ION_EMPTY: '' };
+        const env = {
+          PATH: '/usr/local/bin:/usr/bin:/bin',
+          ION_GIVEN: 'given value',
+          ION_EMPTY: '',
+        };
         const result = await executor.run(spec({ command: ['env'], env }));
         expect(result.exitCode).toBe(0);
         const seen = parseEnv(await readFile(join(root, 'logs', 'attempt-1.log'), 'utf8'));
@@ -107,7 +123,9 @@ export function executorConformance(
       const logFile = join(root, 'deep', 'logs', 'run.log');
       await mkdirp(join(root, 'deep', 'logs'));
       await writeFile(logFile, 'earlier attempt\n');
-      const result = await executor.run(sh('echo to-stdout; echo to-stderr >&2; exit 4', { logFile }));
+      const result = await executor.run(
+        sh('echo to-stdout; echo to-stderr >&2; exit 4', { logFile }),
+      );
       expect(result.exitCode).toBe(4);
       const log = await readFile(logFile, 'utf8');
       expect(log.startsWith('earlier attempt\n')).toBe(true);
@@ -150,7 +168,9 @@ export function executorConformance(
     it('kills on timeout a run that ignores SIGTERM', async () => {
       const started = Date.now();
       const result = await executor.run(
-        sh('trap "" TERM; sleep 100 & echo $! > grandchild.pid; while :; do sleep 1; done', { timeoutMs: 1000 }),
+        sh('trap "" TERM; sleep 100 & echo $! > grandchild.pid; while :; do sleep 1; done', {
+          timeoutMs: 1000,
+        }),
       );
       expect(result.timedOut).toBe(true);
       expect(result.exitCode).not.toBe(0);
@@ -170,9 +190,13 @@ export function executorConformance(
     it('cancels a running job when its signal is aborted', async () => {
       const controller = new AbortController();
       const running = executor.run(
-        sh('sleep 100 & echo $! > grandchild.pid; echo started > started.txt; wait', { signal: controller.signal }),
+        sh('sleep 100 & echo $! > grandchild.pid; echo started > started.txt; wait', {
+          signal: controller.signal,
+        }),
       );
-      await waitFor(async () => (await readFile(join(workDir, 'started.txt'), 'utf8').catch(() => '')) !== '');
+      await waitFor(
+        async () => (await readFile(join(workDir, 'started.txt'), 'utf8').catch(() => '')) !== '',
+      );
       controller.abort();
       const result = await running;
       expect(result).toMatchObject({ cancelled: true, timedOut: false });
@@ -186,7 +210,9 @@ export function executorConformance(
       const result = await executor.run(sh('echo ran > ran.txt', { signal: controller.signal }));
       expect(result.cancelled).toBe(true);
       expect(result.exitCode).not.toBe(0);
-      await expect(readFile(join(workDir, 'ran.txt'), 'utf8')).rejects.toMatchObject({ code: 'ENOENT' });
+      await expect(readFile(join(workDir, 'ran.txt'), 'utf8')).rejects.toMatchObject({
+        code: 'ENOENT',
+      });
     });
 
     it('resolves with exit code 127 and a clear log line when the command does not exist', async () => {
@@ -208,7 +234,9 @@ export function executorConformance(
 
     it('close kills active runs, which resolve as cancelled, and is idempotent', async () => {
       const running = executor.run(sh('echo started > started.txt; sleep 100'));
-      await waitFor(async () => (await readFile(join(workDir, 'started.txt'), 'utf8').catch(() => '')) !== '');
+      await waitFor(
+        async () => (await readFile(join(workDir, 'started.txt'), 'utf8').catch(() => '')) !== '',
+      );
       await executor.close();
       const result = await running;
       expect(result.cancelled).toBe(true);
@@ -220,7 +248,10 @@ export function executorConformance(
 }
 
 /** Polls `condition` until true, failing after `deadlineMs`. */
-export async function waitFor(condition: () => boolean | Promise<boolean>, deadlineMs = 10_000): Promise<void> {
+export async function waitFor(
+  condition: () => boolean | Promise<boolean>,
+  deadlineMs = 10_000,
+): Promise<void> {
   const until = Date.now() + deadlineMs;
   while (!(await condition())) {
     if (Date.now() > until) throw new Error(`condition not met within ${deadlineMs} ms`);

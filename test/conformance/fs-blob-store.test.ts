@@ -44,7 +44,8 @@ describe('FsBlobStore specifics', () => {
     await rm(scratch, { recursive: true, force: true });
   });
 
-  const blobPath = (sha: string): string => join(dir, 'sha256', sha.slice(0, 2), sha.slice(2, 4), sha);
+  const blobPath = (sha: string): string =>
+    join(dir, 'sha256', sha.slice(0, 2), sha.slice(2, 4), sha);
 
   it('keeps a blob at sha256/ab/cd/<hash> and read-only', async () => {
     const data = randomBytes(100);
@@ -111,30 +112,36 @@ describe('FsBlobStore specifics', () => {
     expect(await readdir(join(dir, 'tmp'))).toEqual([]);
   });
 
-  it.skipIf(otherDevice === undefined)('putFile and materialize copy across filesystems', async () => {
-    const remote = await mkdtemp(join(otherDevice ?? '', 'ion-fs-xdev-'));
-    try {
-      const data = randomBytes(10_000);
-      const file = join(remote, 'input.bin');
-      await writeFile(file, data);
-      const { sha256 } = await blobs.putFile(file);
-      expect((await stat(file)).nlink).toBe(1);
-      expect(await readFile(blobPath(sha256))).toEqual(data);
-      const dest = join(remote, 'out', 'file.bin');
-      await blobs.materialize(sha256, dest);
-      expect(await readFile(dest)).toEqual(data);
-      expect((await stat(dest)).ino).not.toBe((await stat(blobPath(sha256))).ino);
-    } finally {
-      await rm(remote, { recursive: true, force: true });
-    }
-  });
+  it.skipIf(otherDevice === undefined)(
+    'putFile and materialize copy across filesystems',
+    async () => {
+      const remote = await mkdtemp(join(otherDevice ?? '', 'ion-fs-xdev-'));
+      try {
+        const data = randomBytes(10_000);
+        const file = join(remote, 'input.bin');
+        await writeFile(file, data);
+        const { sha256 } = await blobs.putFile(file);
+        expect((await stat(file)).nlink).toBe(1);
+        expect(await readFile(blobPath(sha256))).toEqual(data);
+        const dest = join(remote, 'out', 'file.bin');
+        await blobs.materialize(sha256, dest);
+        expect(await readFile(dest)).toEqual(data);
+        expect((await stat(dest)).ino).not.toBe((await stat(blobPath(sha256))).ino);
+      } finally {
+        await rm(remote, { recursive: true, force: true });
+      }
+    },
+  );
 
   it('works without start(): directories are created on the first put', async () => {
     const lazyDir = join(scratch, 'lazy-store');
     const lazy = new FsBlobStore({ dir: lazyDir });
     const ref = await lazy.put(Readable.from([Buffer.from('hello')]));
-    expect(await readFile(join(lazyDir, 'sha256', ref.sha256.slice(0, 2), ref.sha256.slice(2, 4), ref.sha256), 'utf8')).toBe(
-      'hello',
-    );
+    expect(
+      await readFile(
+        join(lazyDir, 'sha256', ref.sha256.slice(0, 2), ref.sha256.slice(2, 4), ref.sha256),
+        'utf8',
+      ),
+    ).toBe('hello');
   });
 });

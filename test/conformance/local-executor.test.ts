@@ -44,14 +44,26 @@ describe('LocalExecutor specifics', () => {
   it('keeps at most logTailBytes bytes of output in the tail', async () => {
     const logFile = join(root, 'tail.log');
     const command = ['sh', '-c', 'i=0; while [ $i -lt 500 ]; do echo "line $i"; i=$((i+1)); done'];
-    const result = await executor.run({ ...base, workDir: root, command, env: { PATH: '/usr/bin:/bin' }, logFile });
+    const result = await executor.run({
+      ...base,
+      workDir: root,
+      command,
+      env: { PATH: '/usr/bin:/bin' },
+      logFile,
+    });
     expect(Buffer.byteLength(result.logTail)).toBeLessThanOrEqual(100);
     expect(result.logTail.endsWith('line 499\n')).toBe(true);
     expect((await readFile(logFile, 'utf8')).split('\n')).toHaveLength(501);
   });
 
   it('rejects a missing workDir as a platform fault', async () => {
-    const spec = { ...base, workDir: join(root, 'nope'), command: ['true'], env: {}, logFile: join(root, 'x.log') };
+    const spec = {
+      ...base,
+      workDir: join(root, 'nope'),
+      command: ['true'],
+      env: {},
+      logFile: join(root, 'x.log'),
+    };
     await expect(executor.run(spec)).rejects.toMatchObject({ code: 'not_found' });
   });
 

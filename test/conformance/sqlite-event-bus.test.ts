@@ -232,10 +232,8 @@ describe('SqliteEventBus: malformed and oversized input', () => {
     await expect(bus.publish({ id: '2', topic: 't', body: 'b' })).rejects.toMatchObject({
       code: 'unavailable',
     });
-    const after = await bus
-      .consume('s', { signal: new AbortController().signal })
-      [Symbol.asyncIterator]()
-      .next();
+    const iterable = bus.consume('s', { signal: new AbortController().signal });
+    const after = await iterable[Symbol.asyncIterator]().next();
     expect(after.done).toBe(true);
   });
 });

@@ -94,7 +94,8 @@ export class FsBlobStore implements BlobStore {
       await linkOrCopy(path, tmp);
     } catch (err) {
       await removeQuietly(tmp);
-      if (errnoCode(err) === 'ENOENT') throw new NotFoundError(`${ADAPTER}: file not found: ${path}`, { cause: err });
+      if (errnoCode(err) === 'ENOENT')
+        throw new NotFoundError(`${ADAPTER}: file not found: ${path}`, { cause: err });
       throw wrapDriverError(ADAPTER, `putFile(${path})`, err);
     }
     try {
@@ -132,16 +133,18 @@ export class FsBlobStore implements BlobStore {
     try {
       handle = await fsp.open(path, 'r');
     } catch (err) {
-      if (errnoCode(err) === 'ENOENT') throw new NotFoundError(`blob not found: ${sha256}`, { cause: err });
+      if (errnoCode(err) === 'ENOENT')
+        throw new NotFoundError(`blob not found: ${sha256}`, { cause: err });
       throw wrapDriverError(ADAPTER, `get(${sha256})`, err);
     }
     if (range === undefined) return handle.createReadStream();
     try {
       const { size } = await handle.stat();
       if (range.start >= size) {
-        throw new ValidationError(`range start ${range.start} is past the end of blob ${sha256} (size ${size})`, [
-          { path: 'range.start', message: `must be below ${size}` },
-        ]);
+        throw new ValidationError(
+          `range start ${range.start} is past the end of blob ${sha256} (size ${size})`,
+          [{ path: 'range.start', message: `must be below ${size}` }],
+        );
       }
       return handle.createReadStream({ start: range.start, end: Math.min(range.end, size - 1) });
     } catch (err) {
@@ -167,7 +170,8 @@ export class FsBlobStore implements BlobStore {
       await removeQuietly(tmp);
     } catch (err) {
       await removeQuietly(tmp);
-      if (errnoCode(err) === 'ENOENT') throw new NotFoundError(`blob not found: ${sha256}`, { cause: err });
+      if (errnoCode(err) === 'ENOENT')
+        throw new NotFoundError(`blob not found: ${sha256}`, { cause: err });
       throw wrapDriverError(ADAPTER, `materialize(${sha256}, ${destPath})`, err);
     }
   }
@@ -175,9 +179,10 @@ export class FsBlobStore implements BlobStore {
   /** The stored path of a blob; throws ValidationError unless `sha256` is 64 lowercase hex. */
   private blobPath(sha256: string): string {
     if (typeof sha256 !== 'string' || !SHA256_HEX.test(sha256)) {
-      throw new ValidationError(`invalid sha256: expected 64 lowercase hex digits, got ${JSON.stringify(sha256)}`, [
-        { path: 'sha256', message: 'must be 64 lowercase hex digits' },
-      ]);
+      throw new ValidationError(
+        `invalid sha256: expected 64 lowercase hex digits, got ${JSON.stringify(sha256)}`,
+        [{ path: 'sha256', message: 'must be 64 lowercase hex digits' }],
+      );
     }
     return join(this.dir, 'sha256', sha256.slice(0, 2), sha256.slice(2, 4), sha256);
   }
@@ -213,9 +218,10 @@ export class FsBlobStore implements BlobStore {
 function checkRange(range: { start: number; end: number }): void {
   const { start, end } = range;
   if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) {
-    throw new ValidationError(`invalid range ${start}-${end}: need integers with 0 <= start <= end`, [
-      { path: 'range', message: 'need integers with 0 <= start <= end' },
-    ]);
+    throw new ValidationError(
+      `invalid range ${start}-${end}: need integers with 0 <= start <= end`,
+      [{ path: 'range', message: 'need integers with 0 <= start <= end' }],
+    );
   }
 }
 
@@ -266,5 +272,7 @@ async function removeQuietly(path: string): Promise<void> {
 }
 
 function errnoCode(err: unknown): string | undefined {
-  return err instanceof Error && 'code' in err && typeof err.code === 'string' ? err.code : undefined;
+  return err instanceof Error && 'code' in err && typeof err.code === 'string'
+    ? err.code
+    : undefined;
 }

@@ -82,6 +82,10 @@ interface ClaimedRow {
 type Statements = ReturnType<typeof prepareStatements>;
 
 function prepareStatements(db: Db) {
+  const fenced = (set: string) =>
+    db.prepare(
+      `UPDATE bus_messages SET ${set}, updated_at = @now WHERE seq = @seq AND lease_token = @token`,
+    );
   return {
     upsertSubscription: db.prepare(
       'INSERT INTO bus_subscriptions (name, lease_ms) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET lease_ms = excluded.lease_ms',
@@ -121,23 +125,13 @@ function prepareStatements(db: Db) {
                     ORDER BY visible_at, seq LIMIT 1)
        RETURNING seq, message_id, topic, body, delivery_count`,
     ),
-    ack: db.prepare(
-      `UPDATE bus_messages SET state = 'done', lease_token = NULL, updated_at = @now
-       WHERE seq = @seq AND lease_token = @token`,
+    // Settles are fenced: they apply only while the row still carries this claim's token.
+    ack: fenced("state = 'done', lease_token = NULL"),
+    nack: fenced("state = 'ready', lease_token = NULL, visible_at = @now + @delay"),
+    extend: fenced(
+      'visible_at = @now + (SELECT lease_ms FROM bus_subscriptions WHERE name = bus_messages.subscription)',
     ),
-    nack: db.prepare(
-      `UPDATE bus_messages SET state = 'ready', lease_token = NULL, visible_at = @now + @delay, updated_at = @now
-       WHERE seq = @seq AND lease_token = @token`,
-    ),
-    extend: db.prepare(
-      `UPDATE bus_messages SET visible_at = @now + (SELECT lease_ms FROM bus_subscriptions WHERE name = bus_messages.subscription),
-         updated_at = @now
-       WHERE seq = @seq AND lease_token = @token`,
-    ),
-    deadLetter: db.prepare(
-      `UPDATE bus_messages SET state = 'dead', lease_token = NULL, dead_reason = @reason, updated_at = @now
-       WHERE seq = @seq AND lease_token = @token`,
-    ),
+    deadLetter: fenced("state = 'dead', lease_token = NULL, dead_reason = @reason"),
     prune: db.prepare("DELETE FROM bus_messages WHERE state = 'done' AND updated_at < ?"),
   };
 }
@@ -206,14 +200,12 @@ export class SqliteEventBus implements EventBus {
   }
 
   async ensureSubscription(spec: SubscriptionSpec): Promise<void> {
-    if (!spec.name)
-      throw new ValidationError('subscription name must not be empty', [
-        { path: 'name', message: 'empty' },
-      ]);
-    if (!Number.isFinite(spec.leaseMs) || spec.leaseMs <= 0) {
-      throw new ValidationError('leaseMs must be a positive number', [
-        { path: 'leaseMs', message: String(spec.leaseMs) },
-      ]);
+    if (!spec.name || !Number.isFinite(spec.leaseMs) || spec.leaseMs <= 0) {
+      const issue = {
+        path: spec.name ? 'leaseMs' : 'name',
+        message: 'must be positive / non-empty',
+      };
+      throw new ValidationError(`invalid subscription: ${issue.path} ${issue.message}`, [issue]);
     }
     this.run('ensureSubscription', (s, db) =>
       db
@@ -239,15 +231,15 @@ export class SqliteEventBus implements EventBus {
   }
 
   async publish(message: BusMessage): Promise<void> {
-    validateMessage(message);
+    const fields = checked(message);
     const now = Date.now();
-    const changes = this.run('publish', (s) => s.publish.run({ ...pick(message), now }).changes);
+    const changes = this.run('publish', (s) => s.publish.run({ ...fields, now }).changes);
     if (changes > 0) this.wake();
     this.maybePrune(now);
   }
 
   async sendTo(subscription: string, message: BusMessage): Promise<void> {
-    validateMessage(message);
+    const fields = checked(message);
     const now = Date.now();
     const changes = this.run('sendTo', (s, db) =>
       db
@@ -255,7 +247,7 @@ export class SqliteEventBus implements EventBus {
           if (!s.subscriptionExists.get(subscription)) {
             throw new NotFoundError(`subscription "${subscription}" does not exist`);
           }
-          return s.sendTo.run({ ...pick(message), sub: subscription, now }).changes;
+          return s.sendTo.run({ ...fields, sub: subscription, now }).changes;
         })
         .immediate(),
     );
@@ -291,9 +283,7 @@ export class SqliteEventBus implements EventBus {
           await this.waitForWork(options.signal);
         }
       },
-      return: async () => {
-        return done();
-      },
+      return: async () => done(),
     };
     return { [Symbol.asyncIterator]: () => iterator };
   }
@@ -316,10 +306,10 @@ export class SqliteEventBus implements EventBus {
       apply: (s: Statements, now: number) => number,
     ) => {
       if (settled) return;
-      if (final) settled = true;
+      // Marked settled only once the update ran, so a settle that failed (e.g. busy) may be retried.
       const changes = this.run(action, (s) => apply(s, Date.now()));
+      if (final || changes === 0) settled = true;
       if (changes === 0) {
-        settled = true;
         this.logger?.warn(
           { subscription, messageId: row.message_id, action },
           `${ADAPTER}: ${action} ignored: this delivery no longer owns the lease`,
@@ -392,21 +382,21 @@ export class SqliteEventBus implements EventBus {
   }
 }
 
-function pick(message: BusMessage): { id: string; topic: string; body: string } {
-  return { id: message.id, topic: message.topic, body: message.body };
-}
-
-function validateMessage(message: BusMessage): void {
-  const issues: { path: string; message: string }[] = [];
-  if (typeof message?.id !== 'string' || message.id === '')
-    issues.push({ path: 'id', message: 'must be a non-empty string' });
-  if (typeof message?.topic !== 'string' || message.topic === '')
-    issues.push({ path: 'topic', message: 'must be a non-empty string' });
-  if (typeof message?.body !== 'string') issues.push({ path: 'body', message: 'must be a string' });
+/** Checks the shape (callers may bypass types) and returns only the stored fields. */
+function checked(message: BusMessage): { id: string; topic: string; body: string } {
+  const { id, topic, body } = message as Partial<Record<keyof BusMessage, unknown>>;
+  const issues = [
+    ...(typeof id === 'string' && id
+      ? []
+      : [{ path: 'id', message: 'must be a non-empty string' }]),
+    ...(typeof topic === 'string' && topic
+      ? []
+      : [{ path: 'topic', message: 'must be a non-empty string' }]),
+    ...(typeof body === 'string' ? [] : [{ path: 'body', message: 'must be a string' }]),
+  ];
   if (issues.length > 0) {
-    throw new ValidationError(
-      `invalid bus message: ${issues.map((i) => `${i.path} ${i.message}`).join(', ')}`,
-      issues,
-    );
+    const detail = issues.map((i) => `${i.path} ${i.message}`).join(', ');
+    throw new ValidationError(`invalid bus message: ${detail}`, issues);
   }
+  return { id: message.id, topic: message.topic, body: message.body };
 }

@@ -4,7 +4,12 @@ import { dirname } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { ExecutionResult, ExecutionSpec, Executor } from '../executor.js';
-import { NotFoundError, UnavailableError, ValidationError, errorMessage } from '../../core/errors.js';
+import {
+  NotFoundError,
+  UnavailableError,
+  ValidationError,
+  errorMessage,
+} from '../../core/errors.js';
 
 /** Options of {@link LocalExecutor}. */
 export interface LocalExecutorOptions {
@@ -66,15 +71,19 @@ export class LocalExecutor implements Executor {
     if (this.closed) throw new UnavailableError('local executor: closed, cannot start a run');
     const [program, ...args] = spec.command;
     if (program === undefined || program === '') {
-      throw new ValidationError('local executor: empty command', [{ path: 'command', message: 'must not be empty' }]);
-    }
-    if (!(spec.timeoutMs > 0)) {
-      throw new ValidationError(`local executor: timeoutMs must be positive, got ${spec.timeoutMs}`, [
-        { path: 'timeoutMs', message: 'must be positive' },
+      throw new ValidationError('local executor: empty command', [
+        { path: 'command', message: 'must not be empty' },
       ]);
     }
+    if (!(spec.timeoutMs > 0)) {
+      throw new ValidationError(
+        `local executor: timeoutMs must be positive, got ${spec.timeoutMs}`,
+        [{ path: 'timeoutMs', message: 'must be positive' }],
+      );
+    }
     const workDir = await stat(spec.workDir).catch(() => null);
-    if (!workDir?.isDirectory()) throw new NotFoundError(`local executor: workDir is not a directory: ${spec.workDir}`);
+    if (!workDir?.isDirectory())
+      throw new NotFoundError(`local executor: workDir is not a directory: ${spec.workDir}`);
 
     const startedAt = performance.now();
     const log = await LogSink.open(spec.logFile, this.logTailBytes);
@@ -90,23 +99,37 @@ export class LocalExecutor implements Executor {
       return result({ exitCode: null, signal: null, timedOut: false, cancelled: true });
     }
 
+    if (this.closed) {
+      // close() ran while the log was being opened: it could not see this run.
+      await log.close();
+      throw new UnavailableError('local executor: closed, cannot start a run');
+    }
     let child: ChildProcess;
     try {
       child = spawn(program, args, {
         cwd: spec.workDir,
         env: spec.env,
-        detached: false,
+        detached: true,
         stdio: ['ignore', 'pipe', 'pipe'],
       });
     } catch (err) {
       const code = errnoCode(err);
-      if (code === undefined) {
+      if (code === undefined || code.startsWith('ERR_')) {
         await log.close();
-        throw new ValidationError(`local executor: cannot spawn ${program}: ${errorMessage(err)}`, [], { cause: err });
+        throw new ValidationError(
+          `local executor: cannot spawn ${program}: ${errorMessage(err)}`,
+          [],
+          { cause: err },
+        );
       }
       log.note(startFailure(program, code));
       await log.close();
-      return result({ exitCode: code === 'ENOENT' ? 127 : 126, signal: null, timedOut: false, cancelled: false });
+      return result({
+        exitCode: code === 'ENOENT' ? 127 : 126,
+        signal: null,
+        timedOut: false,
+        cancelled: false,
+      });
     }
 
     let kill: (reason: 'cancelled' | 'timedOut') => void = () => {};
@@ -163,7 +186,9 @@ export class LocalExecutor implements Executor {
     const onAbort = (): void => stop('cancelled');
     spec.signal.addEventListener('abort', onAbort, { once: true });
 
-    type Ending = { kind: 'exit'; code: number | null; signal: NodeJS.Signals | null } | { kind: 'error'; err: Error };
+    type Ending =
+      | { kind: 'exit'; code: number | null; signal: NodeJS.Signals | null }
+      | { kind: 'error'; err: Error };
     const ending = await new Promise<Ending>((resolve) => {
       child.once('exit', (code, signal) => resolve({ kind: 'exit', code, signal }));
       child.once('error', (err) => {
@@ -182,7 +207,12 @@ export class LocalExecutor implements Executor {
       const code = errnoCode(ending.err) ?? 'EUNKNOWN';
       log.note(startFailure(program, code));
       await log.close();
-      return { exitCode: code === 'ENOENT' ? 127 : 126, signal: null, timedOut: false, cancelled: false };
+      return {
+        exitCode: code === 'ENOENT' ? 127 : 126,
+        signal: null,
+        timedOut: false,
+        cancelled: false,
+      };
     }
 
     // The main process is gone: kill what it left in its group, then drain the pipes. A
@@ -286,5 +316,7 @@ function startFailure(program: string, code: string): string {
 }
 
 function errnoCode(err: unknown): string | undefined {
-  return err instanceof Error && 'code' in err && typeof err.code === 'string' ? err.code : undefined;
+  return err instanceof Error && 'code' in err && typeof err.code === 'string'
+    ? err.code
+    : undefined;
 }

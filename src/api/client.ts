@@ -114,7 +114,7 @@ export class IonClient {
     return this.json('GET', `/v1/traces/${encodeURIComponent(correlationId)}`);
   }
 
-  async listJobs(filter: { module?: string; state?: JobState; correlationId?: string; limit?: number } = {}): Promise<Job[]> {
+  async listJobs(filter: { module?: string; state?: JobState; correlationId?: string; eventId?: string; limit?: number } = {}): Promise<Job[]> {
     const qs = queryString(filter);
     return (await this.json<{ jobs: Job[] }>('GET', `/v1/jobs${qs}`)).jobs;
   }

@@ -38,6 +38,7 @@ export const jobSchema = {
     updatedAt: { type: 'string' },
     finishedAt: { type: ['string', 'null'] },
     lastError: { type: ['string', 'null'] },
+    outputs: { type: 'array', items: fileRef },
   },
 } as const;
 

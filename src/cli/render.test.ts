@@ -5,7 +5,12 @@ import { renderTrace, summariseJobs, table } from './render.js';
 
 const T0 = '2024-01-01T00:00:00.000Z';
 
-function ev(eventId: string, type: string, sourceJobId: string | null, extra: Partial<EventView> = {}): EventView {
+function ev(
+  eventId: string,
+  type: string,
+  sourceJobId: string | null,
+  extra: Partial<EventView> = {},
+): EventView {
   return {
     eventId,
     type,
@@ -34,6 +39,7 @@ function job(jobId: string, module: string, eventId: string, extra: Partial<Job>
     updatedAt: T0,
     finishedAt: '2024-01-01T00:00:01.500Z',
     lastError: null,
+    outputs: [],
     ...extra,
   };
 }
@@ -53,17 +59,32 @@ function sampleTrace(): TraceView {
   return {
     correlationId: 'root-1',
     events: [
-      ev('root-1', 'file.uploaded', null, { data: { source: 'scanner', long: 'x'.repeat(60) }, files: [{ path: 'scans/page.pdf', sha256: 'a'.repeat(64), size: 2048 }] }),
+      ev('root-1', 'file.uploaded', null, {
+        data: { source: 'scanner', long: 'x'.repeat(60) },
+        files: [{ path: 'scans/page.pdf', sha256: 'a'.repeat(64), size: 2048 }],
+      }),
       ev('child-a', 'part.ready', 'job-split', { parentEventId: 'root-1', data: { part: '1' } }),
       ev('child-b', 'part.ready', 'job-split', { parentEventId: 'root-1', data: { part: '2' } }),
     ],
     jobs: [
       job('job-split', 'split', 'root-1'),
-      job('job-audit', 'audit', 'root-1', { state: 'failed', attempts: 2, lastError: 'exit code 3' }),
-      job('job-ocr-a', 'ocr', 'child-a', { state: 'dead_lettered', attempts: 4, lastError: 'module timed out' }),
+      job('job-audit', 'audit', 'root-1', {
+        state: 'failed',
+        attempts: 2,
+        lastError: 'exit code 3',
+      }),
+      job('job-ocr-a', 'ocr', 'child-a', {
+        state: 'dead_lettered',
+        attempts: 4,
+        lastError: 'module timed out',
+      }),
       job('job-ocr-b', 'ocr', 'child-b', { state: 'running', finishedAt: null }),
     ],
-    insights: [insight('job-split', 'parts', '2'), insight('job-split', 'pages', '7'), insight('job-ocr-a', 'lang', 'en')],
+    insights: [
+      insight('job-split', 'parts', '2'),
+      insight('job-split', 'pages', '7'),
+      insight('job-ocr-a', 'lang', 'en'),
+    ],
   };
 }
 
@@ -158,14 +179,22 @@ describe('renderTrace', () => {
 
 describe('table and summariseJobs', () => {
   it('pads columns to the widest cell', () => {
-    const out = table(['NAME', 'STATE'], [['a', 'succeeded'], ['longer-name', 'failed']]).split('\n');
+    const out = table(
+      ['NAME', 'STATE'],
+      [
+        ['a', 'succeeded'],
+        ['longer-name', 'failed'],
+      ],
+    ).split('\n');
     expect(out[0]).toBe('NAME         STATE');
     expect(out[1]).toBe('a            succeeded');
     expect(out[2]).toBe('longer-name  failed');
   });
 
   it('counts jobs by state', () => {
-    expect(summariseJobs(sampleTrace().jobs)).toBe('1 succeeded, 1 failed, 1 dead_lettered, 1 running');
+    expect(summariseJobs(sampleTrace().jobs)).toBe(
+      '1 succeeded, 1 failed, 1 dead_lettered, 1 running',
+    );
     expect(summariseJobs([])).toBe('no jobs');
   });
 });

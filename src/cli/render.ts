@@ -58,11 +58,18 @@ export function renderTrace(trace: TraceView): string {
     const inner = prefix + (last ? '   ' : '│  ');
     const insights = insightsOf.get(job.jobId) ?? [];
     const children = childrenOf.get(job.jobId) ?? [];
-    const total = (insights.length > 0 ? 1 : 0) + children.length;
+    const outputs = job.outputs ?? [];
+    const lines: string[] = [];
+    if (outputs.length > 0) {
+      const shown = outputs.slice(0, 5).map((f) => f.path);
+      lines.push(`outputs ${shown.join(', ')}${outputs.length > shown.length ? ` and ${outputs.length - shown.length} more` : ''}`);
+    }
+    if (insights.length > 0) lines.push(`insights ${insights.join(', ')}`);
+    const total = lines.length + children.length;
     let index = 0;
-    if (insights.length > 0) {
+    for (const line of lines) {
       index += 1;
-      out.push(`${inner}${index === total ? '└─ ' : '├─ '}insights ${insights.join(', ')}`);
+      out.push(`${inner}${index === total ? '└─ ' : '├─ '}${line}`);
     }
     for (const child of children) {
       index += 1;

@@ -62,7 +62,9 @@ describe('loadConfig', () => {
   });
 
   it('layers file < environment < flags', async () => {
-    const file = await configFile('api:\n  port: 1000\n  host: 0.0.0.0\nlogLevel: warn\ndispatcher:\n  leaseMs: 5000\n');
+    const file = await configFile(
+      'api:\n  port: 1000\n  host: 0.0.0.0\nlogLevel: warn\ndispatcher:\n  leaseMs: 5000\n',
+    );
     const fileOnly = loadConfig({ file });
     expect(fileOnly.api.port).toBe(1000);
     expect(fileOnly.api.host).toBe('0.0.0.0');
@@ -74,7 +76,11 @@ describe('loadConfig', () => {
     expect(withEnv.api.host).toBe('0.0.0.0');
     expect(withEnv.dispatcher.leaseMs).toBe(5000);
 
-    const withFlags = loadConfig({ file, env: { ION_PORT: '2000', ION_LOG_LEVEL: 'debug' }, flags: { api: { port: 3000 } } });
+    const withFlags = loadConfig({
+      file,
+      env: { ION_PORT: '2000', ION_LOG_LEVEL: 'debug' },
+      flags: { api: { port: 3000 } },
+    });
     expect(withFlags.api.port).toBe(3000);
     expect(withFlags.logLevel).toBe('debug');
     expect(withFlags.api.host).toBe('0.0.0.0');
@@ -87,7 +93,9 @@ describe('loadConfig', () => {
   });
 
   it('reads boolean and integer environment variables', () => {
-    const config = loadConfig({ env: { ION_KEEP_JOB_DIRS: 'true', ION_LEASE_MS: '2500', ION_DATA_DIR: join(dir, 'data') } });
+    const config = loadConfig({
+      env: { ION_KEEP_JOB_DIRS: 'true', ION_LEASE_MS: '2500', ION_DATA_DIR: join(dir, 'data') },
+    });
     expect(config.dispatcher.keepJobDirs).toBe(true);
     expect(config.dispatcher.leaseMs).toBe(2500);
     expect(config.dataDir).toBe(join(dir, 'data'));
@@ -118,7 +126,9 @@ describe('loadConfig', () => {
   });
 
   it('rejects a bad boolean in the environment', () => {
-    expect(failure(() => loadConfig({ env: { ION_KEEP_JOB_DIRS: 'yes' } })).message).toContain('ION_KEEP_JOB_DIRS');
+    expect(failure(() => loadConfig({ env: { ION_KEEP_JOB_DIRS: 'yes' } })).message).toContain(
+      'ION_KEEP_JOB_DIRS',
+    );
   });
 
   it('rejects a config file that is not a mapping or does not exist, naming the file', async () => {
@@ -129,7 +139,9 @@ describe('loadConfig', () => {
   });
 
   it('rejects an unknown backend kind', () => {
-    expect(failure(() => loadConfig({ flags: { bus: { kind: 'kafka' } } })).message).toContain('bus');
+    expect(failure(() => loadConfig({ flags: { bus: { kind: 'kafka' } } })).message).toContain(
+      'bus',
+    );
   });
 
   it('makes dataDir absolute', () => {
@@ -164,7 +176,11 @@ describe('redactConfig', () => {
     expect(out.dataDir).toBe('/data');
     expect(out.api).toEqual({ port: 1, token: '[redacted]' });
     expect(out.store).toEqual({ kind: 'postgres', password: '[redacted]', url: 'postgres://x' });
-    expect(out.s3).toEqual({ accessKeyId: '[redacted]', secretAccessKey: '[redacted]', apiKey: '[redacted]' });
+    expect(out.s3).toEqual({
+      accessKeyId: '[redacted]',
+      secretAccessKey: '[redacted]',
+      apiKey: '[redacted]',
+    });
     expect(out.list).toEqual([{ clientSecret: '[redacted]', name: 'n' }]);
     expect(out.credentials).toBe('[redacted]');
   });

@@ -20,7 +20,18 @@ describe('parseDuration', () => {
   });
 
   it('returns null for text that is not a duration', () => {
-    for (const text of ['', '10', 's', '10x', '-5s', '1 m', '1m 30s', 'ten minutes', '1.s', '.5s']) {
+    for (const text of [
+      '',
+      '10',
+      's',
+      '10x',
+      '-5s',
+      '1 m',
+      '1m 30s',
+      'ten minutes',
+      '1.s',
+      '.5s',
+    ]) {
       expect(parseDuration(text), text).toBeNull();
     }
   });

@@ -4,10 +4,20 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ValidationError } from './errors.js';
 import { loadPipelineDocument, loadPipelineFile } from './pipeline-file.js';
-import { DEFAULT_CONCURRENCY, DEFAULT_RETRIES, DEFAULT_TIMEOUT_MS, parsePipeline } from './pipeline.js';
+import {
+  DEFAULT_CONCURRENCY,
+  DEFAULT_RETRIES,
+  DEFAULT_TIMEOUT_MS,
+  parsePipeline,
+} from './pipeline.js';
 
 function module(overrides: Record<string, unknown> = {}): Record<string, unknown> {
-  return { name: 'split', subscribes: ['file.uploaded'], run: { command: ['python3', 'split.py'] }, ...overrides };
+  return {
+    name: 'split',
+    subscribes: ['file.uploaded'],
+    run: { command: ['python3', 'split.py'] },
+    ...overrides,
+  };
 }
 
 /** Parses expecting a ValidationError; returns it. */
@@ -46,15 +56,21 @@ describe('parsePipeline', () => {
   });
 
   it('reads timeout "30s" as 30000 ms', () => {
-    expect(parsePipeline({ modules: [module({ timeout: '30s' })] }).modules[0]!.timeoutMs).toBe(30_000);
+    expect(parsePipeline({ modules: [module({ timeout: '30s' })] }).modules[0]!.timeoutMs).toBe(
+      30_000,
+    );
   });
 
   it('reads timeout "1m30s" as 90000 ms', () => {
-    expect(parsePipeline({ modules: [module({ timeout: '1m30s' })] }).modules[0]!.timeoutMs).toBe(90_000);
+    expect(parsePipeline({ modules: [module({ timeout: '1m30s' })] }).modules[0]!.timeoutMs).toBe(
+      90_000,
+    );
   });
 
   it('reads a numeric timeout as seconds', () => {
-    expect(parsePipeline({ modules: [module({ timeout: 45 })] }).modules[0]!.timeoutMs).toBe(45_000);
+    expect(parsePipeline({ modules: [module({ timeout: 45 })] }).modules[0]!.timeoutMs).toBe(
+      45_000,
+    );
     expect(parsePipeline({ modules: [module({ timeout: 1.5 })] }).modules[0]!.timeoutMs).toBe(1500);
   });
 
@@ -70,8 +86,12 @@ describe('parsePipeline', () => {
   });
 
   it('refuses a timeout that comes to 0 ms ("0s", or a sub-millisecond number), naming the field', () => {
-    expect(refusal({ modules: [module({ timeout: '0s' })] }).message).toContain('modules[0].timeout');
-    expect(refusal({ modules: [module({ timeout: 0.0001 })] }).message).toContain('modules[0].timeout');
+    expect(refusal({ modules: [module({ timeout: '0s' })] }).message).toContain(
+      'modules[0].timeout',
+    );
+    expect(refusal({ modules: [module({ timeout: 0.0001 })] }).message).toContain(
+      'modules[0].timeout',
+    );
   });
 
   it('names an unknown module field, like a misspelt retries', () => {
@@ -80,7 +100,9 @@ describe('parsePipeline', () => {
   });
 
   it('names an unknown top-level field', () => {
-    expect(refusal({ modules: [module()], modulez: [] }).message).toContain('modulez: unknown field');
+    expect(refusal({ modules: [module()], modulez: [] }).message).toContain(
+      'modulez: unknown field',
+    );
   });
 
   it('refuses a module without run.command, naming the field', () => {
@@ -89,7 +111,9 @@ describe('parsePipeline', () => {
   });
 
   it('refuses an empty command', () => {
-    expect(refusal({ modules: [module({ run: { command: [] } })] }).message).toContain('modules[0].run.command');
+    expect(refusal({ modules: [module({ run: { command: [] } })] }).message).toContain(
+      'modules[0].run.command',
+    );
   });
 
   it('refuses a bad module name, naming the field', () => {
@@ -106,7 +130,9 @@ describe('parsePipeline', () => {
   });
 
   it('refuses a module that subscribes to nothing', () => {
-    expect(refusal({ modules: [module({ subscribes: [] })] }).message).toContain('modules[0].subscribes');
+    expect(refusal({ modules: [module({ subscribes: [] })] }).message).toContain(
+      'modules[0].subscribes',
+    );
   });
 
   it('refuses a pipeline with no modules', () => {
@@ -121,12 +147,16 @@ describe('parsePipeline', () => {
   });
 
   it('turns env numbers and booleans into strings', () => {
-    const spec = parsePipeline({ modules: [module({ env: { THREADS: 4, RATIO: 0.5, DEBUG: true, NAME: 'x' } })] }).modules[0]!;
+    const spec = parsePipeline({
+      modules: [module({ env: { THREADS: 4, RATIO: 0.5, DEBUG: true, NAME: 'x' } })],
+    }).modules[0]!;
     expect(spec.env).toEqual({ THREADS: '4', RATIO: '0.5', DEBUG: 'true', NAME: 'x' });
   });
 
   it('refuses an env variable with an invalid name', () => {
-    expect(refusal({ modules: [module({ env: { 'BAD-NAME': 'x' } })] }).message).toContain('modules[0].env');
+    expect(refusal({ modules: [module({ env: { 'BAD-NAME': 'x' } })] }).message).toContain(
+      'modules[0].env',
+    );
   });
 
   it('refuses a document that is not an object', () => {
@@ -165,22 +195,36 @@ describe('pipeline files', () => {
       ].join('\n'),
     );
     const pipeline = loadPipelineFile(file);
-    expect(pipeline.modules[0]!.run.command).toEqual(['python3', join(dir, 'modules', 'split.py'), 'modules/missing.py', '--verbose', '/abs/path.py']);
+    expect(pipeline.modules[0]!.run.command).toEqual([
+      'python3',
+      join(dir, 'modules', 'split.py'),
+      'modules/missing.py',
+      '--verbose',
+      '/abs/path.py',
+    ]);
     expect(pipeline.modules[1]!.run.command).toEqual([join(dir, 'run.sh'), join(dir, 'run.sh')]);
   });
 
   it('looks a bare program name up on PATH even when a file of that name sits beside the pipeline', async () => {
     await writeFile(join(dir, 'python3'), '');
     const file = join(dir, 'ion.yaml');
-    await writeFile(file, 'modules:\n  - name: a\n    subscribes: [x]\n    run: { command: [python3] }\n');
+    await writeFile(
+      file,
+      'modules:\n  - name: a\n    subscribes: [x]\n    run: { command: [python3] }\n',
+    );
     expect(loadPipelineFile(file).modules[0]!.run.command).toEqual(['python3']);
   });
 
   it('loadPipelineDocument returns the document unvalidated, with paths resolved', async () => {
     await writeFile(join(dir, 'tool.py'), '');
     const file = join(dir, 'ion.yaml');
-    await writeFile(file, 'modules:\n  - name: BAD\n    retires: 1\n    run: { command: [python3, tool.py] }\n');
-    const doc = loadPipelineDocument(file) as { modules: { name: string; retires: number; run: { command: string[] } }[] };
+    await writeFile(
+      file,
+      'modules:\n  - name: BAD\n    retires: 1\n    run: { command: [python3, tool.py] }\n',
+    );
+    const doc = loadPipelineDocument(file) as {
+      modules: { name: string; retires: number; run: { command: string[] } }[];
+    };
     expect(doc.modules[0]!.name).toBe('BAD');
     expect(doc.modules[0]!.retires).toBe(1);
     expect(doc.modules[0]!.run.command).toEqual(['python3', join(dir, 'tool.py')]);
@@ -188,7 +232,10 @@ describe('pipeline files', () => {
 
   it('names the file and the field when the pipeline is invalid', () => {
     const file = join(dir, 'bad.yaml');
-    return writeFile(file, 'modules:\n  - name: a\n    subscribes: [x]\n    run: { command: [echo] }\n    timeout: forever\n').then(() => {
+    return writeFile(
+      file,
+      'modules:\n  - name: a\n    subscribes: [x]\n    run: { command: [echo] }\n    timeout: forever\n',
+    ).then(() => {
       expect(() => loadPipelineFile(file)).toThrow(ValidationError);
       expect(() => loadPipelineFile(file)).toThrow(`invalid pipeline file ${file}`);
       expect(() => loadPipelineFile(file)).toThrow('modules[0].timeout');
@@ -211,8 +258,29 @@ describe('pipeline files', () => {
 
   it('accepts JSON', async () => {
     const file = join(dir, 'ion.json');
-    await writeFile(file, JSON.stringify({ modules: [{ name: 'j', subscribes: ['a.b'], publishes: ['c'], run: { command: ['echo', 'hi'] }, timeout: '2s', retries: 0 }] }));
+    await writeFile(
+      file,
+      JSON.stringify({
+        modules: [
+          {
+            name: 'j',
+            subscribes: ['a.b'],
+            publishes: ['c'],
+            run: { command: ['echo', 'hi'] },
+            timeout: '2s',
+            retries: 0,
+          },
+        ],
+      }),
+    );
     const pipeline = loadPipelineFile(file);
-    expect(pipeline.modules[0]).toMatchObject({ name: 'j', subscribes: ['a.b'], publishes: ['c'], run: { command: ['echo', 'hi'] }, timeoutMs: 2000, retries: 0 });
+    expect(pipeline.modules[0]).toMatchObject({
+      name: 'j',
+      subscribes: ['a.b'],
+      publishes: ['c'],
+      run: { command: ['echo', 'hi'] },
+      timeoutMs: 2000,
+      retries: 0,
+    });
   });
 });

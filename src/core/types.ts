@@ -64,6 +64,8 @@ export interface Job {
   finishedAt: string | null;
   /** Message of the last failure, null if none. */
   lastError: string | null;
+  /** Every file the successful attempt left in out/data (empty until it succeeds). */
+  outputs: FileRef[];
 }
 
 export type AttemptOutcome = 'running' | 'succeeded' | 'failed';

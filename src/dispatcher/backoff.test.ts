@@ -52,6 +52,7 @@ describe('retryDelayMs', () => {
 
   it('is a whole number of milliseconds', () => {
     const random = seeded(11);
-    for (let i = 0; i < 100; i += 1) expect(Number.isInteger(retryDelayMs(2, 333, 10_000, random))).toBe(true);
+    for (let i = 0; i < 100; i += 1)
+      expect(Number.isInteger(retryDelayMs(2, 333, 10_000, random))).toBe(true);
   });
 });

@@ -12,8 +12,16 @@ describe('noticeMessage', () => {
   });
 
   it('carries only the pointer, never metadata or files', () => {
-    const message = noticeMessage({ ...event, data: [{ key: 'secret', value: 's' }], files: [] } as typeof event);
-    expect(Object.keys(JSON.parse(message.body) as object).sort()).toEqual(['correlationId', 'eventId', 'type']);
+    const message = noticeMessage({
+      ...event,
+      data: [{ key: 'secret', value: 's' }],
+      files: [],
+    } as typeof event);
+    expect(Object.keys(JSON.parse(message.body) as object).sort()).toEqual([
+      'correlationId',
+      'eventId',
+      'type',
+    ]);
   });
 });
 
@@ -38,14 +46,38 @@ describe('parseNotice', () => {
   });
 
   it('names the first missing field', () => {
-    expect(parseNotice({ id: 'm', topic: 't', body: JSON.stringify({ type: 'a', correlationId: 'c' }) })).toBe('body has no eventId');
-    expect(parseNotice({ id: 'm', topic: 't', body: JSON.stringify({ eventId: '', type: 'a', correlationId: 'c' }) })).toBe('body has no eventId');
-    expect(parseNotice({ id: 'm', topic: 't', body: JSON.stringify({ eventId: 'e', correlationId: 'c' }) })).toBe('body has no type');
-    expect(parseNotice({ id: 'm', topic: 't', body: JSON.stringify({ eventId: 'e', type: 'a' }) })).toBe('body has no correlationId');
-    expect(parseNotice({ id: 'm', topic: 't', body: JSON.stringify({ eventId: 7, type: 'a', correlationId: 'c' }) })).toBe('body has no eventId');
+    expect(
+      parseNotice({ id: 'm', topic: 't', body: JSON.stringify({ type: 'a', correlationId: 'c' }) }),
+    ).toBe('body has no eventId');
+    expect(
+      parseNotice({
+        id: 'm',
+        topic: 't',
+        body: JSON.stringify({ eventId: '', type: 'a', correlationId: 'c' }),
+      }),
+    ).toBe('body has no eventId');
+    expect(
+      parseNotice({
+        id: 'm',
+        topic: 't',
+        body: JSON.stringify({ eventId: 'e', correlationId: 'c' }),
+      }),
+    ).toBe('body has no type');
+    expect(
+      parseNotice({ id: 'm', topic: 't', body: JSON.stringify({ eventId: 'e', type: 'a' }) }),
+    ).toBe('body has no correlationId');
+    expect(
+      parseNotice({
+        id: 'm',
+        topic: 't',
+        body: JSON.stringify({ eventId: 7, type: 'a', correlationId: 'c' }),
+      }),
+    ).toBe('body has no eventId');
   });
 
   it('drops fields it does not know', () => {
-    expect(parseNotice({ id: 'm', topic: 't', body: JSON.stringify({ ...event, extra: 'x' }) })).toEqual(event);
+    expect(
+      parseNotice({ id: 'm', topic: 't', body: JSON.stringify({ ...event, extra: 'x' }) }),
+    ).toEqual(event);
   });
 });

@@ -4,7 +4,7 @@ import type { Delivery } from '../bus/event-bus.js';
 import { IonError, ModuleOutputError, errorMessage } from '../core/errors.js';
 import { childEventId, jobIdFor } from '../core/ids.js';
 import { nowIso } from '../core/time.js';
-import type { FailureKind, FileRef, IonEvent, ModuleRecord } from '../core/types.js';
+import type { FailureKind, FileRef, IonEvent, KeyValue, ModuleRecord } from '../core/types.js';
 import { readJobOutputs } from '../handler/commit.js';
 import { prepareJobDir } from '../handler/prepare.js';
 import { retryDelayMs } from './backoff.js';
@@ -15,7 +15,7 @@ import type { ExecutionResult } from '../executors/executor.js';
 
 /** How one attempt ended, before it is recorded. */
 type AttemptEnd =
-  | { ok: true; result: ExecutionResult; logBlob: string | null; children: IonEvent[]; insights: { key: string; value: string }[] }
+  | { ok: true; result: ExecutionResult; logBlob: string | null; children: IonEvent[]; insights: KeyValue[]; outputs: FileRef[] }
   | { ok: false; released: boolean; code: string; kind: FailureKind; message: string; result: ExecutionResult | null; logBlob: string | null };
 
 /** The environment of one module run: platform base, the module's own, then Ion's contract vars. */
@@ -97,7 +97,7 @@ export class JobRunner {
     }
     if (end.ok) {
       const duration = end.result.durationMs;
-      await store.commitAttempt({ jobId, attempt, finishedAt: nowIso(), durationMs: duration, exitCode: 0, logTail: end.result.logTail, logBlob: end.logBlob, insights: end.insights, children: end.children });
+      await store.commitAttempt({ jobId, attempt, finishedAt: nowIso(), durationMs: duration, exitCode: 0, logTail: end.result.logTail, logBlob: end.logBlob, insights: end.insights, outputs: end.outputs, children: end.children });
       await delivery.ack();
       this.deps.onCommitted?.();
       log.info({ jobId, attempt, durationMs: duration, children: end.children.length }, 'job succeeded');
@@ -187,7 +187,7 @@ export class JobRunner {
         files: raised.files.map((p) => refs.get(p)!),
         createdAt,
       }));
-      return { ok: true, result, logBlob, children, insights: plan.insights };
+      return { ok: true, result, logBlob, children, insights: plan.insights, outputs: [...refs.values()] };
     } catch (err) {
       if (err instanceof ModuleOutputError) {
         return { ok: false, released: false, code: err.code, kind: 'module', message: err.message, result, logBlob };

@@ -11,7 +11,8 @@ let outside: string;
 beforeEach(async () => {
   base = await mkdtemp(join(tmpdir(), 'ion-commit-'));
   outside = await mkdtemp(join(tmpdir(), 'ion-commit-outside-'));
-  for (const dir of ['in/data', 'out/data', 'out/events']) await mkdir(join(base, dir), { recursive: true });
+  for (const dir of ['in/data', 'out/data', 'out/events'])
+    await mkdir(join(base, dir), { recursive: true });
   await writeFile(join(base, 'in', 'eventmeta.json'), '[]');
 });
 
@@ -26,8 +27,10 @@ async function put(rel: string, content: string): Promise<void> {
   await writeFile(path, content);
 }
 
-const dataFile = (rel: string, content = `content of ${rel}`) => put(join('out', 'data', rel), content);
-const eventFile = (name: string, doc: unknown) => put(join('out', 'events', name), typeof doc === 'string' ? doc : JSON.stringify(doc));
+const dataFile = (rel: string, content = `content of ${rel}`) =>
+  put(join('out', 'data', rel), content);
+const eventFile = (name: string, doc: unknown) =>
+  put(join('out', 'events', name), typeof doc === 'string' ? doc : JSON.stringify(doc));
 const insightsFile = (content: string) => put(join('out', 'insights.json'), content);
 
 /** Runs readJobOutputs expecting a ModuleOutputError and returns its message. */
@@ -54,7 +57,11 @@ describe('readJobOutputs: event files in the contract array form', () => {
     ]);
     const plan = await readJobOutputs(base, ['face_detected']);
     expect(plan.events).toHaveLength(1);
-    expect(plan.events[0]).toMatchObject({ fileName: 'e1.json', type: 'face_detected', files: ['img1.png', 'subdir/img2.png', 'a/b/c.txt'] });
+    expect(plan.events[0]).toMatchObject({
+      fileName: 'e1.json',
+      type: 'face_detected',
+      files: ['img1.png', 'subdir/img2.png', 'a/b/c.txt'],
+    });
   });
 
   it('trims spaces around file names and lists a repeated file once', async () => {
@@ -99,7 +106,11 @@ describe('readJobOutputs: the object form extension', () => {
   it('accepts files as an array and data as an object', async () => {
     await dataFile('sub/a.txt');
     await dataFile('b.txt');
-    await eventFile('obj.json', { eventType: 'done', files: ['sub/a.txt', 'b.txt'], data: { colour: 'red', size: 'big' } });
+    await eventFile('obj.json', {
+      eventType: 'done',
+      files: ['sub/a.txt', 'b.txt'],
+      data: { colour: 'red', size: 'big' },
+    });
     const plan = await readJobOutputs(base, ['done']);
     expect(plan.events[0]).toMatchObject({
       type: 'done',
@@ -145,10 +156,12 @@ describe('readJobOutputs: insights', () => {
   });
 
   it('reads a valid insights array in order', async () => {
-    await insightsFile(JSON.stringify([
-      { key: 'colour', value: 'red' },
-      { key: 'faces', value: '3' },
-    ]));
+    await insightsFile(
+      JSON.stringify([
+        { key: 'colour', value: 'red' },
+        { key: 'faces', value: '3' },
+      ]),
+    );
     const plan = await readJobOutputs(base, []);
     expect(plan.insights).toEqual([
       { key: 'colour', value: 'red' },
@@ -177,10 +190,12 @@ describe('readJobOutputs: insights', () => {
   });
 
   it('fails when a value is not a string, naming the file and the entry', async () => {
-    await insightsFile(JSON.stringify([
-      { key: 'ok', value: 'fine' },
-      { key: 'bad', value: { nested: true } },
-    ]));
+    await insightsFile(
+      JSON.stringify([
+        { key: 'ok', value: 'fine' },
+        { key: 'bad', value: { nested: true } },
+      ]),
+    );
     const message = await outputError();
     expect(message).toContain('out/insights.json[1]');
     expect(message).toContain('value');

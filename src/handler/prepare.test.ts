@@ -43,12 +43,20 @@ async function stored(path: string, content: string): Promise<FileRef> {
   return { path, ...ref };
 }
 
-const exists = (path: string) => access(path).then(() => true, () => false);
+const exists = (path: string) =>
+  access(path).then(
+    () => true,
+    () => false,
+  );
 
 describe('prepareJobDir', () => {
   it('puts the event files in in/data at their nested relative paths', async () => {
     const base = join(root, 'job');
-    const files = [await stored('top.txt', 'top'), await stored('a/b/deep.bin', 'deep'), await stored('a/side.txt', 'side')];
+    const files = [
+      await stored('top.txt', 'top'),
+      await stored('a/b/deep.bin', 'deep'),
+      await stored('a/side.txt', 'side'),
+    ];
     const layout = await prepareJobDir(base, event([], files), materialize);
     expect(layout.inData).toBe(join(base, 'in', 'data'));
     expect(await readFile(join(base, 'in', 'data', 'top.txt'), 'utf8')).toBe('top');
@@ -76,7 +84,11 @@ describe('prepareJobDir', () => {
 
   it('creates out/data and out/events empty and no insights file', async () => {
     const base = join(root, 'job');
-    await prepareJobDir(base, event([{ key: 'k', value: 'v' }], [await stored('f.txt', 'x')]), materialize);
+    await prepareJobDir(
+      base,
+      event([{ key: 'k', value: 'v' }], [await stored('f.txt', 'x')]),
+      materialize,
+    );
     expect(await readdir(join(base, 'out', 'data'))).toEqual([]);
     expect(await readdir(join(base, 'out', 'events'))).toEqual([]);
     expect(await exists(join(base, 'out', 'insights.json'))).toBe(false);
@@ -121,7 +133,9 @@ describe('prepareJobDir', () => {
     const base = join(root, 'job');
     const target = join(root, 'abs.txt');
     const ref = await stored(target, 'evil');
-    await expect(prepareJobDir(base, event([], [ref]), materialize)).rejects.toBeInstanceOf(ValidationError);
+    await expect(prepareJobDir(base, event([], [ref]), materialize)).rejects.toBeInstanceOf(
+      ValidationError,
+    );
     expect(await exists(target)).toBe(false);
   });
 });

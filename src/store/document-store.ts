@@ -2,6 +2,7 @@ import type {
   Attempt,
   DeadLetter,
   FailureKind,
+  FileRef,
   Insight,
   IonEvent,
   Job,
@@ -71,6 +72,8 @@ export interface CommitAttemptInput {
   logTail: string;
   logBlob: string | null;
   insights: KeyValue[];
+  /** Every file left in out/data, persisted in the blob store. */
+  outputs: FileRef[];
   /** Child events with deterministic ids; each is inserted if absent, with an outbox row. */
   children: IonEvent[];
 }

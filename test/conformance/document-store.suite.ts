@@ -197,6 +197,10 @@ export function documentStoreConformance(name: string, factory: DocumentStoreFac
         { key: 'lang', value: 'en' },
         { key: 'pages', value: '3' },
       ];
+      const outputs = [
+        { path: 'a/b.txt', sha256: 'a'.repeat(64), size: 3 },
+        { path: 'c.bin', sha256: 'c'.repeat(64), size: 0 },
+      ];
       const commit = {
         jobId,
         attempt: 2,
@@ -206,10 +210,12 @@ export function documentStoreConformance(name: string, factory: DocumentStoreFac
         logTail: 'done',
         logBlob: 'log-blob',
         insights,
+        outputs,
         children,
       };
       const done = await store.commitAttempt(commit);
-      expect(done).toMatchObject({ state: 'succeeded', lastError: null, attempts: 2 });
+      expect(done).toMatchObject({ state: 'succeeded', lastError: null, attempts: 2, outputs });
+      expect((await store.getJob(jobId))?.outputs).toEqual(outputs);
 
       const attempts = await store.listAttempts(jobId);
       expect(attempts.map((a) => [a.attempt, a.outcome, a.workerId])).toEqual([
@@ -271,6 +277,7 @@ export function documentStoreConformance(name: string, factory: DocumentStoreFac
           exitCode: 0,
           logTail: '',
           logBlob: null,
+          outputs: [],
           insights: [],
           children: [{ ...child, data }],
         });
@@ -395,6 +402,7 @@ export function documentStoreConformance(name: string, factory: DocumentStoreFac
           exitCode: 0,
           logTail: '',
           logBlob: null,
+          outputs: [],
           insights: [
             { key: `lang-${tag}`, value: lang },
             { key: 'size', value: '1' },
@@ -427,6 +435,7 @@ export function documentStoreConformance(name: string, factory: DocumentStoreFac
           exitCode: 0,
           logTail: '',
           logBlob: null,
+          outputs: [],
           insights: [{ key: 'who', value: ev.eventId }],
           children: ev === root ? [child] : [],
         });

@@ -58,7 +58,7 @@ describe('failure handling on a real ion up process', () => {
   let last: Job | undefined;
   const jobOf = (module: string, eventId: string, states: Job["state"][]) =>
     waitFor(`${module} job in ${states.join('/')}`, async () => {
-      const [job] = await ion.client.listJobs({ module, eventId } as { module: string });
+      const [job] = await ion.client.listJobs({ module, eventId });
       last = job;
       return job !== undefined && job.eventId === eventId && states.includes(job.state) ? job : undefined;
     }, 90_000);

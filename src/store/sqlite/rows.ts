@@ -4,6 +4,7 @@ import type {
   Attempt,
   DeadLetter,
   FailureKind,
+  FileRef,
   Insight,
   IonEvent,
   Job,
@@ -63,6 +64,7 @@ export interface JobRow {
   updated_at: string;
   finished_at: string | null;
   last_error: string | null;
+  outputs_json: string;
 }
 
 export interface AttemptRow {
@@ -179,6 +181,7 @@ export function toJob(r: JobRow): Job {
     updatedAt: r.updated_at,
     finishedAt: r.finished_at,
     lastError: r.last_error,
+    outputs: JSON.parse(r.outputs_json) as FileRef[],
   };
 }
 

@@ -139,6 +139,11 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX dead_letters_module ON dead_letters (module, created_at);
     `,
   },
+  {
+    version: 2,
+    description: "a job's output files (everything it left in out/data)",
+    sql: `ALTER TABLE jobs ADD COLUMN outputs_json TEXT NOT NULL DEFAULT '[]';`,
+  },
 ];
 
 /**

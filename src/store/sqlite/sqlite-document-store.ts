@@ -371,9 +371,10 @@ export class SqliteDocumentStore implements DocumentStore {
         }
       }
       db.prepare(
-        `UPDATE jobs SET state = 'succeeded', last_error = NULL, finished_at = ?, updated_at = ?
+        `UPDATE jobs SET state = 'succeeded', last_error = NULL, finished_at = ?, updated_at = ?,
+           outputs_json = ?
          WHERE job_id = ?`,
-      ).run(input.finishedAt, input.finishedAt, input.jobId);
+      ).run(input.finishedAt, input.finishedAt, JSON.stringify(input.outputs), input.jobId);
       return requireJob(db, input.jobId);
     });
   }

@@ -2,10 +2,23 @@ import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import type { ApplyResult } from '../app/control.js';
 import { IonError, UnavailableError, type ErrorCode, ERROR_CODES } from '../core/errors.js';
-import type { Attempt, BlobRef, DeadLetter, Insight, IonEvent, Job, JobState, KeyValue, ModuleRecord } from '../core/types.js';
+import type {
+  Attempt,
+  BlobRef,
+  DeadLetter,
+  Insight,
+  IonEvent,
+  Job,
+  JobState,
+  KeyValue,
+  ModuleRecord,
+} from '../core/types.js';
 
 /** An event as the API returns it: `data` as an object, `metadata` as the ordered pairs. */
-export type EventView = Omit<IonEvent, 'data'> & { data: Record<string, string>; metadata: KeyValue[] };
+export type EventView = Omit<IonEvent, 'data'> & {
+  data: Record<string, string>;
+  metadata: KeyValue[];
+};
 
 export interface TraceView {
   correlationId: string;
@@ -32,33 +45,51 @@ function queryString(filter: Record<string, string | number | undefined>): strin
 /** The typed client of the v1 API, used by the CLI and tests. */
 export class IonClient {
   private readonly baseUrl: string;
-  constructor(baseUrl: string, private readonly token?: string) {
+  constructor(
+    baseUrl: string,
+    private readonly token?: string,
+  ) {
     this.baseUrl = baseUrl.replace(/\/+$/, '');
   }
 
   private headers(extra: Record<string, string> = {}): Record<string, string> {
-    return { ...(this.token === undefined ? {} : { authorization: `Bearer ${this.token}` }), ...extra };
+    return {
+      ...(this.token === undefined ? {} : { authorization: `Bearer ${this.token}` }),
+      ...extra,
+    };
   }
 
-  private async request(method: string, path: string, init: { json?: unknown; body?: RequestInit['body']; headers?: Record<string, string> } = {}): Promise<Response> {
+  private async request(
+    method: string,
+    path: string,
+    init: { json?: unknown; body?: RequestInit['body']; headers?: Record<string, string> } = {},
+  ): Promise<Response> {
     let response: Response;
     try {
       response = await fetch(`${this.baseUrl}${path}`, {
         method,
-        headers: this.headers({ ...(init.json === undefined ? {} : { 'content-type': 'application/json' }), ...init.headers }),
+        headers: this.headers({
+          ...(init.json === undefined ? {} : { 'content-type': 'application/json' }),
+          ...init.headers,
+        }),
         body: init.json === undefined ? init.body : JSON.stringify(init.json),
         ...(init.body instanceof ReadableStream ? { duplex: 'half' } : {}),
       });
     } catch (err) {
-      const cause = err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err);
-      throw new UnavailableError(`cannot reach Ion at ${this.baseUrl} (${cause}); is it running? (start it with "ion up")`, { cause: err });
+      const cause =
+        err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err);
+      throw new UnavailableError(
+        `cannot reach Ion at ${this.baseUrl} (${cause}); is it running? (start it with "ion up")`,
+        { cause: err },
+      );
     }
     if (!response.ok) {
       let code: ErrorCode = 'internal';
       let message = `${method} ${path} answered ${response.status}`;
       try {
         const body = (await response.json()) as { error?: { code?: string; message?: string } };
-        if (body.error?.code !== undefined && body.error.code in ERROR_CODES) code = body.error.code as ErrorCode;
+        if (body.error?.code !== undefined && body.error.code in ERROR_CODES)
+          code = body.error.code as ErrorCode;
         if (body.error?.message !== undefined) message = body.error.message;
       } catch {
         // not our error format: keep the status line
@@ -92,7 +123,10 @@ export class IonClient {
   /** Streams a local file to the blob store. */
   async uploadFile(path: string): Promise<BlobRef> {
     const body = Readable.toWeb(createReadStream(path)) as ReadableStream<Uint8Array>;
-    const response = await this.request('PUT', '/v1/blobs', { body, headers: { 'content-type': 'application/octet-stream' } });
+    const response = await this.request('PUT', '/v1/blobs', {
+      body,
+      headers: { 'content-type': 'application/octet-stream' },
+    });
     return (await response.json()) as BlobRef;
   }
 
@@ -102,7 +136,12 @@ export class IonClient {
     return Readable.fromWeb(response.body!);
   }
 
-  publish(input: { type: string; data?: Record<string, string> | KeyValue[]; files?: { path: string; sha256: string }[]; idempotencyKey?: string }): Promise<{ eventId: string; correlationId: string; created: boolean }> {
+  publish(input: {
+    type: string;
+    data?: Record<string, string> | KeyValue[];
+    files?: { path: string; sha256: string }[];
+    idempotencyKey?: string;
+  }): Promise<{ eventId: string; correlationId: string; created: boolean }> {
     return this.json('POST', '/v1/events', input);
   }
 
@@ -114,7 +153,15 @@ export class IonClient {
     return this.json('GET', `/v1/traces/${encodeURIComponent(correlationId)}`);
   }
 
-  async listJobs(filter: { module?: string; state?: JobState; correlationId?: string; eventId?: string; limit?: number } = {}): Promise<Job[]> {
+  async listJobs(
+    filter: {
+      module?: string;
+      state?: JobState;
+      correlationId?: string;
+      eventId?: string;
+      limit?: number;
+    } = {},
+  ): Promise<Job[]> {
     const qs = queryString(filter);
     return (await this.json<{ jobs: Job[] }>('GET', `/v1/jobs${qs}`)).jobs;
   }
@@ -124,13 +171,17 @@ export class IonClient {
   }
 
   async jobLogs(jobId: string, attempt?: number): Promise<{ attempt: number; text: string }> {
-    const response = await this.request('GET', `/v1/jobs/${encodeURIComponent(jobId)}/logs${attempt === undefined ? '' : `?attempt=${attempt}`}`);
+    const response = await this.request(
+      'GET',
+      `/v1/jobs/${encodeURIComponent(jobId)}/logs${attempt === undefined ? '' : `?attempt=${attempt}`}`,
+    );
     return { attempt: Number(response.headers.get('x-ion-attempt')), text: await response.text() };
   }
 
   async listDeadLetters(filter: { module?: string; limit?: number } = {}): Promise<DeadLetter[]> {
     const qs = queryString(filter);
-    return (await this.json<{ deadLetters: DeadLetter[] }>('GET', `/v1/dead-letters${qs}`)).deadLetters;
+    return (await this.json<{ deadLetters: DeadLetter[] }>('GET', `/v1/dead-letters${qs}`))
+      .deadLetters;
   }
 
   redrive(id: string): Promise<{ job: Job | null }> {

@@ -36,13 +36,21 @@ export const errorBodySchema = {
       properties: {
         code: { type: 'string' },
         message: { type: 'string' },
-        issues: { type: 'array', items: { type: 'object', properties: { path: { type: 'string' }, message: { type: 'string' } } } },
+        issues: {
+          type: 'array',
+          items: {
+            type: 'object',
+            properties: { path: { type: 'string' }, message: { type: 'string' } },
+          },
+        },
       },
     },
   },
 } as const;
 
-function fromFastify(err: FastifyError): { status: number; code: ErrorCode; message: string } | null {
+function fromFastify(
+  err: FastifyError,
+): { status: number; code: ErrorCode; message: string } | null {
   if (err.validation !== undefined) {
     const where = err.validationContext ?? 'request';
     return { status: 400, code: 'validation_failed', message: `invalid ${where}: ${err.message}` };
@@ -55,9 +63,16 @@ function fromFastify(err: FastifyError): { status: number; code: ErrorCode; mess
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
-      return { status: 400, code: 'validation_failed', message: `invalid request body: ${err.message}` };
+      return {
+        status: 400,
+        code: 'validation_failed',
+        message: `invalid request body: ${err.message}`,
+      };
   }
-  if (err instanceof SyntaxError || (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500)) {
+  if (
+    err instanceof SyntaxError ||
+    (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500)
+  ) {
     return { status: err.statusCode ?? 400, code: 'validation_failed', message: err.message };
   }
   return null;
@@ -84,7 +99,8 @@ export function errorHandler(logger: Logger) {
         body = { error: { code: 'internal', message: 'internal error; see the server log' } };
       }
     }
-    if (status >= 500) logger.error({ err, url: request.url, method: request.method }, 'request failed');
+    if (status >= 500)
+      logger.error({ err, url: request.url, method: request.method }, 'request failed');
     void reply.status(status).send(body);
   };
 }

@@ -1,6 +1,10 @@
 /** JSON schemas of the v1 API: request validation, response serialisation, OpenAPI later. */
 
-const keyValue = { type: 'object', required: ['key', 'value'], properties: { key: { type: 'string' }, value: { type: 'string' } } } as const;
+const keyValue = {
+  type: 'object',
+  required: ['key', 'value'],
+  properties: { key: { type: 'string' }, value: { type: 'string' } },
+} as const;
 const fileRef = {
   type: 'object',
   required: ['path', 'sha256', 'size'],
@@ -9,7 +13,16 @@ const fileRef = {
 
 export const eventSchema = {
   type: 'object',
-  required: ['eventId', 'type', 'correlationId', 'parentEventId', 'source', 'data', 'files', 'createdAt'],
+  required: [
+    'eventId',
+    'type',
+    'correlationId',
+    'parentEventId',
+    'source',
+    'data',
+    'files',
+    'createdAt',
+  ],
   properties: {
     eventId: { type: 'string' },
     type: { type: 'string' },
@@ -115,7 +128,16 @@ export const publishBodySchema = {
     data: {
       oneOf: [
         { type: 'object', additionalProperties: { type: 'string' } },
-        { type: 'array', items: { ...keyValue, additionalProperties: false }, maxItems: 10000 },
+        {
+          type: 'array',
+          maxItems: 10000,
+          items: {
+            type: 'object',
+            required: ['key', 'value'],
+            additionalProperties: false,
+            properties: { key: { type: 'string', minLength: 1 }, value: { type: 'string' } },
+          },
+        },
       ],
     },
     files: {
@@ -125,7 +147,10 @@ export const publishBodySchema = {
         type: 'object',
         required: ['path', 'sha256'],
         additionalProperties: false,
-        properties: { path: { type: 'string', minLength: 1, maxLength: 4096 }, sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' } },
+        properties: {
+          path: { type: 'string', minLength: 1, maxLength: 4096 },
+          sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+        },
       },
     },
     idempotencyKey: { type: 'string', minLength: 1, maxLength: 256 },

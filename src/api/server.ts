@@ -1,10 +1,18 @@
-import Fastify, { LogController } from 'fastify';
+import Fastify, { LogController, type FastifyReply } from 'fastify';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Control } from '../app/control.js';
 import { JOB_STATES, type IonEvent, type JobState } from '../core/types.js';
 import { errorBodySchema, errorHandler } from './errors.js';
-import { attemptSchema, deadLetterSchema, eventSchema, jobSchema, moduleSchema, publishBodySchema, traceSchema } from './schemas.js';
+import {
+  attemptSchema,
+  deadLetterSchema,
+  eventSchema,
+  jobSchema,
+  moduleSchema,
+  publishBodySchema,
+  traceSchema,
+} from './schemas.js';
 import { ValidationError } from '../core/errors.js';
 
 export interface ServerDeps {
@@ -13,12 +21,29 @@ export interface ServerDeps {
   bodyLimitBytes?: number;
 }
 
-const errors = { 400: errorBodySchema, 404: errorBodySchema, 413: errorBodySchema, 415: errorBodySchema, 500: errorBodySchema, 503: errorBodySchema };
-const idParam = (name: string) => ({ type: 'object', required: [name], properties: { [name]: { type: 'string', minLength: 1, maxLength: 200 } } }) as const;
+const errors = {
+  400: errorBodySchema,
+  404: errorBodySchema,
+  409: errorBodySchema,
+  413: errorBodySchema,
+  415: errorBodySchema,
+  500: errorBodySchema,
+  503: errorBodySchema,
+};
+const idParam = (name: string) =>
+  ({
+    type: 'object',
+    required: [name],
+    properties: { [name]: { type: 'string', minLength: 1, maxLength: 200 } },
+  }) as const;
 
 /** The API's view of an event: metadata both as an ordered list and as an object. */
 function eventView(event: IonEvent) {
-  return { ...event, data: Object.fromEntries(event.data.map((kv) => [kv.key, kv.value])), metadata: event.data };
+  return {
+    ...event,
+    data: Object.fromEntries(event.data.map((kv) => [kv.key, kv.value])),
+    metadata: event.data,
+  };
 }
 
 /**
@@ -32,20 +57,54 @@ export function buildServer(deps: ServerDeps) {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: deps.bodyLimitBytes ?? 1024 * 1024,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+    maxParamLength: 500,
+    // Errors raised before routing (a malformed URL) get the one error format too.
+    frameworkErrors: (error, _request, reply) => {
+      void (reply as FastifyReply).status(400).send({
+        error: { code: 'validation_failed', message: `invalid request: ${error.message}` },
+      });
+    },
   });
   app.setErrorHandler(errorHandler(deps.logger));
   app.setNotFoundHandler((request, reply) => {
-    void reply.status(404).send({ error: { code: 'not_found', message: `no route ${request.method} ${request.url}` } });
+    void reply
+      .status(404)
+      .send({ error: { code: 'not_found', message: `no route ${request.method} ${request.url}` } });
   });
   // Blob uploads stream straight through to the blob store: never buffered whole.
-  app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
+  app.addContentTypeParser('application/octet-stream', (_request, payload, done) =>
+    done(null, payload),
+  );
 
   app.get('/healthz', () => ({ status: 'ok' }));
 
   app.post('/v1/pipelines/apply', {
     schema: {
-      body: { type: 'object', required: ['pipeline'], additionalProperties: false, properties: { pipeline: { type: 'object' }, prune: { type: 'boolean' } } },
-      response: { 200: { type: 'object', properties: { modules: { type: 'array', items: { type: 'object', properties: { name: { type: 'string' }, version: { type: 'integer' }, change: { type: 'string' } } } } } }, ...errors },
+      body: {
+        type: 'object',
+        required: ['pipeline'],
+        additionalProperties: false,
+        properties: { pipeline: { type: 'object' }, prune: { type: 'boolean' } },
+      },
+      response: {
+        200: {
+          type: 'object',
+          properties: {
+            modules: {
+              type: 'array',
+              items: {
+                type: 'object',
+                properties: {
+                  name: { type: 'string' },
+                  version: { type: 'integer' },
+                  change: { type: 'string' },
+                },
+              },
+            },
+          },
+        },
+        ...errors,
+      },
     },
     handler: async (request) => {
       const body = request.body as { pipeline: unknown; prune?: boolean };
@@ -53,50 +112,125 @@ export function buildServer(deps: ServerDeps) {
     },
   });
 
-  app.get('/v1/modules', { schema: { response: { 200: { type: 'object', properties: { modules: { type: 'array', items: moduleSchema } } } } } }, async () => ({
-    modules: await control.listModules(),
-  }));
-  app.get('/v1/modules/:name', { schema: { params: idParam('name'), response: { 200: moduleSchema, ...errors } } }, async (request) =>
-    control.getModule((request.params as { name: string }).name),
+  app.get(
+    '/v1/modules',
+    {
+      schema: {
+        response: {
+          200: { type: 'object', properties: { modules: { type: 'array', items: moduleSchema } } },
+        },
+      },
+    },
+    async () => ({
+      modules: await control.listModules(),
+    }),
+  );
+  app.get(
+    '/v1/modules/:name',
+    { schema: { params: idParam('name'), response: { 200: moduleSchema, ...errors } } },
+    async (request) => control.getModule((request.params as { name: string }).name),
   );
 
   app.put('/v1/blobs', {
-    schema: { response: { 201: { type: 'object', properties: { sha256: { type: 'string' }, size: { type: 'integer' } } }, ...errors } },
+    schema: {
+      response: {
+        201: {
+          type: 'object',
+          properties: { sha256: { type: 'string' }, size: { type: 'integer' } },
+        },
+        ...errors,
+      },
+    },
     bodyLimit: Number.MAX_SAFE_INTEGER,
     handler: async (request, reply) => {
-      if (request.headers['content-type'] !== 'application/octet-stream') {
+      const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+      if (type !== 'application/octet-stream') {
         throw new ValidationError('upload blobs with Content-Type: application/octet-stream');
       }
       const ref = await control.putBlob(request.body as Readable);
       return reply.status(201).send(ref);
     },
   });
-  app.get('/v1/blobs/:sha256', { schema: { params: { type: 'object', properties: { sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' } } } } }, async (request, reply) => {
-    const { stream, ref } = await control.getBlob((request.params as { sha256: string }).sha256);
-    return reply.header('content-type', 'application/octet-stream').header('content-length', ref.size).send(stream);
-  });
+  app.get(
+    '/v1/blobs/:sha256',
+    {
+      schema: {
+        params: {
+          type: 'object',
+          properties: { sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' } },
+        },
+      },
+    },
+    async (request, reply) => {
+      const { stream, ref } = await control.getBlob((request.params as { sha256: string }).sha256);
+      return reply
+        .header('content-type', 'application/octet-stream')
+        .header('content-length', ref.size)
+        .send(stream);
+    },
+  );
 
   app.post('/v1/events', {
     schema: {
       body: publishBodySchema,
-      headers: { type: 'object', properties: { 'idempotency-key': { type: 'string', minLength: 1, maxLength: 256 } } },
-      response: { 200: { type: 'object', properties: { eventId: { type: 'string' }, correlationId: { type: 'string' }, created: { type: 'boolean' } } }, 201: { type: 'object', properties: { eventId: { type: 'string' }, correlationId: { type: 'string' }, created: { type: 'boolean' } } }, ...errors },
+      headers: {
+        type: 'object',
+        properties: { 'idempotency-key': { type: 'string', minLength: 1, maxLength: 256 } },
+      },
+      response: {
+        200: {
+          type: 'object',
+          properties: {
+            eventId: { type: 'string' },
+            correlationId: { type: 'string' },
+            created: { type: 'boolean' },
+          },
+        },
+        201: {
+          type: 'object',
+          properties: {
+            eventId: { type: 'string' },
+            correlationId: { type: 'string' },
+            created: { type: 'boolean' },
+          },
+        },
+        ...errors,
+      },
     },
     handler: async (request, reply) => {
-      const body = request.body as { type: string; data?: Record<string, string> | { key: string; value: string }[]; files?: { path: string; sha256: string }[]; idempotencyKey?: string };
+      const body = request.body as {
+        type: string;
+        data?: Record<string, string> | { key: string; value: string }[];
+        files?: { path: string; sha256: string }[];
+        idempotencyKey?: string;
+      };
       const key = body.idempotencyKey ?? (request.headers['idempotency-key'] as string | undefined);
-      const { event, created } = await control.publish({ ...body, ...(key === undefined ? {} : { idempotencyKey: key }) });
-      return reply.status(created ? 201 : 200).send({ eventId: event.eventId, correlationId: event.correlationId, created });
+      const { event, created } = await control.publish({
+        ...body,
+        ...(key === undefined ? {} : { idempotencyKey: key }),
+      });
+      return reply
+        .status(created ? 201 : 200)
+        .send({ eventId: event.eventId, correlationId: event.correlationId, created });
     },
   });
-  app.get('/v1/events/:eventId', { schema: { params: idParam('eventId'), response: { 200: eventSchema, ...errors } } }, async (request) =>
-    eventView(await control.getEvent((request.params as { eventId: string }).eventId)),
+  app.get(
+    '/v1/events/:eventId',
+    { schema: { params: idParam('eventId'), response: { 200: eventSchema, ...errors } } },
+    async (request) =>
+      eventView(await control.getEvent((request.params as { eventId: string }).eventId)),
   );
 
-  app.get('/v1/traces/:correlationId', { schema: { params: idParam('correlationId'), response: { 200: traceSchema, ...errors } } }, async (request) => {
-    const trace = await control.trace((request.params as { correlationId: string }).correlationId);
-    return { ...trace, events: trace.events.map(eventView) };
-  });
+  app.get(
+    '/v1/traces/:correlationId',
+    { schema: { params: idParam('correlationId'), response: { 200: traceSchema, ...errors } } },
+    async (request) => {
+      const trace = await control.trace(
+        (request.params as { correlationId: string }).correlationId,
+      );
+      return { ...trace, events: trace.events.map(eventView) };
+    },
+  );
 
   app.get('/v1/jobs', {
     schema: {
@@ -111,39 +245,106 @@ export function buildServer(deps: ServerDeps) {
           limit: { type: 'integer', minimum: 1, maximum: 1000 },
         },
       },
-      response: { 200: { type: 'object', properties: { jobs: { type: 'array', items: jobSchema } } }, ...errors },
+      response: {
+        200: { type: 'object', properties: { jobs: { type: 'array', items: jobSchema } } },
+        ...errors,
+      },
     },
     handler: async (request) => {
-      const q = request.query as { module?: string; state?: JobState; correlationId?: string; eventId?: string; limit?: number };
+      const q = request.query as {
+        module?: string;
+        state?: JobState;
+        correlationId?: string;
+        eventId?: string;
+        limit?: number;
+      };
       return { jobs: await control.listJobs(q) };
     },
   });
-  app.get('/v1/jobs/:jobId', { schema: { params: idParam('jobId'), response: { 200: { type: 'object', properties: { job: jobSchema, attempts: { type: 'array', items: attemptSchema } } }, ...errors } } }, async (request) =>
-    control.getJob((request.params as { jobId: string }).jobId),
+  app.get(
+    '/v1/jobs/:jobId',
+    {
+      schema: {
+        params: idParam('jobId'),
+        response: {
+          200: {
+            type: 'object',
+            properties: { job: jobSchema, attempts: { type: 'array', items: attemptSchema } },
+          },
+          ...errors,
+        },
+      },
+    },
+    async (request) => control.getJob((request.params as { jobId: string }).jobId),
   );
   app.get('/v1/jobs/:jobId/logs', {
-    schema: { params: idParam('jobId'), querystring: { type: 'object', additionalProperties: false, properties: { attempt: { type: 'integer', minimum: 1 } } } },
+    schema: {
+      params: idParam('jobId'),
+      querystring: {
+        type: 'object',
+        additionalProperties: false,
+        properties: { attempt: { type: 'integer', minimum: 1 } },
+      },
+    },
     handler: async (request, reply) => {
-      const { attempt, stream } = await control.jobLog((request.params as { jobId: string }).jobId, (request.query as { attempt?: number }).attempt);
-      void reply.header('content-type', 'text/plain; charset=utf-8').header('x-ion-attempt', String(attempt.attempt));
+      const { attempt, stream } = await control.jobLog(
+        (request.params as { jobId: string }).jobId,
+        (request.query as { attempt?: number }).attempt,
+      );
+      void reply
+        .header('content-type', 'text/plain; charset=utf-8')
+        .header('x-ion-attempt', String(attempt.attempt));
       return reply.send(stream ?? attempt.logTail);
     },
   });
 
   app.get('/v1/dead-letters', {
     schema: {
-      querystring: { type: 'object', additionalProperties: false, properties: { module: { type: 'string' }, limit: { type: 'integer', minimum: 1, maximum: 1000 } } },
-      response: { 200: { type: 'object', properties: { deadLetters: { type: 'array', items: deadLetterSchema } } }, ...errors },
+      querystring: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          module: { type: 'string' },
+          limit: { type: 'integer', minimum: 1, maximum: 1000 },
+        },
+      },
+      response: {
+        200: {
+          type: 'object',
+          properties: { deadLetters: { type: 'array', items: deadLetterSchema } },
+        },
+        ...errors,
+      },
     },
-    handler: async (request) => ({ deadLetters: await control.listDeadLetters(request.query as { module?: string; limit?: number }) }),
+    handler: async (request) => ({
+      deadLetters: await control.listDeadLetters(
+        request.query as { module?: string; limit?: number },
+      ),
+    }),
   });
-  app.post('/v1/dead-letters/:id/redrive', { schema: { params: idParam('id'), response: { 200: { type: 'object', properties: { job: { anyOf: [jobSchema, { type: 'null' }] } } }, ...errors } } }, async (request) => ({
-    job: await control.redrive((request.params as { id: string }).id),
-  }));
-  app.delete('/v1/dead-letters/:id', { schema: { params: idParam('id') } }, async (request, reply) => {
-    await control.discard((request.params as { id: string }).id);
-    return reply.status(204).send();
-  });
+  app.post(
+    '/v1/dead-letters/:id/redrive',
+    {
+      schema: {
+        params: idParam('id'),
+        response: {
+          200: { type: 'object', properties: { job: { anyOf: [jobSchema, { type: 'null' }] } } },
+          ...errors,
+        },
+      },
+    },
+    async (request) => ({
+      job: await control.redrive((request.params as { id: string }).id),
+    }),
+  );
+  app.delete(
+    '/v1/dead-letters/:id',
+    { schema: { params: idParam('id') } },
+    async (request, reply) => {
+      await control.discard((request.params as { id: string }).id);
+      return reply.status(204).send();
+    },
+  );
 
   return app;
 }

@@ -1,11 +1,21 @@
 import type { Readable } from 'node:stream';
 import type { BlobStore } from '../blob/blob-store.js';
 import type { EventBus } from '../bus/event-bus.js';
-import { NotFoundError, ValidationError } from '../core/errors.js';
+import { ConflictError, NotFoundError, ValidationError } from '../core/errors.js';
 import { newId, rootEventIdFromKey } from '../core/ids.js';
 import { EVENT_TYPE, moduleSpecSchema, parsePipeline } from '../core/pipeline.js';
 import { nowIso } from '../core/time.js';
-import type { Attempt, BlobRef, DeadLetter, FileRef, IonEvent, Job, KeyValue, ModuleRecord, Trace } from '../core/types.js';
+import type {
+  Attempt,
+  BlobRef,
+  DeadLetter,
+  FileRef,
+  IonEvent,
+  Job,
+  KeyValue,
+  ModuleRecord,
+  Trace,
+} from '../core/types.js';
 import { parseOrThrow } from '../core/validation.js';
 import { normaliseRelativePath } from '../handler/safe-path.js';
 import type { DocumentStore, JobFilter } from '../store/document-store.js';
@@ -18,7 +28,21 @@ export interface PublishInput {
 }
 
 export interface ApplyResult {
-  modules: { name: string; version: number; change: 'created' | 'updated' | 'unchanged' | 'deleted' }[];
+  modules: {
+    name: string;
+    version: number;
+    change: 'created' | 'updated' | 'unchanged' | 'deleted';
+  }[];
+}
+
+/** A retried publication must carry the same type, metadata and files as the first. */
+function samePublication(a: IonEvent, b: IonEvent): boolean {
+  const files = (e: IonEvent) => e.files.map((f) => [f.path, f.sha256]);
+  return (
+    a.type === b.type &&
+    JSON.stringify(a.data) === JSON.stringify(b.data) &&
+    JSON.stringify(files(a)) === JSON.stringify(files(b))
+  );
 }
 
 export interface ControlDeps {
@@ -51,7 +75,11 @@ export class Control {
     for (const spec of pipeline.modules) {
       parseOrThrow(moduleSpecSchema, spec, `module ${spec.name}`);
       // Subscribe first, so events published right after the apply are kept for the module.
-      await bus.ensureSubscription({ name: spec.name, topics: spec.subscribes, leaseMs: this.deps.leaseMs });
+      await bus.ensureSubscription({
+        name: spec.name,
+        topics: spec.subscribes,
+        leaseMs: this.deps.leaseMs,
+      });
       const { module, change } = await store.upsertModule(spec);
       result.modules.push({ name: module.name, version: module.version, change });
     }
@@ -82,7 +110,10 @@ export class Control {
     return this.deps.blobs.put(source);
   }
 
-  async getBlob(sha256: string, range?: { start: number; end: number }): Promise<{ ref: BlobRef; stream: Readable }> {
+  async getBlob(
+    sha256: string,
+    range?: { start: number; end: number },
+  ): Promise<{ ref: BlobRef; stream: Readable }> {
     const ref = await this.deps.blobs.stat(sha256);
     if (ref === null) throw new NotFoundError(`blob ${sha256} does not exist`);
     return { ref, stream: await this.deps.blobs.get(sha256, range) };
@@ -91,7 +122,10 @@ export class Control {
   /** Publishes a root event: stored with its outbox row in one transaction, then relayed. */
   async publish(input: PublishInput): Promise<{ event: IonEvent; created: boolean }> {
     if (!EVENT_TYPE.test(input.type)) {
-      throw new ValidationError(`invalid event type "${input.type}": must be dot-separated words of letters, digits, "_" or "-"`, [{ path: 'type', message: 'invalid event type' }]);
+      throw new ValidationError(
+        `invalid event type "${input.type}": must be dot-separated words of letters, digits, "_" or "-"`,
+        [{ path: 'type', message: 'invalid event type' }],
+      );
     }
     const data: KeyValue[] = Array.isArray(input.data)
       ? input.data.map(({ key, value }) => ({ key, value }))
@@ -100,14 +134,25 @@ export class Control {
     const seen = new Set<string>();
     for (const [i, file] of (input.files ?? []).entries()) {
       const checked = normaliseRelativePath(file.path);
-      if (!checked.ok) throw new ValidationError(`files[${i}].path "${file.path}" ${checked.reason}`, [{ path: `files[${i}].path`, message: checked.reason }]);
-      if (seen.has(checked.path)) throw new ValidationError(`files[${i}].path "${checked.path}" is listed twice`, [{ path: `files[${i}].path`, message: 'duplicate path' }]);
+      if (!checked.ok)
+        throw new ValidationError(`files[${i}].path "${file.path}" ${checked.reason}`, [
+          { path: `files[${i}].path`, message: checked.reason },
+        ]);
+      if (seen.has(checked.path))
+        throw new ValidationError(`files[${i}].path "${checked.path}" is listed twice`, [
+          { path: `files[${i}].path`, message: 'duplicate path' },
+        ]);
       seen.add(checked.path);
       const ref = await this.deps.blobs.stat(file.sha256);
-      if (ref === null) throw new ValidationError(`files[${i}].sha256 names a blob that does not exist; upload it first`, [{ path: `files[${i}].sha256`, message: 'unknown blob' }]);
+      if (ref === null)
+        throw new ValidationError(
+          `files[${i}].sha256 names a blob that does not exist; upload it first`,
+          [{ path: `files[${i}].sha256`, message: 'unknown blob' }],
+        );
       files.push({ path: checked.path, ...ref });
     }
-    const eventId = input.idempotencyKey === undefined ? newId() : rootEventIdFromKey(input.idempotencyKey);
+    const eventId =
+      input.idempotencyKey === undefined ? newId() : rootEventIdFromKey(input.idempotencyKey);
     const event: IonEvent = {
       eventId,
       type: input.type,
@@ -120,7 +165,13 @@ export class Control {
       createdAt: nowIso(),
     };
     const stored = await this.deps.store.insertRootEvent(event);
-    if (stored.created) this.deps.onPublished?.();
+    if (stored.created) {
+      this.deps.onPublished?.();
+    } else if (!samePublication(stored.event, event)) {
+      throw new ConflictError(
+        `idempotency key "${input.idempotencyKey}" was already used for a different event (${stored.event.type} ${stored.event.eventId})`,
+      );
+    }
     return stored;
   }
 
@@ -132,7 +183,8 @@ export class Control {
 
   async trace(correlationId: string): Promise<Trace> {
     const trace = await this.deps.store.trace(correlationId);
-    if (trace.events.length === 0) throw new NotFoundError(`no events with correlation id ${correlationId}`);
+    if (trace.events.length === 0)
+      throw new NotFoundError(`no events with correlation id ${correlationId}`);
     return trace;
   }
 
@@ -147,10 +199,21 @@ export class Control {
   }
 
   /** The log of one attempt (the last by default): the whole kept log, or its tail. */
-  async jobLog(jobId: string, attemptNo?: number): Promise<{ attempt: Attempt; stream: Readable | null }> {
+  async jobLog(
+    jobId: string,
+    attemptNo?: number,
+  ): Promise<{ attempt: Attempt; stream: Readable | null }> {
     const { attempts } = await this.getJob(jobId);
-    const attempt = attemptNo === undefined ? attempts[attempts.length - 1] : attempts.find((a) => a.attempt === attemptNo);
-    if (attempt === undefined) throw new NotFoundError(attemptNo === undefined ? `job ${jobId} has no attempts yet` : `job ${jobId} has no attempt ${attemptNo}`);
+    const attempt =
+      attemptNo === undefined
+        ? attempts[attempts.length - 1]
+        : attempts.find((a) => a.attempt === attemptNo);
+    if (attempt === undefined)
+      throw new NotFoundError(
+        attemptNo === undefined
+          ? `job ${jobId} has no attempts yet`
+          : `job ${jobId} has no attempt ${attemptNo}`,
+      );
     if (attempt.logBlob !== null && (await this.deps.blobs.stat(attempt.logBlob)) !== null) {
       return { attempt, stream: await this.deps.blobs.get(attempt.logBlob) };
     }
@@ -171,6 +234,7 @@ export class Control {
   }
 
   async discard(id: string): Promise<void> {
-    if (!(await this.deps.store.discardDeadLetter(id))) throw new NotFoundError(`dead letter ${id} does not exist`);
+    if (!(await this.deps.store.discardDeadLetter(id)))
+      throw new NotFoundError(`dead letter ${id} does not exist`);
   }
 }

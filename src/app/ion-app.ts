@@ -48,8 +48,13 @@ export interface Backends {
 
 /** Builds the adapters the config names. Distributed adapters will load their drivers lazily here. */
 export function createBackends(config: IonConfig, logger: Logger): Backends {
-  const bus = new SqliteEventBus({ path: config.bus.path ?? join(config.dataDir, 'bus.db'), logger: logger.child({ component: 'bus' }) });
-  const store = new SqliteDocumentStore({ path: config.store.path ?? join(config.dataDir, 'store.db') });
+  const bus = new SqliteEventBus({
+    path: config.bus.path ?? join(config.dataDir, 'bus.db'),
+    logger: logger.child({ component: 'bus' }),
+  });
+  const store = new SqliteDocumentStore({
+    path: config.store.path ?? join(config.dataDir, 'store.db'),
+  });
   const blobs = new FsBlobStore({ dir: config.blob.dir ?? join(config.dataDir, 'blobs') });
   const executor = new LocalExecutor();
   return { bus, store, blobs, executor };
@@ -76,7 +81,9 @@ export class IonApp {
   ) {
     this.backends = createBackends(config, logger);
     const { bus, store, blobs, executor } = this.backends;
-    this.relay = roles.relay ? new OutboxRelay(store, bus, logger.child({ component: 'relay' })) : null;
+    this.relay = roles.relay
+      ? new OutboxRelay(store, bus, logger.child({ component: 'relay' }))
+      : null;
     this.pool = roles.workers
       ? new WorkerPool(
           {
@@ -102,7 +109,13 @@ export class IonApp {
       onPublished: () => this.relay?.wake(),
       onModulesChanged: () => this.pool?.refresh(),
     });
-    this.server = roles.api ? buildServer({ control: this.control, logger: logger.child({ component: 'api' }), bodyLimitBytes: config.api.bodyLimitBytes }) : null;
+    this.server = roles.api
+      ? buildServer({
+          control: this.control,
+          logger: logger.child({ component: 'api' }),
+          bodyLimitBytes: config.api.bodyLimitBytes,
+        })
+      : null;
   }
 
   /** Starts backends, then relay and workers, then the API (listening). Returns the API URL. */

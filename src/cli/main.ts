@@ -27,7 +27,12 @@ export function buildProgram(): Command {
   // Every command that talks to a running Ion takes --api-url.
   const addApiUrl = (cmd: Command): void => {
     if (cmd.name() !== 'up' && cmd.commands.length === 0) {
-      cmd.addOption(new Option('--api-url <url>', 'URL of a running Ion (env ION_API_URL; default http://127.0.0.1:7411)'));
+      cmd.addOption(
+        new Option(
+          '--api-url <url>',
+          'URL of a running Ion (env ION_API_URL; default http://127.0.0.1:7411)',
+        ),
+      );
     }
     cmd.commands.forEach(addApiUrl);
   };
@@ -46,7 +51,12 @@ export async function main(argv: string[]): Promise<number> {
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
   } catch (err) {
     if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.ok;
+      if (
+        err.code === 'commander.helpDisplayed' ||
+        err.code === 'commander.version' ||
+        err.code === 'commander.help'
+      )
+        return EXIT.ok;
       return EXIT.usage;
     }
     if (err instanceof IonError) {

@@ -5,7 +5,11 @@ import type { Job } from '../core/types.js';
 /** Fixed-width table for human output. */
 export function table(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   return [line(headers), ...rows.map(line)].join('\n');
 }
 
@@ -15,7 +19,9 @@ export function jobDuration(job: Job): string {
 }
 
 function eventLine(event: EventView): string {
-  const meta = Object.entries(event.data).map(([k, v]) => `${k}=${v.length > 40 ? `${v.slice(0, 37)}...` : v}`);
+  const meta = Object.entries(event.data).map(
+    ([k, v]) => `${k}=${v.length > 40 ? `${v.slice(0, 37)}...` : v}`,
+  );
   return `event ${event.type} ${event.eventId}${meta.length > 0 ? `  {${meta.join(', ')}}` : ''}`;
 }
 
@@ -33,7 +39,8 @@ export function renderTrace(trace: TraceView): string {
   const jobsOf = new Map<string, Job[]>();
   for (const job of trace.jobs) jobsOf.set(job.eventId, [...(jobsOf.get(job.eventId) ?? []), job]);
   const insightsOf = new Map<string, string[]>();
-  for (const i of trace.insights) insightsOf.set(i.jobId, [...(insightsOf.get(i.jobId) ?? []), `${i.key}=${i.value}`]);
+  for (const i of trace.insights)
+    insightsOf.set(i.jobId, [...(insightsOf.get(i.jobId) ?? []), `${i.key}=${i.value}`]);
 
   const out: string[] = [`trace ${trace.correlationId}`];
   const walkEvent = (event: EventView, prefix: string, last: boolean): void => {
@@ -53,8 +60,11 @@ export function renderTrace(trace: TraceView): string {
     }
   };
   const walkJob = (job: Job, prefix: string, last: boolean): void => {
-    const error = job.lastError !== null && job.state !== 'succeeded' ? `  error: ${job.lastError}` : '';
-    out.push(`${prefix}${last ? '└─ ' : '├─ '}job ${job.module} [${job.state}] attempts=${job.attempts} duration=${jobDuration(job)}${error}`);
+    const error =
+      job.lastError !== null && job.state !== 'succeeded' ? `  error: ${job.lastError}` : '';
+    out.push(
+      `${prefix}${last ? '└─ ' : '├─ '}job ${job.module} [${job.state}] attempts=${job.attempts} duration=${jobDuration(job)}${error}`,
+    );
     const inner = prefix + (last ? '   ' : '│  ');
     const insights = insightsOf.get(job.jobId) ?? [];
     const children = childrenOf.get(job.jobId) ?? [];
@@ -62,7 +72,9 @@ export function renderTrace(trace: TraceView): string {
     const lines: string[] = [];
     if (outputs.length > 0) {
       const shown = outputs.slice(0, 5).map((f) => f.path);
-      lines.push(`outputs ${shown.join(', ')}${outputs.length > shown.length ? ` and ${outputs.length - shown.length} more` : ''}`);
+      lines.push(
+        `outputs ${shown.join(', ')}${outputs.length > shown.length ? ` and ${outputs.length - shown.length} more` : ''}`,
+      );
     }
     if (insights.length > 0) lines.push(`insights ${insights.join(', ')}`);
     const total = lines.length + children.length;

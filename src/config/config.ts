@@ -18,17 +18,25 @@ const storeSchema = z.discriminatedUnion('kind', [
 const blobSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('fs'), dir: z.string().optional() }).strict(),
 ]);
-const executorSchema = z.discriminatedUnion('kind', [z.object({ kind: z.literal('local') }).strict()]);
+const executorSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('local') }).strict(),
+]);
 
 export const configSchema = z
   .object({
     dataDir: z.string().default('.ion'),
-    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    logLevel: z
+      .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+      .default('info'),
     api: z
       .object({
         host: z.string().default('127.0.0.1'),
         port: z.number().int().min(0).max(65535).default(7411),
-        bodyLimitBytes: z.number().int().positive().default(1024 * 1024),
+        bodyLimitBytes: z
+          .number()
+          .int()
+          .positive()
+          .default(1024 * 1024),
       })
       .strict()
       .prefault({}),
@@ -42,7 +50,11 @@ export const configSchema = z
         leaseMs: z.number().int().min(100).default(30_000),
         /** First retry delay; doubles per failure, with full jitter. */
         retryBaseDelayMs: z.number().int().min(0).default(1000),
-        retryMaxDelayMs: z.number().int().min(0).default(5 * 60_000),
+        retryMaxDelayMs: z
+          .number()
+          .int()
+          .min(0)
+          .default(5 * 60_000),
         /** How long running jobs may finish after SIGINT/SIGTERM before they are released. */
         shutdownGraceMs: z.number().int().min(0).default(10_000),
         /** How often a worker looks for pipeline changes made by other processes. */
@@ -87,8 +99,12 @@ function deepMerge(base: Tree, over: Tree): Tree {
   for (const [k, v] of Object.entries(over)) {
     const prev = out[k];
     if (
-      typeof v === 'object' && v !== null && !Array.isArray(v) &&
-      typeof prev === 'object' && prev !== null && !Array.isArray(prev) &&
+      typeof v === 'object' &&
+      v !== null &&
+      !Array.isArray(v) &&
+      typeof prev === 'object' &&
+      prev !== null &&
+      !Array.isArray(prev) &&
       !('kind' in v)
     ) {
       out[k] = deepMerge(prev as Tree, v as Tree);
@@ -106,10 +122,16 @@ function envLayer(env: NodeJS.ProcessEnv): Tree {
     if (raw === undefined || raw === '') continue;
     let value: unknown = raw;
     if (spec.type === 'int') {
-      if (!/^\d+$/.test(raw)) throw new ValidationError(`invalid config: ${name} must be a whole number, got "${raw}"`, [{ path: name, message: 'must be a whole number' }]);
+      if (!/^\d+$/.test(raw))
+        throw new ValidationError(`invalid config: ${name} must be a whole number, got "${raw}"`, [
+          { path: name, message: 'must be a whole number' },
+        ]);
       value = Number(raw);
     } else if (spec.type === 'bool') {
-      if (!/^(true|false|1|0)$/.test(raw)) throw new ValidationError(`invalid config: ${name} must be true or false`, [{ path: name, message: 'must be true or false' }]);
+      if (!/^(true|false|1|0)$/.test(raw))
+        throw new ValidationError(`invalid config: ${name} must be true or false`, [
+          { path: name, message: 'must be true or false' },
+        ]);
       value = raw === 'true' || raw === '1';
     }
     setPath(layer, spec.path, value);
@@ -133,7 +155,8 @@ export function loadConfig(input: LoadConfigInput = {}): IonConfig {
   if (file !== undefined && file !== '') {
     const doc = readYamlFile(file, 'config file');
     if (doc !== null && doc !== undefined) {
-      if (typeof doc !== 'object' || Array.isArray(doc)) throw new ValidationError(`config file ${file} must hold a mapping`);
+      if (typeof doc !== 'object' || Array.isArray(doc))
+        throw new ValidationError(`config file ${file} must hold a mapping`);
       merged = deepMerge(merged, doc as Tree);
     }
   }
@@ -159,7 +182,8 @@ export function redactConfig(value: unknown): unknown {
   if (typeof value !== 'object' || value === null) return value;
   const out: Tree = {};
   for (const [k, v] of Object.entries(value)) {
-    out[k] = SECRET_KEY.test(k) && typeof v === 'string' ? '[redacted]' : redactConfig(v);
+    const secret = SECRET_KEY.test(k) && v !== null && typeof v !== 'object';
+    out[k] = secret ? '[redacted]' : redactConfig(v);
   }
   return out;
 }

@@ -17,7 +17,6 @@ export function parseDuration(text: string): number | null {
 export function formatDuration(ms: number): string {
   if (ms < 1000) return `${Math.round(ms)}ms`;
   if (ms < 60_000) return `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)}s`;
-  const m = Math.floor(ms / 60_000);
-  const s = Math.round((ms % 60_000) / 1000);
-  return `${m}m${s}s`;
+  const total = Math.round(ms / 1000);
+  return `${Math.floor(total / 60)}m${total % 60}s`;
 }

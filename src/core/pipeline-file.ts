@@ -49,7 +49,10 @@ export function loadPipelineFile(path: string): Pipeline {
     return parsePipeline(loadPipelineDocument(path));
   } catch (err) {
     if (err instanceof ValidationError) {
-      throw new ValidationError(err.message.replace('invalid pipeline', `invalid pipeline file ${path}`), err.issues);
+      throw new ValidationError(
+        err.message.replace('invalid pipeline', `invalid pipeline file ${path}`),
+        err.issues,
+      );
     }
     throw err;
   }

@@ -21,9 +21,17 @@ const eventType = z
 const duration = z.union([
   z
     .string()
-    .refine((s) => parseDuration(s) !== null, 'must be a duration like "500ms", "30s", "10m" or "1h"')
-    .transform((s) => parseDuration(s)!),
-  z.number().positive().describe('seconds').transform((n) => Math.round(n * 1000)),
+    .refine(
+      (s) => parseDuration(s) !== null,
+      'must be a duration like "500ms", "30s", "10m" or "1h"',
+    )
+    .transform((s) => parseDuration(s)!)
+    .refine((ms) => ms >= 1, 'must be at least 1ms'),
+  z
+    .number()
+    .describe('seconds')
+    .transform((n) => Math.round(n * 1000))
+    .refine((ms) => ms >= 1, 'must be at least 1ms'),
 ]);
 
 const envValue = z.union([z.string(), z.number(), z.boolean()]).transform(String);
@@ -45,7 +53,10 @@ const moduleSchema = z
     timeout: duration.default(DEFAULT_TIMEOUT_MS),
     concurrency: z.number().int().min(1).max(1000).default(DEFAULT_CONCURRENCY),
     env: z
-      .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a valid variable name'), envValue)
+      .record(
+        z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a valid variable name'),
+        envValue,
+      )
       .default({}),
   })
   .strict();
@@ -82,19 +93,17 @@ export function parsePipeline(doc: unknown): Pipeline {
   });
   return {
     ...(parsed.name === undefined ? {} : { name: parsed.name }),
-    modules: parsed.modules.map(
-      (m): ModuleSpec => ({
-        name: m.name,
-        subscribes: m.subscribes,
-        publishes: m.publishes,
-        executor: m.executor,
-        run: { command: m.run.command },
-        retries: m.retries,
-        timeoutMs: m.timeout,
-        concurrency: m.concurrency,
-        env: m.env,
-      }),
-    ),
+    modules: parsed.modules.map((m): ModuleSpec => ({
+      name: m.name,
+      subscribes: m.subscribes,
+      publishes: m.publishes,
+      executor: m.executor,
+      run: { command: m.run.command },
+      retries: m.retries,
+      timeoutMs: m.timeout,
+      concurrency: m.concurrency,
+      env: m.env,
+    })),
   };
 }
 
@@ -105,7 +114,9 @@ export const moduleSpecSchema = z
     subscribes: z.array(eventType).min(1),
     publishes: z.array(eventType),
     executor: z.literal('local'),
-    run: z.object({ command: z.array(z.string().min(1)).min(1), cwd: z.string().optional() }).strict(),
+    run: z
+      .object({ command: z.array(z.string().min(1)).min(1), cwd: z.string().optional() })
+      .strict(),
     retries: z.number().int().min(0).max(100),
     timeoutMs: z.number().int().positive(),
     concurrency: z.number().int().min(1).max(1000),

@@ -8,8 +8,14 @@ export interface EventNotice {
   correlationId: string;
 }
 
-export function noticeMessage(event: Pick<IonEvent, 'eventId' | 'type' | 'correlationId'>): BusMessage {
-  const notice: EventNotice = { eventId: event.eventId, type: event.type, correlationId: event.correlationId };
+export function noticeMessage(
+  event: Pick<IonEvent, 'eventId' | 'type' | 'correlationId'>,
+): BusMessage {
+  const notice: EventNotice = {
+    eventId: event.eventId,
+    type: event.type,
+    correlationId: event.correlationId,
+  };
   return { id: event.eventId, topic: event.type, body: JSON.stringify(notice) };
 }
 

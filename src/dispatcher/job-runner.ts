@@ -15,11 +15,32 @@ import type { ExecutionResult } from '../executors/executor.js';
 
 /** How one attempt ended, before it is recorded. */
 type AttemptEnd =
-  | { ok: true; result: ExecutionResult; logBlob: string | null; children: IonEvent[]; insights: KeyValue[]; outputs: FileRef[] }
-  | { ok: false; released: boolean; code: string; kind: FailureKind; message: string; result: ExecutionResult | null; logBlob: string | null };
+  | {
+      ok: true;
+      result: ExecutionResult;
+      logBlob: string | null;
+      children: IonEvent[];
+      insights: KeyValue[];
+      outputs: FileRef[];
+    }
+  | {
+      ok: false;
+      released: boolean;
+      code: string;
+      kind: FailureKind;
+      message: string;
+      result: ExecutionResult | null;
+      logBlob: string | null;
+    };
 
 /** The environment of one module run: platform base, the module's own, then Ion's contract vars. */
-export function moduleEnv(base: Readonly<Record<string, string>>, module: ModuleRecord, event: IonEvent, dir: string, attempt: number): Record<string, string> {
+export function moduleEnv(
+  base: Readonly<Record<string, string>>,
+  module: ModuleRecord,
+  event: IonEvent,
+  dir: string,
+  attempt: number,
+): Record<string, string> {
   return {
     ...base,
     ...module.env,
@@ -49,46 +70,111 @@ export class JobRunner {
       await this.handleInner(delivery, module, cancel, log);
     } catch (err) {
       // The store or the bus failed under us: leave the job to a later redelivery.
-      log.error({ err: errorMessage(err) }, 'job handling failed; releasing the delivery for a later retry');
+      log.error(
+        { err: errorMessage(err) },
+        'job handling failed; releasing the delivery for a later retry',
+      );
       await delivery
-        .nack({ delayMs: retryDelayMs(delivery.deliveryCount, this.deps.settings.retryBaseDelayMs, this.deps.settings.retryMaxDelayMs) })
-        .catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'nack failed; the lease will lapse instead'));
+        .nack({
+          delayMs: retryDelayMs(
+            delivery.deliveryCount,
+            this.deps.settings.retryBaseDelayMs,
+            this.deps.settings.retryMaxDelayMs,
+          ),
+        })
+        .catch((e: unknown) =>
+          log.warn({ err: errorMessage(e) }, 'nack failed; the lease will lapse instead'),
+        );
     }
   }
 
-  private async handleInner(delivery: Delivery, module: ModuleRecord, cancel: AbortSignal, log: DispatcherDeps['logger']): Promise<void> {
+  private async handleInner(
+    delivery: Delivery,
+    module: ModuleRecord,
+    cancel: AbortSignal,
+    log: DispatcherDeps['logger'],
+  ): Promise<void> {
     const { store, settings } = this.deps;
     const notice = parseNotice(delivery.message);
     if (typeof notice === 'string') {
       const reason = `malformed bus message ${delivery.message.id}: ${notice}`;
       log.warn({ reason }, 'dead-lettering a malformed bus message');
-      await store.addDeadLetter({ id: newId(), jobId: '', module: module.name, eventId: null, reason, attempts: 0, logTail: '', createdAt: nowIso() });
+      await store.addDeadLetter({
+        id: newId(),
+        jobId: '',
+        module: module.name,
+        eventId: null,
+        reason,
+        attempts: 0,
+        logTail: '',
+        createdAt: nowIso(),
+      });
       await delivery.deadLetter(reason);
       return;
     }
     const event = await store.getEvent(notice.eventId);
     if (event === null) {
       const reason = `event ${notice.eventId} named by the bus message is not in the store`;
-      await store.addDeadLetter({ id: newId(), jobId: '', module: module.name, eventId: notice.eventId, reason, attempts: 0, logTail: '', createdAt: nowIso() });
+      await store.addDeadLetter({
+        id: newId(),
+        jobId: '',
+        module: module.name,
+        eventId: notice.eventId,
+        reason,
+        attempts: 0,
+        logTail: '',
+        createdAt: nowIso(),
+      });
       await delivery.deadLetter(reason);
       return;
     }
     const jobId = jobIdFor(module.name, event.eventId);
-    const begin = await store.beginAttempt({ jobId, module: module.name, moduleVersion: module.version, event, workerId: this.deps.workerId, startedAt: nowIso() });
+    const begin = await store.beginAttempt({
+      jobId,
+      module: module.name,
+      moduleVersion: module.version,
+      event,
+      workerId: this.deps.workerId,
+      startedAt: nowIso(),
+    });
     if (begin.status !== 'started') {
-      log.debug({ jobId, status: begin.status }, 'job already settled; acking the duplicate delivery');
+      log.debug(
+        { jobId, status: begin.status },
+        'job already settled; acking the duplicate delivery',
+      );
       await delivery.ack();
       return;
     }
     const { attempt } = begin;
     if (begin.failures > module.retries) {
       // Earlier attempts were lost with their workers until the budget ran out.
-      await this.settleFailure(delivery, module, jobId, attempt, begin.failures, { ok: false, released: false, code: 'worker_lost', kind: 'platform', message: 'the workers running this job stopped before it finished', result: null, logBlob: null }, log);
+      await this.settleFailure(
+        delivery,
+        module,
+        jobId,
+        attempt,
+        begin.failures,
+        {
+          ok: false,
+          released: false,
+          code: 'worker_lost',
+          kind: 'platform',
+          message: 'the workers running this job stopped before it finished',
+          result: null,
+          logBlob: null,
+        },
+        log,
+      );
       return;
     }
-    const lease = setInterval(() => {
-      delivery.extend().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'lease extension failed'));
-    }, Math.max(50, Math.floor(settings.leaseMs / 3)));
+    const lease = setInterval(
+      () => {
+        delivery
+          .extend()
+          .catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'lease extension failed'));
+      },
+      Math.max(50, Math.floor(settings.leaseMs / 3)),
+    );
     let end: AttemptEnd;
     try {
       end = await this.runAttempt(module, event, jobId, attempt, cancel);
@@ -97,16 +183,46 @@ export class JobRunner {
     }
     if (end.ok) {
       const duration = end.result.durationMs;
-      await store.commitAttempt({ jobId, attempt, finishedAt: nowIso(), durationMs: duration, exitCode: 0, logTail: end.result.logTail, logBlob: end.logBlob, insights: end.insights, outputs: end.outputs, children: end.children });
+      await store.commitAttempt({
+        jobId,
+        attempt,
+        finishedAt: nowIso(),
+        durationMs: duration,
+        exitCode: 0,
+        logTail: end.result.logTail,
+        logBlob: end.logBlob,
+        insights: end.insights,
+        outputs: end.outputs,
+        children: end.children,
+      });
       await delivery.ack();
       this.deps.onCommitted?.();
-      log.info({ jobId, attempt, durationMs: duration, children: end.children.length }, 'job succeeded');
+      log.info(
+        { jobId, attempt, durationMs: duration, children: end.children.length },
+        'job succeeded',
+      );
       return;
     }
-    await this.settleFailure(delivery, module, jobId, attempt, begin.failures + (end.released ? 0 : 1), end, log);
+    await this.settleFailure(
+      delivery,
+      module,
+      jobId,
+      attempt,
+      begin.failures + (end.released ? 0 : 1),
+      end,
+      log,
+    );
   }
 
-  private async settleFailure(delivery: Delivery, module: ModuleRecord, jobId: string, attempt: number, failures: number, end: Extract<AttemptEnd, { ok: false }>, log: DispatcherDeps['logger']): Promise<void> {
+  private async settleFailure(
+    delivery: Delivery,
+    module: ModuleRecord,
+    jobId: string,
+    attempt: number,
+    failures: number,
+    end: Extract<AttemptEnd, { ok: false }>,
+    log: DispatcherDeps['logger'],
+  ): Promise<void> {
     const { store, settings } = this.deps;
     const base = {
       jobId,
@@ -128,7 +244,12 @@ export class JobRunner {
     }
     if (failures > module.retries) {
       const reason = `${end.code}: ${end.message} (after ${failures} failed attempt${failures === 1 ? '' : 's'})`;
-      await store.failAttempt({ ...base, nextState: 'dead_lettered', countsAsFailure: true, deadLetterReason: reason });
+      await store.failAttempt({
+        ...base,
+        nextState: 'dead_lettered',
+        countsAsFailure: true,
+        deadLetterReason: reason,
+      });
       await delivery.deadLetter(reason);
       log.warn({ jobId, attempt, reason }, 'job dead-lettered');
       return;
@@ -136,11 +257,20 @@ export class JobRunner {
     const delayMs = retryDelayMs(failures, settings.retryBaseDelayMs, settings.retryMaxDelayMs);
     await store.failAttempt({ ...base, nextState: 'failed', countsAsFailure: true });
     await delivery.nack({ delayMs });
-    log.info({ jobId, attempt, code: end.code, error: end.message, retryInMs: delayMs }, 'attempt failed; retry scheduled');
+    log.info(
+      { jobId, attempt, code: end.code, error: end.message, retryInMs: delayMs },
+      'attempt failed; retry scheduled',
+    );
   }
 
   /** prepare → execute → read outputs → upload files. Returns how the attempt ended. */
-  private async runAttempt(module: ModuleRecord, event: IonEvent, jobId: string, attempt: number, cancel: AbortSignal): Promise<AttemptEnd> {
+  private async runAttempt(
+    module: ModuleRecord,
+    event: IonEvent,
+    jobId: string,
+    attempt: number,
+    cancel: AbortSignal,
+  ): Promise<AttemptEnd> {
     const { blobs, executor, dataDir, settings } = this.deps;
     const dir = join(dataDir, 'jobs', jobId, String(attempt));
     const logFile = join(dataDir, 'logs', jobId, `${attempt}.log`);
@@ -160,14 +290,41 @@ export class JobRunner {
       });
       logBlob = await this.keepLog(logFile);
       if (result.cancelled) {
-        return { ok: false, released: true, code: 'worker_lost', kind: 'platform', message: 'the worker shut down while the job ran; released for redelivery', result, logBlob };
+        return {
+          ok: false,
+          released: true,
+          code: 'worker_lost',
+          kind: 'platform',
+          message: 'the worker shut down while the job ran; released for redelivery',
+          result,
+          logBlob,
+        };
       }
       if (result.timedOut) {
-        return { ok: false, released: false, code: 'module_timeout', kind: 'module', message: `timed out after ${module.timeoutMs}ms and was killed`, result, logBlob };
+        return {
+          ok: false,
+          released: false,
+          code: 'module_timeout',
+          kind: 'module',
+          message: `timed out after ${module.timeoutMs}ms and was killed`,
+          result,
+          logBlob,
+        };
       }
       if (result.exitCode !== 0) {
-        const how = result.exitCode === null ? `was killed by ${result.signal ?? 'a signal'}` : `exited with code ${result.exitCode}`;
-        return { ok: false, released: false, code: 'module_failed', kind: 'module', message: `the module ${how}`, result, logBlob };
+        const how =
+          result.exitCode === null
+            ? `was killed by ${result.signal ?? 'a signal'}`
+            : `exited with code ${result.exitCode}`;
+        return {
+          ok: false,
+          released: false,
+          code: 'module_failed',
+          kind: 'module',
+          message: `the module ${how}`,
+          result,
+          logBlob,
+        };
       }
       const plan = await readJobOutputs(dir, module.publishes);
       const refs = new Map<string, FileRef>();
@@ -187,15 +344,41 @@ export class JobRunner {
         files: raised.files.map((p) => refs.get(p)!),
         createdAt,
       }));
-      return { ok: true, result, logBlob, children, insights: plan.insights, outputs: [...refs.values()] };
+      return {
+        ok: true,
+        result,
+        logBlob,
+        children,
+        insights: plan.insights,
+        outputs: [...refs.values()],
+      };
     } catch (err) {
       if (err instanceof ModuleOutputError) {
-        return { ok: false, released: false, code: err.code, kind: 'module', message: err.message, result, logBlob };
+        return {
+          ok: false,
+          released: false,
+          code: err.code,
+          kind: 'module',
+          message: err.message,
+          result,
+          logBlob,
+        };
       }
       const code = err instanceof IonError ? err.code : 'internal';
-      return { ok: false, released: false, code, kind: 'platform', message: errorMessage(err), result, logBlob };
+      return {
+        ok: false,
+        released: false,
+        code,
+        kind: 'platform',
+        message: errorMessage(err),
+        result,
+        logBlob,
+      };
     } finally {
-      if (!settings.keepJobDirs) await rm(join(dataDir, 'jobs', jobId), { recursive: true, force: true }).catch(() => undefined);
+      if (!settings.keepJobDirs)
+        await rm(join(dataDir, 'jobs', jobId), { recursive: true, force: true }).catch(
+          () => undefined,
+        );
     }
   }
 

@@ -36,7 +36,10 @@ export class ModuleDispatcher {
 
   start(): void {
     this.loop ??= this.pull().catch((err: unknown) => {
-      this.deps.logger.error({ module: this.module.name, err: errorMessage(err) }, 'dispatcher loop stopped');
+      this.deps.logger.error(
+        { module: this.module.name, err: errorMessage(err) },
+        'dispatcher loop stopped',
+      );
     });
   }
 

@@ -65,7 +65,10 @@ export class WorkerPool {
   }
 
   private wanted(module: ModuleRecord): boolean {
-    return !module.paused && (this.options.modules === undefined || this.options.modules.includes(module.name));
+    return (
+      !module.paused &&
+      (this.options.modules === undefined || this.options.modules.includes(module.name))
+    );
   }
 
   private async sync(): Promise<void> {
@@ -81,7 +84,11 @@ export class WorkerPool {
       }
     }
     for (const module of modules) {
-      await this.deps.bus.ensureSubscription({ name: module.name, topics: module.subscribes, leaseMs: this.deps.settings.leaseMs });
+      await this.deps.bus.ensureSubscription({
+        name: module.name,
+        topics: module.subscribes,
+        leaseMs: this.deps.settings.leaseMs,
+      });
       const existing = this.dispatchers.get(module.name);
       if (existing !== undefined) {
         existing.update(module);
@@ -90,7 +97,10 @@ export class WorkerPool {
       const dispatcher = new ModuleDispatcher(this.deps, module);
       this.dispatchers.set(module.name, dispatcher);
       dispatcher.start();
-      this.deps.logger.info({ module: module.name, version: module.version, concurrency: module.concurrency }, 'dispatching module');
+      this.deps.logger.info(
+        { module: module.name, version: module.version, concurrency: module.concurrency },
+        'dispatching module',
+      );
     }
     this.revision = revision;
   }

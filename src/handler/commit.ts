@@ -62,23 +62,28 @@ async function collectOutputFiles(outData: string): Promise<Map<string, OutputFi
         } catch {
           throw new ModuleOutputError(`out/data/${rel} is a symlink to a missing target`);
         }
-        if (!isInside(root, real)) throw new ModuleOutputError(`out/data/${rel} is a symlink pointing outside out/data`);
+        if (!isInside(root, real))
+          throw new ModuleOutputError(`out/data/${rel} is a symlink pointing outside out/data`);
         if ((await stat(real)).isDirectory()) continue; // its files are walked at their real place
       } else if (!entry.isFile()) {
         throw new ModuleOutputError(`out/data/${rel} is not a regular file`);
       }
       files.set(rel, { path: rel, absPath: real });
-      if (files.size > OUTPUT_LIMITS.maxFiles) throw new ModuleOutputError(`out/data holds more than ${OUTPUT_LIMITS.maxFiles} files`);
+      if (files.size > OUTPUT_LIMITS.maxFiles)
+        throw new ModuleOutputError(`out/data holds more than ${OUTPUT_LIMITS.maxFiles} files`);
     }
   }
   await walk(outData);
   return files;
 }
 
+/** Reads and parses a JSON output file; a blank file (only whitespace) reads as undefined. */
 async function readJsonFile(path: string, label: string, maxBytes: number): Promise<unknown> {
   const info = await stat(path);
-  if (info.size > maxBytes) throw new ModuleOutputError(`${label} is ${info.size} bytes; the limit is ${maxBytes}`);
+  if (info.size > maxBytes)
+    throw new ModuleOutputError(`${label} is ${info.size} bytes; the limit is ${maxBytes}`);
   const text = await readFile(path, 'utf8');
+  if (text.trim() === '') return undefined;
   try {
     return JSON.parse(text) as unknown;
   } catch (err) {
@@ -94,13 +99,15 @@ function scalarToString(value: unknown): string | undefined {
 
 /** Reads a key/value array (`[{"key": "...", "value": "..."}]`); numbers and booleans become strings. */
 function parseKeyValues(doc: unknown, label: string): KeyValue[] {
-  if (!Array.isArray(doc)) throw new ModuleOutputError(`${label} must be a JSON array of {"key", "value"} objects`);
+  if (!Array.isArray(doc))
+    throw new ModuleOutputError(`${label} must be a JSON array of {"key", "value"} objects`);
   return doc.map((item: unknown, i) => {
     if (typeof item !== 'object' || item === null || Array.isArray(item)) {
       throw new ModuleOutputError(`${label}[${i}] must be an object with "key" and "value"`);
     }
     const { key, value } = item as Record<string, unknown>;
-    if (typeof key !== 'string' || key === '') throw new ModuleOutputError(`${label}[${i}].key must be a non-empty string`);
+    if (typeof key !== 'string' || key === '')
+      throw new ModuleOutputError(`${label}[${i}].key must be a non-empty string`);
     const text = scalarToString(value);
     if (text === undefined) throw new ModuleOutputError(`${label}[${i}].value must be a string`);
     return { key, value: text };
@@ -108,7 +115,10 @@ function parseKeyValues(doc: unknown, label: string): KeyValue[] {
 }
 
 /** Reads one event file in the contract's array form or the object-form extension. */
-function parseEventDoc(doc: unknown, label: string): { type: unknown; files: string[]; data: KeyValue[] } {
+function parseEventDoc(
+  doc: unknown,
+  label: string,
+): { type: unknown; files: string[]; data: KeyValue[] } {
   if (Array.isArray(doc)) {
     const pairs = parseKeyValues(doc, label);
     let type: unknown;
@@ -124,12 +134,19 @@ function parseEventDoc(doc: unknown, label: string): { type: unknown; files: str
   if (typeof doc === 'object' && doc !== null) {
     const obj = doc as Record<string, unknown>;
     const unknownKeys = Object.keys(obj).filter((k) => !['eventType', 'files', 'data'].includes(k));
-    if (unknownKeys.length > 0) throw new ModuleOutputError(`${label} has unknown field "${unknownKeys[0]}" (allowed: eventType, files, data)`);
+    if (unknownKeys.length > 0)
+      throw new ModuleOutputError(
+        `${label} has unknown field "${unknownKeys[0]}" (allowed: eventType, files, data)`,
+      );
     let files: string[] = [];
     if (obj.files !== undefined) {
       if (typeof obj.files === 'string') files = obj.files.split(',');
-      else if (Array.isArray(obj.files) && obj.files.every((f) => typeof f === 'string')) files = obj.files;
-      else throw new ModuleOutputError(`${label}.files must be an array of paths or a comma-separated string`);
+      else if (Array.isArray(obj.files) && obj.files.every((f) => typeof f === 'string'))
+        files = obj.files;
+      else
+        throw new ModuleOutputError(
+          `${label}.files must be an array of paths or a comma-separated string`,
+        );
     }
     const data: KeyValue[] = [];
     if (obj.data !== undefined) {
@@ -138,7 +155,8 @@ function parseEventDoc(doc: unknown, label: string): { type: unknown; files: str
       }
       for (const [key, value] of Object.entries(obj.data)) {
         const text = scalarToString(value);
-        if (text === undefined) throw new ModuleOutputError(`${label}.data.${key} must be a string`);
+        if (text === undefined)
+          throw new ModuleOutputError(`${label}.data.${key} must be a string`);
         data.push({ key, value: text });
       }
     }
@@ -152,17 +170,25 @@ function parseEventDoc(doc: unknown, label: string): { type: unknown; files: str
  * Throws ModuleOutputError with a message naming the file and the problem; the caller fails
  * the attempt with it. Nothing is persisted here.
  */
-export async function readJobOutputs(base: string, publishes: readonly string[]): Promise<CommitPlan> {
+export async function readJobOutputs(
+  base: string,
+  publishes: readonly string[],
+): Promise<CommitPlan> {
   const layout = jobLayout(base);
   const files = await collectOutputFiles(layout.outData);
 
   let insights: KeyValue[] = [];
   const insightsInfo = await lstat(layout.insights).catch(() => null);
   if (insightsInfo !== null) {
-    if (!insightsInfo.isFile()) throw new ModuleOutputError('out/insights.json must be a regular file');
-    if (insightsInfo.size > 0) {
-      insights = parseKeyValues(await readJsonFile(layout.insights, 'out/insights.json', OUTPUT_LIMITS.maxInsightsBytes), 'out/insights.json');
-    }
+    if (!insightsInfo.isFile())
+      throw new ModuleOutputError('out/insights.json must be a regular file');
+    // Missing, empty or blank: no insights (a shell module may leave a bare newline).
+    const doc = await readJsonFile(
+      layout.insights,
+      'out/insights.json',
+      OUTPUT_LIMITS.maxInsightsBytes,
+    );
+    if (doc !== undefined) insights = parseKeyValues(doc, 'out/insights.json');
   }
 
   const events: RaisedEvent[] = [];
@@ -173,12 +199,20 @@ export async function readJobOutputs(base: string, publishes: readonly string[])
       return e.name;
     })
     .sort();
-  if (names.length > OUTPUT_LIMITS.maxEvents) throw new ModuleOutputError(`out/events holds ${names.length} events; the limit is ${OUTPUT_LIMITS.maxEvents}`);
+  if (names.length > OUTPUT_LIMITS.maxEvents)
+    throw new ModuleOutputError(
+      `out/events holds ${names.length} events; the limit is ${OUTPUT_LIMITS.maxEvents}`,
+    );
   for (const name of names) {
     const label = `out/events/${name}`;
-    const doc = await readJsonFile(join(layout.outEvents, name), label, OUTPUT_LIMITS.maxEventFileBytes);
+    const doc = await readJsonFile(
+      join(layout.outEvents, name),
+      label,
+      OUTPUT_LIMITS.maxEventFileBytes,
+    );
     const parsed = parseEventDoc(doc, label);
-    if (typeof parsed.type !== 'string' || parsed.type === '') throw new ModuleOutputError(`${label} has no eventType`);
+    if (typeof parsed.type !== 'string' || parsed.type === '')
+      throw new ModuleOutputError(`${label} has no eventType`);
     if (!publishes.includes(parsed.type)) {
       throw new ModuleOutputError(
         `${label} raises event type "${parsed.type}" which the module does not declare in publishes (${publishes.length === 0 ? 'none declared' : publishes.join(', ')})`,
@@ -189,7 +223,8 @@ export async function readJobOutputs(base: string, publishes: readonly string[])
       const segment = raw.trim();
       if (segment === '') continue;
       const checked = normaliseRelativePath(segment);
-      if (!checked.ok) throw new ModuleOutputError(`${label} lists file "${segment}" which ${checked.reason}`);
+      if (!checked.ok)
+        throw new ModuleOutputError(`${label} lists file "${segment}" which ${checked.reason}`);
       if (!files.has(checked.path)) {
         const info = await lstat(join(layout.outData, checked.path)).catch(() => null);
         throw new ModuleOutputError(

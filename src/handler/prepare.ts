@@ -13,7 +13,11 @@ export type MaterializeFn = (sha256: string, destPath: string) => Promise<void>;
  * receives the event's files at their relative paths, `in/eventmeta.json` its metadata as a
  * key/value array (an empty array when there is none), and the three outputs start empty.
  */
-export async function prepareJobDir(base: string, event: IonEvent, materialize: MaterializeFn): Promise<JobLayout> {
+export async function prepareJobDir(
+  base: string,
+  event: IonEvent,
+  materialize: MaterializeFn,
+): Promise<JobLayout> {
   const layout = jobLayout(base);
   await rm(base, { recursive: true, force: true });
   await Promise.all([
@@ -24,11 +28,21 @@ export async function prepareJobDir(base: string, event: IonEvent, materialize: 
   for (const file of event.files) {
     const checked = normaliseRelativePath(file.path);
     // Paths were validated when the event was stored; this guards against a tampered store.
-    if (!checked.ok) throw new ValidationError(`event ${event.eventId} carries file "${file.path}" which ${checked.reason}`);
+    if (!checked.ok)
+      throw new ValidationError(
+        `event ${event.eventId} carries file "${file.path}" which ${checked.reason}`,
+      );
     const dest = join(layout.inData, checked.path);
     await mkdir(dirname(dest), { recursive: true });
     await materialize(file.sha256, dest);
   }
-  await writeFile(layout.eventMeta, JSON.stringify(event.data.map(({ key, value }) => ({ key, value })), null, 2));
+  await writeFile(
+    layout.eventMeta,
+    JSON.stringify(
+      event.data.map(({ key, value }) => ({ key, value })),
+      null,
+      2,
+    ),
+  );
   return layout;
 }

@@ -5,12 +5,16 @@ import { posix } from 'node:path';
  * explanation of why it is refused. Refused: empty, absolute, backslashes, NUL, and any path
  * that climbs out with `..`. The result uses `/` and has no `.` segments.
  */
-export function normaliseRelativePath(path: string): { ok: true; path: string } | { ok: false; reason: string } {
+export function normaliseRelativePath(
+  path: string,
+): { ok: true; path: string } | { ok: false; reason: string } {
   if (path.length === 0) return { ok: false, reason: 'is empty' };
   if (path.includes('\0')) return { ok: false, reason: 'contains a NUL byte' };
   if (path.includes('\\')) return { ok: false, reason: 'contains a backslash; use "/"' };
-  if (path.startsWith('/')) return { ok: false, reason: 'is absolute; paths must be relative to out/data' };
-  if (path.split('/').includes('..')) return { ok: false, reason: 'contains ".."; paths must stay inside out/data' };
+  if (path.startsWith('/'))
+    return { ok: false, reason: 'is absolute; paths must be relative to out/data' };
+  if (path.split('/').includes('..'))
+    return { ok: false, reason: 'contains ".."; paths must stay inside out/data' };
   const normal = posix.normalize(path);
   if (normal === '.' || normal.endsWith('/')) return { ok: false, reason: 'does not name a file' };
   return { ok: true, path: normal.replace(/^\.\//, '') };

@@ -84,7 +84,10 @@ export class OutboxRelay {
       } catch (err) {
         if (!(err instanceof NotFoundError)) throw err;
         // The target module was deleted since: nothing can receive it.
-        this.logger.warn({ eventId: entry.eventId, subscription: entry.subscription }, 'outbox entry targets a missing subscription; dropped');
+        this.logger.warn(
+          { eventId: entry.eventId, subscription: entry.subscription },
+          'outbox entry targets a missing subscription; dropped',
+        );
       }
       done.push(entry.id);
     }

@@ -18,13 +18,26 @@ describe('the example pipeline through the CLI', () => {
     expect(applied.stderr).toBe('');
     expect(applied.code).toBe(0);
     const published = await cli(
-      ['event', 'publish', 'document.uploaded', '--data', 'source=e2e', '--file', 'docs/readme.txt=examples/docs/sample/readme.txt', '--file', 'examples/docs/sample/notes/ion.txt', '--json'],
+      [
+        'event',
+        'publish',
+        'document.uploaded',
+        '--data',
+        'source=e2e',
+        '--file',
+        'docs/readme.txt=examples/docs/sample/readme.txt',
+        '--file',
+        'examples/docs/sample/notes/ion.txt',
+        '--json',
+      ],
       { apiUrl: ion.url },
     );
     expect(published.code).toBe(0);
     const ids = JSON.parse(published.stdout) as { eventId: string; correlationId: string };
     correlationId = ids.correlationId;
-    const traced = await cli(['trace', correlationId, '--wait', '--timeout', '60', '--json'], { apiUrl: ion.url });
+    const traced = await cli(['trace', correlationId, '--wait', '--timeout', '60', '--json'], {
+      apiUrl: ion.url,
+    });
     expect(traced.code).toBe(0);
     trace = JSON.parse(traced.stdout) as TraceView;
   });
@@ -36,8 +49,14 @@ describe('the example pipeline through the CLI', () => {
 
   it('applies three modules at version 1', async () => {
     const listed = await cli(['module', 'ls', '--json'], { apiUrl: ion.url });
-    const { modules } = JSON.parse(listed.stdout) as { modules: { name: string; version: number }[] };
-    expect(modules.map((m) => [m.name, m.version]).sort()).toEqual([['splitter', 1], ['summarise', 1], ['wordcount', 1]]);
+    const { modules } = JSON.parse(listed.stdout) as {
+      modules: { name: string; version: number }[];
+    };
+    expect(modules.map((m) => [m.name, m.version]).sort()).toEqual([
+      ['splitter', 1],
+      ['summarise', 1],
+      ['wordcount', 1],
+    ]);
   });
 
   it('runs every job of the chain once and succeeds', () => {
@@ -67,9 +86,13 @@ describe('the example pipeline through the CLI', () => {
   });
 
   it('passes files in subfolders and metadata to the next module', () => {
-    const chunk = trace.events.find((e) => e.type === 'chunk.ready' && e.data.document === 'docs/readme.txt')!;
+    const chunk = trace.events.find(
+      (e) => e.type === 'chunk.ready' && e.data.document === 'docs/readme.txt',
+    )!;
     expect(chunk.files[0]!.path).toMatch(/^chunks\/docs\/readme\/part-\d{3}\.txt$/);
-    const counted = trace.events.find((e) => e.type === 'chunk.counted' && e.parentEventId === chunk.eventId)!;
+    const counted = trace.events.find(
+      (e) => e.type === 'chunk.counted' && e.parentEventId === chunk.eventId,
+    )!;
     expect(counted.data.document).toBe('docs/readme.txt');
     expect(Number(counted.data.words)).toBeGreaterThan(0);
     expect(trace.insights.some((i) => i.module === 'wordcount' && i.key === 'top_word')).toBe(true);
@@ -96,9 +119,15 @@ describe('the example pipeline through the CLI', () => {
     const out = await tempDir();
     const jobDir = join(out, 'job');
     const before = (await ion.client.listJobs({ module: 'wordcount' })).length;
-    const dev = await cli(['dev', 'run', 'wordcount', '--event', chunk.eventId, '--out', jobDir, '--json'], { apiUrl: ion.url });
+    const dev = await cli(
+      ['dev', 'run', 'wordcount', '--event', chunk.eventId, '--out', jobDir, '--json'],
+      { apiUrl: ion.url },
+    );
     expect(dev.code).toBe(0);
-    const result = JSON.parse(dev.stdout) as { ok: boolean; outputs: { events: { type: string }[] } };
+    const result = JSON.parse(dev.stdout) as {
+      ok: boolean;
+      outputs: { events: { type: string }[] };
+    };
     expect(result.ok).toBe(true);
     expect(result.outputs.events.map((e) => e.type)).toEqual(['chunk.counted']);
     const input = await readFile(join(jobDir, 'in/data', chunk.files[0]!.path), 'utf8');

@@ -45,7 +45,11 @@ describe('a worker killed with SIGKILL in the middle of a job', () => {
     const { correlationId } = await ion.client.publish({ type: 'crash.start' });
 
     // Kill the worker once all three slow jobs have started.
-    await waitFor('three slow jobs to start', async () => ((await readdir(markers).catch(() => [])).length >= 3 ? true : undefined), 60_000);
+    await waitFor(
+      'three slow jobs to start',
+      async () => ((await readdir(markers).catch(() => [])).length >= 3 ? true : undefined),
+      60_000,
+    );
     await ion.kill();
 
     ion = await startIon({ dataDir });
@@ -58,7 +62,15 @@ describe('a worker killed with SIGKILL in the middle of a job', () => {
       90_000,
     );
     // 1 root + 3 items + 3 done events, each exactly once.
-    expect(trace.events.map((e) => e.type).sort()).toEqual(['crash.done', 'crash.done', 'crash.done', 'crash.item', 'crash.item', 'crash.item', 'crash.start']);
+    expect(trace.events.map((e) => e.type).sort()).toEqual([
+      'crash.done',
+      'crash.done',
+      'crash.done',
+      'crash.item',
+      'crash.item',
+      'crash.item',
+      'crash.start',
+    ]);
     expect(new Set(trace.events.map((e) => e.eventId)).size).toBe(7);
     const slowJobs = trace.jobs.filter((j) => j.module === 'slow');
     expect(slowJobs).toHaveLength(3);

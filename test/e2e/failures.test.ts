@@ -2,7 +2,15 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Job } from '../../src/core/types.js';
 import { waitFor } from '../support/wait.js';
-import { FAILING, cleanup, cli, startIon, tempDir, writePipeline, type IonProcess } from './harness.js';
+import {
+  FAILING,
+  cleanup,
+  cli,
+  startIon,
+  tempDir,
+  writePipeline,
+  type IonProcess,
+} from './harness.js';
 
 const BAD_KINDS = {
   json: 'is not valid JSON',
@@ -46,7 +54,10 @@ describe('failure handling on a real ion up process', () => {
   beforeAll(async () => {
     dir = await tempDir();
     ion = await startIon();
-    const applied = await cli(['apply', '-f', await writePipeline(dir, pipeline({ sleepSeconds: 30, timeout: '1s' }))], { apiUrl: ion.url });
+    const applied = await cli(
+      ['apply', '-f', await writePipeline(dir, pipeline({ sleepSeconds: 30, timeout: '1s' }))],
+      { apiUrl: ion.url },
+    );
     expect(applied.code, applied.stderr).toBe(0);
   });
 
@@ -56,12 +67,18 @@ describe('failure handling on a real ion up process', () => {
   });
 
   let last: Job | undefined;
-  const jobOf = (module: string, eventId: string, states: Job["state"][]) =>
-    waitFor(`${module} job in ${states.join('/')}`, async () => {
-      const [job] = await ion.client.listJobs({ module, eventId });
-      last = job;
-      return job !== undefined && job.eventId === eventId && states.includes(job.state) ? job : undefined;
-    }, 90_000);
+  const jobOf = (module: string, eventId: string, states: Job['state'][]) =>
+    waitFor(
+      `${module} job in ${states.join('/')}`,
+      async () => {
+        const [job] = await ion.client.listJobs({ module, eventId });
+        last = job;
+        return job !== undefined && job.eventId === eventId && states.includes(job.state)
+          ? job
+          : undefined;
+      },
+      90_000,
+    );
 
   it('retries a module that fails once, then it succeeds', async () => {
     const { eventId } = await ion.client.publish({ type: 't.flaky' });
@@ -86,43 +103,71 @@ describe('failure handling on a real ion up process', () => {
     expect(attempts.every((a) => (a.durationMs ?? 0) < 20_000)).toBe(true); // killed, not slept out
 
     const listed = await cli(['dlq', 'ls', '--module', 'slow', '--json'], { apiUrl: ion.url });
-    const { deadLetters } = JSON.parse(listed.stdout) as { deadLetters: { id: string; eventId: string; reason: string }[] };
+    const { deadLetters } = JSON.parse(listed.stdout) as {
+      deadLetters: { id: string; eventId: string; reason: string }[];
+    };
     const letter = deadLetters.find((d) => d.eventId === eventId)!;
     expect(letter.reason).toContain('module_timeout');
 
     // The fix: a new version of the module that finishes in time.
-    const fixed = await cli(['apply', '-f', await writePipeline(dir, pipeline({ sleepSeconds: 0, timeout: '20s' }), 'fixed.yaml'), '--json'], { apiUrl: ion.url });
-    const result = JSON.parse(fixed.stdout) as { modules: { name: string; version: number; change: string }[] };
-    expect(result.modules.find((m) => m.name === 'slow')).toMatchObject({ version: 2, change: 'updated' });
+    const fixed = await cli(
+      [
+        'apply',
+        '-f',
+        await writePipeline(dir, pipeline({ sleepSeconds: 0, timeout: '20s' }), 'fixed.yaml'),
+        '--json',
+      ],
+      { apiUrl: ion.url },
+    );
+    const result = JSON.parse(fixed.stdout) as {
+      modules: { name: string; version: number; change: string }[];
+    };
+    expect(result.modules.find((m) => m.name === 'slow')).toMatchObject({
+      version: 2,
+      change: 'updated',
+    });
 
     const redriven = await cli(['dlq', 'redrive', letter.id], { apiUrl: ion.url });
     expect(redriven.code, redriven.stderr).toBe(0);
     const done = await jobOf('slow', eventId, ['succeeded']);
     expect(done.attempts).toBe(3);
     expect(done.moduleVersion).toBe(2);
-    expect((await ion.client.listDeadLetters({ module: 'slow' })).some((d) => d.eventId === eventId)).toBe(false);
+    expect(
+      (await ion.client.listDeadLetters({ module: 'slow' })).some((d) => d.eventId === eventId),
+    ).toBe(false);
   });
 
-  it.each(Object.entries(BAD_KINDS))('fails the attempt on bad module output (%s) with a clear message and keeps serving', async (kind, message) => {
-    const { eventId, correlationId } = await ion.client.publish({ type: `bad.${kind}` });
-    const job = await jobOf(`bad-${kind}`, eventId, ['dead_lettered']);
-    const { attempts } = await ion.client.getJob(job.jobId);
-    expect(attempts).toHaveLength(1);
-    expect(attempts[0]!.errorCode).toBe('module_output_invalid');
-    expect(attempts[0]!.error).toContain(message);
-    const trace = await ion.client.trace(correlationId);
-    expect(trace.events).toHaveLength(1); // nothing of the failed attempt was published
-    expect((await ion.client.health()).status).toBe('ok');
-  });
+  it.each(Object.entries(BAD_KINDS))(
+    'fails the attempt on bad module output (%s) with a clear message and keeps serving',
+    async (kind, message) => {
+      const { eventId, correlationId } = await ion.client.publish({ type: `bad.${kind}` });
+      const job = await jobOf(`bad-${kind}`, eventId, ['dead_lettered']);
+      const { attempts } = await ion.client.getJob(job.jobId);
+      expect(attempts).toHaveLength(1);
+      expect(attempts[0]!.errorCode).toBe('module_output_invalid');
+      expect(attempts[0]!.error).toContain(message);
+      const trace = await ion.client.trace(correlationId);
+      expect(trace.events).toHaveLength(1); // nothing of the failed attempt was published
+      expect((await ion.client.health()).status).toBe('ok');
+    },
+  );
 
   it('refuses an invalid pipeline file with a message naming the field', async () => {
-    const badTimeout = await writePipeline(dir, 'modules:\n  - name: x\n    subscribes: [a]\n    run: { command: [true] }\n    timeout: soon\n', 'bad1.yaml');
+    const badTimeout = await writePipeline(
+      dir,
+      'modules:\n  - name: x\n    subscribes: [a]\n    run: { command: [true] }\n    timeout: soon\n',
+      'bad1.yaml',
+    );
     const r1 = await cli(['apply', '-f', badTimeout], { apiUrl: ion.url });
     expect(r1.code).toBe(1);
     expect(r1.stderr).toContain('modules[0].timeout');
     expect(r1.stderr).not.toMatch(/\n\s+at /);
 
-    const unknownField = await writePipeline(dir, 'modules:\n  - name: x\n    subscribes: [a]\n    run: { command: [true] }\n    retires: 3\n', 'bad2.yaml');
+    const unknownField = await writePipeline(
+      dir,
+      'modules:\n  - name: x\n    subscribes: [a]\n    run: { command: [true] }\n    retires: 3\n',
+      'bad2.yaml',
+    );
     const r2 = await cli(['apply', '-f', unknownField], { apiUrl: ion.url });
     expect(r2.code).toBe(1);
     expect(r2.stderr).toContain('modules[0].retires: unknown field');

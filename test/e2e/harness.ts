@@ -9,7 +9,12 @@ export const ROOT = resolve(import.meta.dirname, '../..');
 const BIN = join(ROOT, 'bin/ion.js');
 
 /** Settings that make failure paths fast in tests: short leases and retry delays. */
-export const FAST_ENV = { ION_LEASE_MS: '1500', ION_RETRY_BASE_DELAY_MS: '50', ION_RETRY_MAX_DELAY_MS: '200', ION_SHUTDOWN_GRACE_MS: '2000' };
+export const FAST_ENV = {
+  ION_LEASE_MS: '1500',
+  ION_RETRY_BASE_DELAY_MS: '50',
+  ION_RETRY_MAX_DELAY_MS: '200',
+  ION_SHUTDOWN_GRACE_MS: '2000',
+};
 
 /** A real `ion up` process on a random port with its own data directory. */
 export interface IonProcess {
@@ -33,20 +38,30 @@ function exited(proc: ChildProcess): Promise<number | null> {
   return new Promise((res) => proc.once('exit', (code) => res(code)));
 }
 
-export async function startIon(options: { dataDir?: string; env?: Record<string, string>; args?: string[] } = {}): Promise<IonProcess> {
+export async function startIon(
+  options: { dataDir?: string; env?: Record<string, string>; args?: string[] } = {},
+): Promise<IonProcess> {
   const dataDir = options.dataDir ?? (await tempDir());
-  const proc = spawn(process.execPath, [BIN, 'up', '--data-dir', dataDir, '--port', '0', ...(options.args ?? [])], {
-    cwd: ROOT,
-    env: { ...process.env, ...FAST_ENV, ...options.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const proc = spawn(
+    process.execPath,
+    [BIN, 'up', '--data-dir', dataDir, '--port', '0', ...(options.args ?? [])],
+    {
+      cwd: ROOT,
+      env: { ...process.env, ...FAST_ENV, ...options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let out = '';
   proc.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
   proc.stderr.on('data', (chunk: Buffer) => (out += chunk.toString()));
-  const url = await waitFor(`ion up to print its URL (output so far: ${out})`, () => {
-    if (proc.exitCode !== null) throw new Error(`ion up exited with ${proc.exitCode}: ${out}`);
-    return /Ion is up at (http:\/\/\S+)/.exec(out)?.[1];
-  }, 30_000);
+  const url = await waitFor(
+    `ion up to print its URL (output so far: ${out})`,
+    () => {
+      if (proc.exitCode !== null) throw new Error(`ion up exited with ${proc.exitCode}: ${out}`);
+      return /Ion is up at (http:\/\/\S+)/.exec(out)?.[1];
+    },
+    30_000,
+  );
   return {
     url,
     dataDir,
@@ -71,11 +86,21 @@ export interface CliResult {
 }
 
 /** Runs the real `ion` CLI as a separate process. */
-export function cli(args: string[], options: { apiUrl?: string; env?: Record<string, string>; cwd?: string } = {}): Promise<CliResult> {
-  const env: Record<string, string> = { ...(process.env as Record<string, string>), ...options.env };
+export function cli(
+  args: string[],
+  options: { apiUrl?: string; env?: Record<string, string>; cwd?: string } = {},
+): Promise<CliResult> {
+  const env: Record<string, string> = {
+    ...(process.env as Record<string, string>),
+    ...options.env,
+  };
   if (options.apiUrl !== undefined) env.ION_API_URL = options.apiUrl;
   return new Promise((res, rej) => {
-    const proc = spawn(process.execPath, [BIN, ...args], { cwd: options.cwd ?? ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, [BIN, ...args], {
+      cwd: options.cwd ?? ROOT,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     proc.stdout.on('data', (c: Buffer) => (stdout += c.toString()));

@@ -19,7 +19,9 @@ describe('graceful shutdown on SIGTERM', () => {
     dir = await tempDir();
     const markers = join(dir, 'markers');
     const script = (seconds: number) =>
-      JSON.stringify(`mkdir -p "$MARKERS" && touch "$MARKERS/$ION_MODULE.$ION_ATTEMPT" && if [ "$ION_ATTEMPT" = 1 ]; then sleep ${seconds}; fi`);
+      JSON.stringify(
+        `mkdir -p "$MARKERS" && touch "$MARKERS/$ION_MODULE.$ION_ATTEMPT" && if [ "$ION_ATTEMPT" = 1 ]; then sleep ${seconds}; fi`,
+      );
     const pipeline = await writePipeline(
       dir,
       `modules:
@@ -36,19 +38,31 @@ describe('graceful shutdown on SIGTERM', () => {
 `,
     );
     const dataDir = join(dir, 'data');
-    ion = await startIon({ dataDir, args: ['-f', pipeline], env: { ION_SHUTDOWN_GRACE_MS: '3000' } });
+    ion = await startIon({
+      dataDir,
+      args: ['-f', pipeline],
+      env: { ION_SHUTDOWN_GRACE_MS: '3000' },
+    });
     const { eventId } = await ion.client.publish({ type: 'drain.go' });
-    await waitFor('both jobs to start', async () => ((await readdir(markers).catch(() => [])).length === 2 ? true : undefined), 60_000);
+    await waitFor(
+      'both jobs to start',
+      async () => ((await readdir(markers).catch(() => [])).length === 2 ? true : undefined),
+      60_000,
+    );
 
     const started = Date.now();
     expect(await ion.stop()).toBe(0);
     expect(Date.now() - started).toBeLessThan(30_000); // the 60 s job did not hold the shutdown
 
     ion = await startIon({ dataDir });
-    const jobs = await waitFor('both jobs to succeed', async () => {
-      const list = await ion!.client.listJobs({ eventId });
-      return list.length === 2 && list.every((j) => j.state === 'succeeded') ? list : undefined;
-    }, 60_000);
+    const jobs = await waitFor(
+      'both jobs to succeed',
+      async () => {
+        const list = await ion!.client.listJobs({ eventId });
+        return list.length === 2 && list.every((j) => j.state === 'succeeded') ? list : undefined;
+      },
+      60_000,
+    );
     const short = jobs.find((j) => j.module === 'short')!;
     const long = jobs.find((j) => j.module === 'long')!;
     expect(short.attempts).toBe(1); // finished within the grace period

@@ -19,11 +19,18 @@ export function registerApply(program: Command): void {
         result = await clientFor(options).applyPipeline(doc, options.prune === true);
       } catch (err) {
         if (err instanceof ApiError && err.code === 'validation_failed') {
-          throw new ValidationError(err.message.replace(/^invalid pipeline/, `invalid pipeline file ${options.file}`));
+          throw new ValidationError(
+            err.message.replace(/^invalid pipeline/, `invalid pipeline file ${options.file}`),
+          );
         }
         throw err;
       }
       if (options.json === true) return printJson(result);
-      print(table(['MODULE', 'VERSION', 'CHANGE'], result.modules.map((m) => [m.name, String(m.version), m.change])));
+      print(
+        table(
+          ['MODULE', 'VERSION', 'CHANGE'],
+          result.modules.map((m) => [m.name, String(m.version), m.change]),
+        ),
+      );
     });
 }

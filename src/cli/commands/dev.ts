@@ -22,62 +22,103 @@ export function registerDev(program: Command): void {
   const dev = program.command('dev').description('tools for module authors');
   dev
     .command('run <module>')
-    .description('run one module locally on a stored event, with the exact file contract, without committing anything')
+    .description(
+      'run one module locally on a stored event, with the exact file contract, without committing anything',
+    )
     .requiredOption('--event <eventId>', 'the event to run the module on')
-    .option('--out <dir>', 'job directory to use (must be empty or absent); a temporary one by default')
+    .option(
+      '--out <dir>',
+      'job directory to use (must be empty or absent); a temporary one by default',
+    )
     .option('--json', 'print the outcome as JSON')
-    .action(async (moduleName: string, options: ApiOptions & { event: string; out?: string; json?: boolean }) => {
-      const client = clientFor(options);
-      const module = await client.getModule(moduleName);
-      const event = toEvent(await client.getEvent(options.event));
-      let dir: string;
-      if (options.out === undefined) {
-        dir = await mkdtemp(join(tmpdir(), `ion-dev-${module.name}-`));
-      } else {
-        dir = resolve(options.out);
-        const entries = await readdir(dir).catch(() => []);
-        if (entries.length > 0) throw new ValidationError(`--out ${options.out} is not empty; give an empty or new directory`);
-      }
-      await prepareJobDir(dir, event, async (sha, dest) => pipeline(await client.downloadBlob(sha), createWriteStream(dest)));
-      const executor = new LocalExecutor();
-      const logFile = `${dir}.log`;
-      const result = await executor.run({
-        jobId: 'dev',
-        attempt: 1,
-        workDir: dir,
-        command: module.run.command,
-        env: moduleEnv(moduleBaseEnv(process.env), module, event, dir, 1),
-        timeoutMs: module.timeoutMs,
-        logFile,
-        signal: new AbortController().signal,
-      });
-      await executor.close();
-      let outputs: Awaited<ReturnType<typeof readJobOutputs>> | null = null;
-      let outputError: string | null = null;
-      if (result.exitCode === 0) {
-        try {
-          outputs = await readJobOutputs(dir, module.publishes);
-        } catch (err) {
-          outputError = errorMessage(err);
+    .action(
+      async (
+        moduleName: string,
+        options: ApiOptions & { event: string; out?: string; json?: boolean },
+      ) => {
+        const client = clientFor(options);
+        const module = await client.getModule(moduleName);
+        const event = toEvent(await client.getEvent(options.event));
+        let dir: string;
+        if (options.out === undefined) {
+          dir = await mkdtemp(join(tmpdir(), `ion-dev-${module.name}-`));
+        } else {
+          dir = resolve(options.out);
+          const entries = await readdir(dir).catch(() => []);
+          if (entries.length > 0)
+            throw new ValidationError(
+              `--out ${options.out} is not empty; give an empty or new directory`,
+            );
         }
-      }
-      const ok = result.exitCode === 0 && outputError === null;
-      if (options.json === true) {
-        printJson({ ok, dir, logFile, exitCode: result.exitCode, timedOut: result.timedOut, durationMs: result.durationMs, outputError, outputs: outputs === null ? null : { files: outputs.files.map((f) => f.path), insights: outputs.insights, events: outputs.events } });
-      } else {
-        print(`ran ${module.name} v${module.version} on ${event.type} ${event.eventId}`);
-        print(`  job dir  ${dir}`);
-        print(`  log      ${logFile}`);
-        print(`  exit     ${result.timedOut ? `timed out after ${module.timeoutMs}ms` : String(result.exitCode ?? result.signal)} in ${result.durationMs}ms`);
-        if (result.logTail !== '') print(`--- output (tail) ---\n${result.logTail.trimEnd()}\n---`);
-        if (outputError !== null) print(`output is INVALID: ${outputError}`);
-        if (outputs !== null) {
-          print(`files (${outputs.files.length}): ${outputs.files.map((f) => f.path).join(', ') || '-'}`);
-          print(`insights: ${outputs.insights.map((i) => `${i.key}=${i.value}`).join(', ') || '-'}`);
-          for (const e of outputs.events) print(`event ${e.type} from ${e.fileName}: files=[${e.files.join(', ')}] data={${e.data.map((d) => `${d.key}=${d.value}`).join(', ')}}`);
-          print('nothing was committed (dev run)');
+        await prepareJobDir(dir, event, async (sha, dest) =>
+          pipeline(await client.downloadBlob(sha), createWriteStream(dest)),
+        );
+        const executor = new LocalExecutor();
+        const logFile = `${dir}.log`;
+        const result = await executor.run({
+          jobId: 'dev',
+          attempt: 1,
+          workDir: dir,
+          command: module.run.command,
+          env: moduleEnv(moduleBaseEnv(process.env), module, event, dir, 1),
+          timeoutMs: module.timeoutMs,
+          logFile,
+          signal: new AbortController().signal,
+        });
+        await executor.close();
+        let outputs: Awaited<ReturnType<typeof readJobOutputs>> | null = null;
+        let outputError: string | null = null;
+        if (result.exitCode === 0) {
+          try {
+            outputs = await readJobOutputs(dir, module.publishes);
+          } catch (err) {
+            outputError = errorMessage(err);
+          }
         }
-      }
-      if (!ok) process.exitCode = 1;
-    });
+        const ok = result.exitCode === 0 && outputError === null;
+        if (options.json === true) {
+          printJson({
+            ok,
+            dir,
+            logFile,
+            exitCode: result.exitCode,
+            timedOut: result.timedOut,
+            durationMs: result.durationMs,
+            outputError,
+            outputs:
+              outputs === null
+                ? null
+                : {
+                    files: outputs.files.map((f) => f.path),
+                    insights: outputs.insights,
+                    events: outputs.events,
+                  },
+          });
+        } else {
+          print(`ran ${module.name} v${module.version} on ${event.type} ${event.eventId}`);
+          print(`  job dir  ${dir}`);
+          print(`  log      ${logFile}`);
+          print(
+            `  exit     ${result.timedOut ? `timed out after ${module.timeoutMs}ms` : String(result.exitCode ?? result.signal)} in ${result.durationMs}ms`,
+          );
+          if (result.logTail !== '')
+            print(`--- output (tail) ---\n${result.logTail.trimEnd()}\n---`);
+          if (outputError !== null) print(`output is INVALID: ${outputError}`);
+          if (outputs !== null) {
+            print(
+              `files (${outputs.files.length}): ${outputs.files.map((f) => f.path).join(', ') || '-'}`,
+            );
+            print(
+              `insights: ${outputs.insights.map((i) => `${i.key}=${i.value}`).join(', ') || '-'}`,
+            );
+            for (const e of outputs.events)
+              print(
+                `event ${e.type} from ${e.fileName}: files=[${e.files.join(', ')}] data={${e.data.map((d) => `${d.key}=${d.value}`).join(', ')}}`,
+              );
+            print('nothing was committed (dev run)');
+          }
+        }
+        if (!ok) process.exitCode = 1;
+      },
+    );
 }

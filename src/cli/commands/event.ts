@@ -20,17 +20,28 @@ export function parseDataOption(spec: string): { key: string; value: string } {
 /** Uploads local files and publishes a root event carrying them. */
 export async function publishWithFiles(
   client: IonClient,
-  input: { type: string; data: { key: string; value: string }[]; files: { path: string; from: string }[]; idempotencyKey?: string },
+  input: {
+    type: string;
+    data: { key: string; value: string }[];
+    files: { path: string; from: string }[];
+    idempotencyKey?: string;
+  },
 ): Promise<{ eventId: string; correlationId: string; created: boolean }> {
   const files = [];
   for (const file of input.files) {
     const ref = await client.uploadFile(file.from).catch((err: unknown) => {
-      if (err instanceof Error && 'code' in err && err.code === 'ENOENT') throw new ValidationError(`--file ${file.from}: no such file`);
+      if (err instanceof Error && 'code' in err && err.code === 'ENOENT')
+        throw new ValidationError(`--file ${file.from}: no such file`);
       throw err;
     });
     files.push({ path: file.path, sha256: ref.sha256 });
   }
-  return client.publish({ type: input.type, data: input.data, files, ...(input.idempotencyKey === undefined ? {} : { idempotencyKey: input.idempotencyKey }) });
+  return client.publish({
+    type: input.type,
+    data: input.data,
+    files,
+    ...(input.idempotencyKey === undefined ? {} : { idempotencyKey: input.idempotencyKey }),
+  });
 }
 
 export function registerEvent(program: Command): void {
@@ -42,17 +53,31 @@ export function registerEvent(program: Command): void {
     .option('--file <path>', 'attach a file: PATH or EVENT_PATH=LOCAL_PATH (repeatable)', collect)
     .option('--idempotency-key <key>', 'publishing again with the same key returns the same event')
     .option('--json', 'print JSON')
-    .action(async (type: string, options: ApiOptions & { data?: string[]; file?: string[]; idempotencyKey?: string; json?: boolean }) => {
-      const result = await publishWithFiles(clientFor(options), {
-        type,
-        data: (options.data ?? []).map(parseDataOption),
-        files: (options.file ?? []).map(parseFileOption),
-        ...(options.idempotencyKey === undefined ? {} : { idempotencyKey: options.idempotencyKey }),
-      });
-      if (options.json === true) return printJson(result);
-      print(`published ${type} ${result.eventId}${result.created ? '' : ' (already published with this idempotency key)'}`);
-      print(`follow it with: ion trace ${result.correlationId}`);
-    });
+    .action(
+      async (
+        type: string,
+        options: ApiOptions & {
+          data?: string[];
+          file?: string[];
+          idempotencyKey?: string;
+          json?: boolean;
+        },
+      ) => {
+        const result = await publishWithFiles(clientFor(options), {
+          type,
+          data: (options.data ?? []).map(parseDataOption),
+          files: (options.file ?? []).map(parseFileOption),
+          ...(options.idempotencyKey === undefined
+            ? {}
+            : { idempotencyKey: options.idempotencyKey }),
+        });
+        if (options.json === true) return printJson(result);
+        print(
+          `published ${type} ${result.eventId}${result.created ? '' : ' (already published with this idempotency key)'}`,
+        );
+        print(`follow it with: ion trace ${result.correlationId}`);
+      },
+    );
   event
     .command('get <eventId>')
     .description('show one event')

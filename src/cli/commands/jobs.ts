@@ -6,7 +6,8 @@ import { jobDuration, table } from '../render.js';
 
 function parseState(state: string | undefined): JobState | undefined {
   if (state === undefined) return undefined;
-  if (!(JOB_STATES as readonly string[]).includes(state)) throw new ValidationError(`--state must be one of ${JOB_STATES.join(', ')}`);
+  if (!(JOB_STATES as readonly string[]).includes(state))
+    throw new ValidationError(`--state must be one of ${JOB_STATES.join(', ')}`);
   return state as JobState;
 }
 
@@ -20,17 +21,39 @@ export function registerJobs(program: Command): void {
     .option('--correlation-id <id>', 'only this trace')
     .option('--limit <n>', 'at most this many', '50')
     .option('--json', 'print JSON')
-    .action(async (options: ApiOptions & { module?: string; state?: string; correlationId?: string; limit: string; json?: boolean }) => {
-      const state = parseState(options.state);
-      const jobs = await clientFor(options).listJobs({
-        ...(options.module === undefined ? {} : { module: options.module }),
-        ...(state === undefined ? {} : { state }),
-        ...(options.correlationId === undefined ? {} : { correlationId: options.correlationId }),
-        limit: Number(options.limit),
-      });
-      if (options.json === true) return printJson({ jobs });
-      print(table(['JOB', 'MODULE', 'STATE', 'ATTEMPTS', 'DURATION', 'EVENT'], jobs.map((j) => [j.jobId, j.module, j.state, String(j.attempts), jobDuration(j), j.eventId])));
-    });
+    .action(
+      async (
+        options: ApiOptions & {
+          module?: string;
+          state?: string;
+          correlationId?: string;
+          limit: string;
+          json?: boolean;
+        },
+      ) => {
+        const state = parseState(options.state);
+        const jobs = await clientFor(options).listJobs({
+          ...(options.module === undefined ? {} : { module: options.module }),
+          ...(state === undefined ? {} : { state }),
+          ...(options.correlationId === undefined ? {} : { correlationId: options.correlationId }),
+          limit: Number(options.limit),
+        });
+        if (options.json === true) return printJson({ jobs });
+        print(
+          table(
+            ['JOB', 'MODULE', 'STATE', 'ATTEMPTS', 'DURATION', 'EVENT'],
+            jobs.map((j) => [
+              j.jobId,
+              j.module,
+              j.state,
+              String(j.attempts),
+              jobDuration(j),
+              j.eventId,
+            ]),
+          ),
+        );
+      },
+    );
   job
     .command('get <jobId>')
     .description('show a job and its attempts')
@@ -39,16 +62,32 @@ export function registerJobs(program: Command): void {
       const result = await clientFor(options).getJob(jobId);
       if (options.json === true) return printJson(result);
       const { job: j, attempts } = result;
-      print(`job ${j.jobId}\n  module ${j.module} v${j.moduleVersion}\n  event ${j.eventId}\n  state ${j.state}\n  attempts ${j.attempts}`);
+      print(
+        `job ${j.jobId}\n  module ${j.module} v${j.moduleVersion}\n  event ${j.eventId}\n  state ${j.state}\n  attempts ${j.attempts}`,
+      );
       if (j.lastError !== null) print(`  last error ${j.lastError}`);
-      print(table(['ATTEMPT', 'OUTCOME', 'EXIT', 'DURATION', 'ERROR'], attempts.map((a) => [String(a.attempt), a.outcome, a.exitCode === null ? '-' : String(a.exitCode), a.durationMs === null ? '-' : `${a.durationMs}ms`, a.error ?? ''])));
+      print(
+        table(
+          ['ATTEMPT', 'OUTCOME', 'EXIT', 'DURATION', 'ERROR'],
+          attempts.map((a) => [
+            String(a.attempt),
+            a.outcome,
+            a.exitCode === null ? '-' : String(a.exitCode),
+            a.durationMs === null ? '-' : `${a.durationMs}ms`,
+            a.error ?? '',
+          ]),
+        ),
+      );
     });
   job
     .command('logs <jobId>')
     .description("print an attempt's stdout and stderr (the last attempt by default)")
     .option('--attempt <n>', 'which attempt')
     .action(async (jobId: string, options: ApiOptions & { attempt?: string }) => {
-      const { text } = await clientFor(options).jobLogs(jobId, options.attempt === undefined ? undefined : Number(options.attempt));
+      const { text } = await clientFor(options).jobLogs(
+        jobId,
+        options.attempt === undefined ? undefined : Number(options.attempt),
+      );
       process.stdout.write(text);
     });
 }
@@ -61,9 +100,16 @@ export function registerDlq(program: Command): void {
     .option('--module <name>', 'only this module')
     .option('--json', 'print JSON')
     .action(async (options: ApiOptions & { module?: string; json?: boolean }) => {
-      const deadLetters = await clientFor(options).listDeadLetters(options.module === undefined ? {} : { module: options.module });
+      const deadLetters = await clientFor(options).listDeadLetters(
+        options.module === undefined ? {} : { module: options.module },
+      );
       if (options.json === true) return printJson({ deadLetters });
-      print(table(['ID', 'MODULE', 'EVENT', 'ATTEMPTS', 'REASON'], deadLetters.map((d) => [d.id, d.module, d.eventId ?? '-', String(d.attempts), d.reason])));
+      print(
+        table(
+          ['ID', 'MODULE', 'EVENT', 'ATTEMPTS', 'REASON'],
+          deadLetters.map((d) => [d.id, d.module, d.eventId ?? '-', String(d.attempts), d.reason]),
+        ),
+      );
     });
   dlq
     .command('redrive <id>')
@@ -72,7 +118,11 @@ export function registerDlq(program: Command): void {
     .action(async (id: string, options: ApiOptions & { json?: boolean }) => {
       const result = await clientFor(options).redrive(id);
       if (options.json === true) return printJson(result);
-      print(result.job === null ? `dead letter ${id} removed (it had no job to run again)` : `redriven: job ${result.job.jobId} of ${result.job.module} is pending again`);
+      print(
+        result.job === null
+          ? `dead letter ${id} removed (it had no job to run again)`
+          : `redriven: job ${result.job.jobId} of ${result.job.module} is pending again`,
+      );
     });
   dlq
     .command('discard <id>')
@@ -92,6 +142,19 @@ export function registerModules(program: Command): void {
     .action(async (options: ApiOptions & { json?: boolean }) => {
       const modules = await clientFor(options).listModules();
       if (options.json === true) return printJson({ modules });
-      print(table(['MODULE', 'VERSION', 'SUBSCRIBES', 'PUBLISHES', 'CONCURRENCY', 'RETRIES', 'TIMEOUT'], modules.map((m) => [m.name, String(m.version), m.subscribes.join(','), m.publishes.join(','), String(m.concurrency), String(m.retries), `${m.timeoutMs}ms`])));
+      print(
+        table(
+          ['MODULE', 'VERSION', 'SUBSCRIBES', 'PUBLISHES', 'CONCURRENCY', 'RETRIES', 'TIMEOUT'],
+          modules.map((m) => [
+            m.name,
+            String(m.version),
+            m.subscribes.join(','),
+            m.publishes.join(','),
+            String(m.concurrency),
+            String(m.retries),
+            `${m.timeoutMs}ms`,
+          ]),
+        ),
+      );
     });
 }

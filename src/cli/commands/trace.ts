@@ -8,11 +8,18 @@ import { TimeoutError } from '../../core/errors.js';
 const TERMINAL = new Set(['succeeded', 'dead_lettered']);
 
 /** True when every job of the trace is settled and every event has had its jobs created. */
-export function traceSettled(trace: TraceView, moduleSubscriptions: Map<string, string[]>): boolean {
+export function traceSettled(
+  trace: TraceView,
+  moduleSubscriptions: Map<string, string[]>,
+): boolean {
   if (trace.jobs.some((j) => !TERMINAL.has(j.state))) return false;
   for (const event of trace.events) {
     for (const [module, types] of moduleSubscriptions) {
-      if (types.includes(event.type) && !trace.jobs.some((j) => j.eventId === event.eventId && j.module === module)) return false;
+      if (
+        types.includes(event.type) &&
+        !trace.jobs.some((j) => j.eventId === event.eventId && j.module === module)
+      )
+        return false;
     }
   }
   return true;
@@ -40,7 +47,8 @@ export async function waitForTrace(
     }
     if (changed.length > 0) onChange?.(trace, changed);
     if (traceSettled(trace, modules)) return trace;
-    if (Date.now() > deadline) throw new TimeoutError(`trace ${correlationId} did not settle within ${timeoutMs}ms`);
+    if (Date.now() > deadline)
+      throw new TimeoutError(`trace ${correlationId} did not settle within ${timeoutMs}ms`);
     await sleep(100);
   }
 }
@@ -52,10 +60,18 @@ export function registerTrace(program: Command): void {
     .option('--wait', 'wait until every job of the trace is settled')
     .option('--timeout <seconds>', 'with --wait: give up after this many seconds', '300')
     .option('--json', 'print JSON')
-    .action(async (correlationId: string, options: ApiOptions & { json?: boolean; wait?: boolean; timeout: string }) => {
-      const client = clientFor(options);
-      const trace = options.wait === true ? await waitForTrace(client, correlationId, Number(options.timeout) * 1000) : await client.trace(correlationId);
-      if (options.json === true) return printJson(trace);
-      print(renderTrace(trace));
-    });
+    .action(
+      async (
+        correlationId: string,
+        options: ApiOptions & { json?: boolean; wait?: boolean; timeout: string },
+      ) => {
+        const client = clientFor(options);
+        const trace =
+          options.wait === true
+            ? await waitForTrace(client, correlationId, Number(options.timeout) * 1000)
+            : await client.trace(correlationId);
+        if (options.json === true) return printJson(trace);
+        print(renderTrace(trace));
+      },
+    );
 }

@@ -13,7 +13,7 @@ import {
   publishBodySchema,
   traceSchema,
 } from './schemas.js';
-import { ValidationError } from '../core/errors.js';
+import { IonError } from '../core/errors.js';
 
 export interface ServerDeps {
   control: Control;
@@ -145,7 +145,10 @@ export function buildServer(deps: ServerDeps) {
     handler: async (request, reply) => {
       const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
       if (type !== 'application/octet-stream') {
-        throw new ValidationError('upload blobs with Content-Type: application/octet-stream');
+        throw new IonError(
+          'unsupported_media_type',
+          'upload blobs with Content-Type: application/octet-stream',
+        );
       }
       const ref = await control.putBlob(request.body as Readable);
       return reply.status(201).send(ref);

@@ -133,7 +133,7 @@ export class Control {
     const files: FileRef[] = [];
     const seen = new Set<string>();
     for (const [i, file] of (input.files ?? []).entries()) {
-      const checked = normaliseRelativePath(file.path);
+      const checked = normaliseRelativePath(file.path, "the module's in/data");
       if (!checked.ok)
         throw new ValidationError(`files[${i}].path "${file.path}" ${checked.reason}`, [
           { path: `files[${i}].path`, message: checked.reason },

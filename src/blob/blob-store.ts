@@ -16,6 +16,12 @@ export interface BlobStore {
   /** Null when absent. */
   stat(sha256: string): Promise<BlobRef | null>;
   /**
+   * Checks that the stored content still hashes to its address; a blob that does not is
+   * removed and false returned (false too when absent). Adapters whose content cannot change
+   * behind their back may simply report presence.
+   */
+  verify(sha256: string): Promise<boolean>;
+  /**
    * Streams a blob out; `range` is inclusive on both ends like HTTP ranges.
    * Throws NotFoundError when absent.
    */

@@ -1,4 +1,15 @@
 import { IonClient } from '../api/client.js';
+import { ValidationError } from '../core/errors.js';
+
+/** A mistake in the command line itself: the CLI exits with code 2. */
+export class UsageError extends ValidationError {}
+
+/** Parses a positive whole-number option or throws a UsageError naming it. */
+export function positiveInt(flag: string, value: string): number {
+  if (!/^\d+$/.test(value) || Number(value) < 1)
+    throw new UsageError(`${flag} must be a positive whole number, got "${value}"`);
+  return Number(value);
+}
 
 /** Options every command that talks to a running Ion accepts. */
 export interface ApiOptions {

@@ -6,6 +6,7 @@ import { registerEvent } from './commands/event.js';
 import { registerDlq, registerJobs, registerModules } from './commands/jobs.js';
 import { registerTrace } from './commands/trace.js';
 import { registerUp } from './commands/up.js';
+import { UsageError } from './context.js';
 
 /** Exit codes: 0 success, 1 failure, 2 usage error. */
 export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
@@ -61,7 +62,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (err instanceof IonError) {
       process.stderr.write(`error: ${err.message}\n`);
-      return err.code === 'validation_failed' ? EXIT.failure : EXIT.failure;
+      return err instanceof UsageError ? EXIT.usage : EXIT.failure;
     }
     process.stderr.write(`error: ${err instanceof Error ? err.message : String(err)}\n`);
     return EXIT.failure;

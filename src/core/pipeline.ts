@@ -18,21 +18,20 @@ const eventType = z
   .max(200)
   .regex(EVENT_TYPE, 'must be dot-separated words of letters, digits, "_" or "-"');
 
-const duration = z.union([
-  z
-    .string()
-    .refine(
-      (s) => parseDuration(s) !== null,
-      'must be a duration like "500ms", "30s", "10m" or "1h"',
-    )
-    .transform((s) => parseDuration(s)!)
-    .refine((ms) => ms >= 1, 'must be at least 1ms'),
-  z
-    .number()
-    .describe('seconds')
-    .transform((n) => Math.round(n * 1000))
-    .refine((ms) => ms >= 1, 'must be at least 1ms'),
-]);
+const DURATION_HINT =
+  'must be a duration like "500ms", "30s", "10m" or "1h", or a number of seconds, at least 1ms';
+
+/** `30s`, `1m30s`, or a number of seconds; one clear message whatever is wrong. */
+const duration = z
+  .union([z.string(), z.number()], { error: DURATION_HINT })
+  .transform((value, ctx) => {
+    const ms = typeof value === 'number' ? Math.round(value * 1000) : parseDuration(value);
+    if (ms === null || !Number.isFinite(ms) || ms < 1) {
+      ctx.addIssue({ code: 'custom', message: DURATION_HINT });
+      return z.NEVER;
+    }
+    return ms;
+  });
 
 const envValue = z.union([z.string(), z.number(), z.boolean()]).transform(String);
 
@@ -53,10 +52,14 @@ const moduleSchema = z
     timeout: duration.default(DEFAULT_TIMEOUT_MS),
     concurrency: z.number().int().min(1).max(1000).default(DEFAULT_CONCURRENCY),
     env: z
-      .record(
-        z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a valid variable name'),
-        envValue,
-      )
+      .record(z.string(), envValue)
+      .superRefine((env, ctx) => {
+        for (const key of Object.keys(env)) {
+          if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) {
+            ctx.addIssue({ code: 'custom', path: [key], message: 'is not a valid variable name' });
+          }
+        }
+      })
       .default({}),
   })
   .strict();

@@ -1,5 +1,5 @@
-import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { lstat, rm, rmdir, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { Delivery } from '../bus/event-bus.js';
 import { IonError, ModuleOutputError, errorMessage } from '../core/errors.js';
 import { childEventId, jobIdFor } from '../core/ids.js';
@@ -12,6 +12,30 @@ import { parseNotice } from './bus-notice.js';
 import type { DispatcherDeps } from './deps.js';
 import { newId } from '../core/ids.js';
 import type { ExecutionResult } from '../executors/executor.js';
+
+interface LinkedInput {
+  sha256: string;
+  ino: number;
+  size: number;
+  mtimeMs: number;
+}
+
+/** Inputs that share their inode with the blob store (hard links), with what they were. */
+async function linkedInputs(inData: string, event: IonEvent): Promise<Map<string, LinkedInput>> {
+  const linked = new Map<string, LinkedInput>();
+  for (const file of event.files) {
+    const info = await lstat(join(inData, file.path)).catch(() => null);
+    if (info !== null && info.nlink > 1) {
+      linked.set(file.path, {
+        sha256: file.sha256,
+        ino: info.ino,
+        size: info.size,
+        mtimeMs: info.mtimeMs,
+      });
+    }
+  }
+  return linked;
+}
 
 /** How one attempt ended, before it is recorded. */
 type AttemptEnd =
@@ -97,7 +121,7 @@ export class JobRunner {
     const { store, settings } = this.deps;
     const notice = parseNotice(delivery.message);
     if (typeof notice === 'string') {
-      const reason = `malformed bus message ${delivery.message.id}: ${notice}`;
+      const reason = `message_malformed: bus message ${delivery.message.id}: ${notice}`;
       log.warn({ reason }, 'dead-lettering a malformed bus message');
       await store.addDeadLetter({
         id: newId(),
@@ -277,7 +301,8 @@ export class JobRunner {
     let result: ExecutionResult | null = null;
     let logBlob: string | null = null;
     try {
-      await prepareJobDir(dir, event, (sha, dest) => blobs.materialize(sha, dest));
+      const layout = await prepareJobDir(dir, event, (sha, dest) => blobs.materialize(sha, dest));
+      const linked = await linkedInputs(layout.inData, event);
       result = await executor.run({
         jobId,
         attempt,
@@ -289,6 +314,18 @@ export class JobRunner {
         signal: cancel,
       });
       logBlob = await this.keepLog(logFile);
+      const modified = await this.modifiedInputs(layout.inData, linked);
+      if (modified.length > 0) {
+        return {
+          ok: false,
+          released: false,
+          code: 'module_output_invalid',
+          kind: 'module',
+          message: `the module modified its input in/data/${modified[0]} in place; inputs are read-only`,
+          result,
+          logBlob,
+        };
+      }
       if (result.cancelled) {
         return {
           ok: false,
@@ -385,12 +422,39 @@ export class JobRunner {
   /** Moves the attempt's log into the blob store so any server can serve it later. */
   private async keepLog(logFile: string): Promise<string | null> {
     try {
-      const ref = await this.deps.blobs.putFile(logFile);
+      const info = await stat(logFile).catch(() => null);
+      // An empty log is fully described by the (empty) tail stored with the attempt.
+      const ref = info === null || info.size === 0 ? null : await this.deps.blobs.putFile(logFile);
       await rm(logFile, { force: true });
-      return ref.sha256;
+      await rmdir(dirname(logFile)).catch(() => undefined); // only when no other log is left
+      return ref?.sha256 ?? null;
     } catch (err) {
       this.deps.logger.warn({ err: errorMessage(err), logFile }, 'could not keep the attempt log');
       return null;
     }
+  }
+
+  /**
+   * Inputs that were hard-linked from the blob store and changed in place. Each such blob is
+   * re-verified (and dropped by the store if it no longer matches its address).
+   */
+  private async modifiedInputs(
+    inData: string,
+    linked: Map<string, LinkedInput>,
+  ): Promise<string[]> {
+    const modified: string[] = [];
+    for (const [path, before] of linked) {
+      const after = await lstat(join(inData, path)).catch(() => null);
+      if (after === null || after.ino !== before.ino) continue; // removed or replaced: harmless
+      if (after.size === before.size && after.mtimeMs === before.mtimeMs) continue;
+      modified.push(path);
+      if (!(await this.deps.blobs.verify(before.sha256))) {
+        this.deps.logger.error(
+          { sha256: before.sha256, path },
+          'a module corrupted a shared input blob; it was removed from the blob store',
+        );
+      }
+    }
+    return modified;
   }
 }

@@ -1,5 +1,5 @@
 import { errorMessage } from '../core/errors.js';
-import { sleep } from '../core/time.js';
+import { Waker } from '../core/waker.js';
 import type { ModuleRecord } from '../core/types.js';
 import type { DispatcherDeps } from './deps.js';
 import { ModuleDispatcher } from './module-dispatcher.js';
@@ -19,7 +19,7 @@ export class WorkerPool {
   private readonly dispatchers = new Map<string, ModuleDispatcher>();
   private readonly stopSignal = new AbortController();
   private revision = -1;
-  private wake: (() => void) | null = null;
+  private readonly waker = new Waker();
   private loop: Promise<void> | null = null;
 
   constructor(
@@ -34,9 +34,7 @@ export class WorkerPool {
 
   /** Re-reads the modules now (called after an in-process apply). */
   refresh(): void {
-    const w = this.wake;
-    this.wake = null;
-    w?.();
+    this.waker.wake();
   }
 
   /** Jobs running now across all modules. */
@@ -49,12 +47,7 @@ export class WorkerPool {
   private async watch(): Promise<void> {
     const signal = this.stopSignal.signal;
     while (!signal.aborted) {
-      await Promise.race([
-        sleep(this.deps.settings.moduleRefreshMs, signal),
-        new Promise<void>((resolve) => {
-          this.wake = resolve;
-        }),
-      ]);
+      await this.waker.wait(this.deps.settings.moduleRefreshMs, signal);
       if (signal.aborted) break;
       try {
         await this.sync();

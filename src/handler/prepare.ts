@@ -26,7 +26,7 @@ export async function prepareJobDir(
     mkdir(layout.outEvents, { recursive: true }),
   ]);
   for (const file of event.files) {
-    const checked = normaliseRelativePath(file.path);
+    const checked = normaliseRelativePath(file.path, 'in/data');
     // Paths were validated when the event was stored; this guards against a tampered store.
     if (!checked.ok)
       throw new ValidationError(

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { EventBus } from '../bus/event-bus.js';
 import { NotFoundError, errorMessage } from '../core/errors.js';
 import { sleep } from '../core/time.js';
+import { Waker } from '../core/waker.js';
 import { noticeMessage } from '../dispatcher/bus-notice.js';
 import type { DocumentStore } from '../store/document-store.js';
 
@@ -17,8 +18,7 @@ export interface OutboxRelayOptions {
  */
 export class OutboxRelay {
   private readonly stopSignal = new AbortController();
-  private wakeFn: (() => void) | null = null;
-  private pendingWake = false;
+  private readonly waker = new Waker();
   private loop: Promise<void> | null = null;
   private readonly pollIntervalMs: number;
   private readonly batchSize: number;
@@ -39,17 +39,13 @@ export class OutboxRelay {
 
   /** Publish now rather than at the next poll (called after a commit in this process). */
   wake(): void {
-    this.pendingWake = true;
-    const w = this.wakeFn;
-    this.wakeFn = null;
-    w?.();
+    this.waker.wake();
   }
 
   private async run(): Promise<void> {
     const signal = this.stopSignal.signal;
     let failures = 0;
     while (!signal.aborted) {
-      this.pendingWake = false;
       let published = 0;
       try {
         published = await this.publishBatch();
@@ -60,14 +56,7 @@ export class OutboxRelay {
         await sleep(Math.min(5000, 100 * 2 ** failures), signal);
         continue;
       }
-      if (published === this.batchSize || this.pendingWake) continue;
-      await Promise.race([
-        sleep(this.pollIntervalMs, signal),
-        new Promise<void>((resolve) => {
-          this.wakeFn = resolve;
-        }),
-      ]);
-      this.wakeFn = null;
+      if (published < this.batchSize) await this.waker.wait(this.pollIntervalMs, signal);
     }
   }
 

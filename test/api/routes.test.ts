@@ -288,7 +288,7 @@ describe('blobs', () => {
     expect(plain.statusCode).toBeLessThan(500);
     expectError(plain, plain.statusCode, plain.json<{ error: { code: string } }>().error.code);
     const json = await inject({ method: 'PUT', url: '/v1/blobs', payload: { a: 1 } });
-    expectError(json, 400, 'validation_failed');
+    expectError(json, 415, 'unsupported_media_type');
     const xml = await inject({
       method: 'PUT',
       url: '/v1/blobs',

@@ -138,6 +138,14 @@ export function blobStoreConformance(name: string, factory: () => Promise<BlobSt
       expect(await blobs.stat(sha256(data))).toEqual({ sha256: sha256(data), size: 123 });
     });
 
+    it('verify reports an intact blob as true and an absent one as false', async () => {
+      const data = randomBytes(321);
+      expect(await blobs.verify(sha256(data))).toBe(false);
+      await blobs.put(Readable.from([data]));
+      expect(await blobs.verify(sha256(data))).toBe(true);
+      expect(await blobs.stat(sha256(data))).not.toBeNull();
+    });
+
     it('get and materialize of an absent blob reject with not_found', async () => {
       const absent = sha256(randomBytes(32));
       await expect(blobs.get(absent)).rejects.toMatchObject({ code: 'not_found' });

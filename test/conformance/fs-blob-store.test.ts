@@ -1,6 +1,15 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import {
+  appendFile,
+  chmod,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -78,6 +87,16 @@ describe('FsBlobStore specifics', () => {
     expect((await stat(first)).ino).toBe(stored.ino);
     expect((await stat(second)).ino).toBe(stored.ino);
     expect(stored.nlink).toBe(3);
+  });
+
+  it('verify removes a blob whose hard link was changed in place, so it is never served wrong', async () => {
+    const { sha256 } = await blobs.put(Readable.from([Buffer.from('original')]));
+    const linked = join(scratch, 'in', 'data.txt');
+    await blobs.materialize(sha256, linked);
+    await chmod(linked, 0o644); // what a process running as root could do anyway
+    await appendFile(linked, ' and more');
+    expect(await blobs.verify(sha256)).toBe(false);
+    expect(await blobs.stat(sha256)).toBeNull();
   });
 
   it('materialize over its own earlier link leaves only the destination in its directory', async () => {

@@ -1,3 +1,4 @@
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Job } from '../../src/core/types.js';
@@ -34,6 +35,10 @@ function pipeline(slow: { sleepSeconds: number; timeout: string }): string {
     )
     .join('');
   return `modules:
+  - name: mutate
+    subscribes: [t.mutate]
+    run: { command: [sh, -c, 'chmod u+w in/data/input.txt; echo tampered >> in/data/input.txt'] }
+    retries: 0
   - name: flaky
     subscribes: [t.flaky]
     run: { command: [sh, ${join(FAILING, 'flaky.sh')}] }
@@ -151,6 +156,25 @@ describe('failure handling on a real ion up process', () => {
       expect((await ion.client.health()).status).toBe('ok');
     },
   );
+
+  it('fails a module that modifies its (hard-linked) input in place and never serves the changed bytes', async () => {
+    const file = join(dir, 'input.txt');
+    await writeFile(file, 'original content\n');
+    const ref = await ion.client.uploadFile(file);
+    const { eventId } = await ion.client.publish({
+      type: 't.mutate',
+      files: [{ path: 'input.txt', sha256: ref.sha256 }],
+    });
+    const job = await jobOf('mutate', eventId, ['dead_lettered']);
+    const { attempts } = await ion.client.getJob(job.jobId);
+    expect(attempts[0]!.error).toContain('modified its input in/data/input.txt in place');
+    // The blob store holds either the original bytes or nothing under that address.
+    const served = await ion.client.downloadBlob(ref.sha256).then(
+      async (stream) => Buffer.concat(await stream.toArray()).toString(),
+      () => null,
+    );
+    expect(served === null || served === 'original content\n').toBe(true);
+  });
 
   it('refuses an invalid pipeline file with a message naming the field', async () => {
     const badTimeout = await writePipeline(

@@ -108,6 +108,25 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
+  /**
+   * Re-hashes a stored blob. A hard-linked copy changed in place (only possible for a
+   * process that ignores the read-only mode, such as one running as root) no longer matches
+   * its address: the blob is removed so it is never served with the wrong content.
+   */
+  async verify(sha256: string): Promise<boolean> {
+    const path = this.blobPath(sha256);
+    let actual: BlobRef;
+    try {
+      actual = await hashFile(path);
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return false;
+      throw wrapDriverError(ADAPTER, `verify(${sha256})`, err);
+    }
+    if (actual.sha256 === sha256) return true;
+    await removeQuietly(path);
+    return false;
+  }
+
   /** Null when absent. */
   async stat(sha256: string): Promise<BlobRef | null> {
     const path = this.blobPath(sha256);

@@ -6,13 +6,13 @@ import { join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { EventView } from '../../api/client.js';
 import { moduleBaseEnv } from '../../app/ion-app.js';
-import { ValidationError, errorMessage } from '../../core/errors.js';
+import { errorMessage } from '../../core/errors.js';
 import type { IonEvent } from '../../core/types.js';
 import { moduleEnv } from '../../dispatcher/job-runner.js';
 import { LocalExecutor } from '../../executors/local/local-executor.js';
 import { readJobOutputs } from '../../handler/commit.js';
 import { prepareJobDir } from '../../handler/prepare.js';
-import { clientFor, print, printJson, type ApiOptions } from '../context.js';
+import { UsageError, clientFor, print, printJson, type ApiOptions } from '../context.js';
 
 function toEvent(view: EventView): IonEvent {
   return { ...view, data: view.metadata };
@@ -46,7 +46,7 @@ export function registerDev(program: Command): void {
           dir = resolve(options.out);
           const entries = await readdir(dir).catch(() => []);
           if (entries.length > 0)
-            throw new ValidationError(
+            throw new UsageError(
               `--out ${options.out} is not empty; give an empty or new directory`,
             );
         }

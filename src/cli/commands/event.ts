@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
+import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type { IonClient } from '../../api/client.js';
-import { ValidationError } from '../../core/errors.js';
-import { clientFor, collect, print, printJson, type ApiOptions } from '../context.js';
+import { UsageError, clientFor, collect, print, printJson, type ApiOptions } from '../context.js';
 
 /** `--file PATH` carries the file as its base name; `--file EVENT_PATH=LOCAL_PATH` names it. */
 export function parseFileOption(spec: string): { path: string; from: string } {
@@ -13,7 +13,7 @@ export function parseFileOption(spec: string): { path: string; from: string } {
 
 export function parseDataOption(spec: string): { key: string; value: string } {
   const eq = spec.indexOf('=');
-  if (eq <= 0) throw new ValidationError(`--data "${spec}" must be KEY=VALUE`);
+  if (eq <= 0) throw new UsageError(`--data "${spec}" must be KEY=VALUE`);
   return { key: spec.slice(0, eq), value: spec.slice(eq + 1) };
 }
 
@@ -29,11 +29,11 @@ export async function publishWithFiles(
 ): Promise<{ eventId: string; correlationId: string; created: boolean }> {
   const files = [];
   for (const file of input.files) {
-    const ref = await client.uploadFile(file.from).catch((err: unknown) => {
-      if (err instanceof Error && 'code' in err && err.code === 'ENOENT')
-        throw new ValidationError(`--file ${file.from}: no such file`);
-      throw err;
-    });
+    // Checked here: a stream error inside the upload would read as "Ion unreachable".
+    const info = await stat(file.from).catch(() => null);
+    if (info === null) throw new UsageError(`--file ${file.from}: no such file`);
+    if (!info.isFile()) throw new UsageError(`--file ${file.from}: not a regular file`);
+    const ref = await client.uploadFile(file.from);
     files.push({ path: file.path, sha256: ref.sha256 });
   }
   return client.publish({

@@ -1,13 +1,19 @@
 import type { Command } from 'commander';
-import { ValidationError } from '../../core/errors.js';
 import { JOB_STATES, type JobState } from '../../core/types.js';
-import { clientFor, print, printJson, type ApiOptions } from '../context.js';
+import {
+  UsageError,
+  clientFor,
+  positiveInt,
+  print,
+  printJson,
+  type ApiOptions,
+} from '../context.js';
 import { jobDuration, table } from '../render.js';
 
 function parseState(state: string | undefined): JobState | undefined {
   if (state === undefined) return undefined;
   if (!(JOB_STATES as readonly string[]).includes(state))
-    throw new ValidationError(`--state must be one of ${JOB_STATES.join(', ')}`);
+    throw new UsageError(`--state must be one of ${JOB_STATES.join(', ')}`);
   return state as JobState;
 }
 
@@ -36,7 +42,7 @@ export function registerJobs(program: Command): void {
           ...(options.module === undefined ? {} : { module: options.module }),
           ...(state === undefined ? {} : { state }),
           ...(options.correlationId === undefined ? {} : { correlationId: options.correlationId }),
-          limit: Number(options.limit),
+          limit: positiveInt('--limit', options.limit),
         });
         if (options.json === true) return printJson({ jobs });
         print(
@@ -86,7 +92,7 @@ export function registerJobs(program: Command): void {
     .action(async (jobId: string, options: ApiOptions & { attempt?: string }) => {
       const { text } = await clientFor(options).jobLogs(
         jobId,
-        options.attempt === undefined ? undefined : Number(options.attempt),
+        options.attempt === undefined ? undefined : positiveInt('--attempt', options.attempt),
       );
       process.stdout.write(text);
     });

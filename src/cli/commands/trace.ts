@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { IonClient, TraceView } from '../../api/client.js';
 import { sleep } from '../../core/time.js';
-import { clientFor, print, printJson, type ApiOptions } from '../context.js';
+import { clientFor, positiveInt, print, printJson, type ApiOptions } from '../context.js';
 import { renderTrace } from '../render.js';
 import { TimeoutError } from '../../core/errors.js';
 
@@ -68,7 +68,11 @@ export function registerTrace(program: Command): void {
         const client = clientFor(options);
         const trace =
           options.wait === true
-            ? await waitForTrace(client, correlationId, Number(options.timeout) * 1000)
+            ? await waitForTrace(
+                client,
+                correlationId,
+                positiveInt('--timeout', options.timeout) * 1000,
+              )
             : await client.trace(correlationId);
         if (options.json === true) return printJson(trace);
         print(renderTrace(trace));

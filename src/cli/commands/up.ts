@@ -9,7 +9,7 @@ import { loadConfig } from '../../config/config.js';
 import { errorMessage } from '../../core/errors.js';
 import { loadPipelineDocument, readYamlFile } from '../../core/pipeline-file.js';
 import { parseOrThrow } from '../../core/validation.js';
-import { print } from '../context.js';
+import { UsageError, print } from '../context.js';
 import { renderTrace, summariseJobs, table } from '../render.js';
 import { waitForTrace } from './trace.js';
 
@@ -42,7 +42,11 @@ async function submitSample(
 
 function flags(options: UpOptions): Record<string, unknown> {
   const api: Record<string, unknown> = {};
-  if (options.port !== undefined) api.port = Number(options.port);
+  if (options.port !== undefined) {
+    if (!/^\d+$/.test(options.port))
+      throw new UsageError(`--port must be a port number, got "${options.port}"`);
+    api.port = Number(options.port);
+  }
   if (options.host !== undefined) api.host = options.host;
   return {
     ...(options.dataDir === undefined ? {} : { dataDir: options.dataDir }),

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -70,5 +70,75 @@ describe('LocalExecutor specifics', () => {
   it('rejects an empty command', async () => {
     const spec = { ...base, workDir: root, command: [], env: {}, logFile: join(root, 'x.log') };
     await expect(executor.run(spec)).rejects.toMatchObject({ code: 'validation_failed' });
+  });
+});
+
+describe('LocalExecutor: the child writes its log file directly', () => {
+  let root: string;
+  let executor: LocalExecutor;
+
+  beforeEach(async () => {
+    root = await mkdtemp(join(tmpdir(), 'ion-local-exec-fd-'));
+    executor = new LocalExecutor({ logTailBytes: 100, killGraceMs: 500 });
+  });
+
+  afterEach(async () => {
+    await executor.close();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  const spec = (script: string, logFile: string, timeoutMs = 10_000) => ({
+    jobId: 'job-1',
+    attempt: 1,
+    timeoutMs,
+    signal: new AbortController().signal,
+    workDir: root,
+    command: ['sh', '-c', script],
+    env: { PATH: '/usr/bin:/bin' },
+    logFile,
+  });
+
+  it('gives the child the log file itself as stdout and stderr, not a pipe', async () => {
+    const logFile = join(root, 'fd.log');
+    const script =
+      'for f in /dev/stdout /dev/stderr; do if [ -f $f ]; then echo file; else echo other; fi; done';
+    const result = await executor.run(spec(script, logFile));
+    expect(result.exitCode).toBe(0);
+    expect(await readFile(logFile, 'utf8')).toBe('file\nfile\n');
+  });
+
+  it('puts only what this run wrote in the tail, not earlier content of the file', async () => {
+    const logFile = join(root, 'append.log');
+    await writeFile(logFile, 'x'.repeat(500) + '\nearlier attempt\n');
+    const result = await executor.run(spec('echo this run', logFile));
+    expect(result.logTail).toBe('this run\n');
+    expect(await readFile(logFile, 'utf8')).toMatch(/earlier attempt\nthis run\n$/);
+  });
+
+  it("appends Ion's timeout note on a line of its own, to the file and the tail", async () => {
+    const logFile = join(root, 'timeout.log');
+    const result = await executor.run(spec('printf partial; sleep 100', logFile, 300));
+    expect(result.timedOut).toBe(true);
+    expect(result.logTail).toMatch(/^partial\n\[ion\] timed out after 300 ms/);
+    expect(await readFile(logFile, 'utf8')).toBe(result.logTail);
+  });
+
+  it('does not wait for a descendant that escaped the process group and holds the log file', async () => {
+    const logFile = join(root, 'escaped.log');
+    const started = Date.now();
+    const result = await executor.run(
+      spec(
+        'setsid sh -c "echo \\$\\$ > escaped.pid; exec sleep 30" & sleep 0.2; echo main-done',
+        logFile,
+      ),
+    );
+    const pid = Number.parseInt(await readFile(join(root, 'escaped.pid'), 'utf8'), 10);
+    try {
+      expect(result.exitCode).toBe(0);
+      expect(result.logTail).toContain('main-done');
+      expect(Date.now() - started).toBeLessThan(5_000);
+    } finally {
+      if (pid > 1) process.kill(pid, 'SIGKILL');
+    }
   });
 });

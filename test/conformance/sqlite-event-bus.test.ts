@@ -267,3 +267,121 @@ describe('SqliteEventBus: in-process wake-ups', () => {
     }
   });
 });
+
+describe('SqliteEventBus: in-process wake-ups cost about one claim per delivery', () => {
+  /** Counts the bus's claims per subscription (its private claim helper, wrapped from outside). */
+  function countClaims(bus: SqliteEventBus): Map<string, number> {
+    const counts = new Map<string, number>();
+    const holder = bus as unknown as Record<string, (sub: string) => unknown>;
+    const original = holder.claim!.bind(bus);
+    holder.claim = (sub: string) => {
+      counts.set(sub, (counts.get(sub) ?? 0) + 1);
+      return original(sub);
+    };
+    return counts;
+  }
+
+  it('wakes one consumer of the subscription that got the message, none of the others', async () => {
+    // No poll within the test: every claim comes from a wake-up or a consumer asking.
+    const bus = new SqliteEventBus({ path: ':memory:', pollIntervalMs: 60_000 });
+    await bus.start();
+    const ac = new AbortController();
+    try {
+      await bus.ensureSubscription({ name: 'busy', topics: ['t1'], leaseMs: 60_000 });
+      await bus.ensureSubscription({ name: 'idle', topics: ['t2'], leaseMs: 60_000 });
+      const claims = countClaims(bus);
+      const got: string[] = [];
+      const run = async (sub: string): Promise<void> => {
+        for await (const d of bus.consume(sub, { signal: ac.signal })) {
+          got.push(d.message.id);
+          await d.ack();
+        }
+      };
+      const runs = [...Array.from({ length: 4 }, () => run('busy')), run('idle'), run('idle')];
+      await delay(20); // every consumer claims once, finds nothing and waits
+      const waitingClaims = { busy: claims.get('busy'), idle: claims.get('idle') };
+      expect(waitingClaims.busy).toBeLessThanOrEqual(4);
+      expect(waitingClaims.idle).toBeLessThanOrEqual(2);
+      const n = 40;
+      for (let i = 0; i < n; i++) {
+        await bus.publish({ id: `m${i}`, topic: 't1', body: '{}' });
+        const until = Date.now() + 1_000;
+        while (got.length <= i && Date.now() < until) await delay(1);
+      }
+      expect(got).toHaveLength(n);
+      // The idle subscription's consumers were never woken.
+      expect(claims.get('idle')).toBe(waitingClaims.idle);
+      // One successful claim per message: a consumer asking for more after its ack waits
+      // without claiming, since the bus knows the queue is empty again.
+      const busyClaims = (claims.get('busy') ?? 0) - (waitingClaims.busy ?? 0);
+      expect(busyClaims).toBeGreaterThanOrEqual(n);
+      expect(busyClaims).toBeLessThanOrEqual(n + 2);
+      ac.abort();
+      await within(Promise.all(runs));
+    } finally {
+      ac.abort();
+      await bus.close();
+    }
+  });
+
+  it('a burst is drained with about one claim per delivery', async () => {
+    const bus = new SqliteEventBus({ path: ':memory:', pollIntervalMs: 60_000 });
+    await bus.start();
+    const ac = new AbortController();
+    try {
+      await bus.ensureSubscription({ name: 's', topics: ['t'], leaseMs: 60_000 });
+      const claims = countClaims(bus);
+      const n = 100;
+      let got = 0;
+      const run = async (): Promise<void> => {
+        for await (const d of bus.consume('s', { signal: ac.signal })) {
+          got++;
+          await delay(1); // the "job"
+          await d.ack();
+        }
+      };
+      const runs = Array.from({ length: 4 }, run);
+      await delay(20);
+      for (let i = 0; i < n; i++) await bus.publish({ id: `m${i}`, topic: 't', body: '{}' });
+      const until = Date.now() + 5_000;
+      while (got < n && Date.now() < until) await delay(5);
+      expect(got).toBe(n);
+      // n successful claims; the consumers' first claims and the final empty ones are few.
+      expect(claims.get('s')).toBeLessThanOrEqual(n + 8);
+      ac.abort();
+      await within(Promise.all(runs));
+    } finally {
+      ac.abort();
+      await bus.close();
+    }
+  });
+
+  it('still finds work written by another instance (the poll), for every waiting consumer', async () => {
+    const dir = await tempDir();
+    const path = join(dir, 'bus.db');
+    const local = new SqliteEventBus({ path, pollIntervalMs: 10 });
+    const remote = new SqliteEventBus({ path });
+    await local.start();
+    await remote.start();
+    const ac = new AbortController();
+    try {
+      await local.ensureSubscription({ name: 's', topics: ['t'], leaseMs: 60_000 });
+      const held: Delivery[] = [];
+      const pending = Array.from({ length: 3 }, () =>
+        local.consume('s', { signal: ac.signal })[Symbol.asyncIterator]().next(),
+      );
+      await delay(30);
+      // Three messages at once from "another process": all three waiters must get one, not
+      // only the one the poll tick woke.
+      for (let i = 0; i < 3; i++) await remote.publish({ id: `r${i}`, topic: 't', body: '{}' });
+      for (const p of pending) held.push(delivered(await within(p, 2_000)));
+      expect(held.map((d) => d.message.id).sort()).toEqual(['r0', 'r1', 'r2']);
+      for (const d of held) await d.ack();
+    } finally {
+      ac.abort();
+      await local.close();
+      await remote.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

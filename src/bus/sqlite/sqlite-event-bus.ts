@@ -24,7 +24,13 @@ import type {
 export interface SqliteEventBusOptions {
   /** SQLite file (parent directories are created on start) or `:memory:`. */
   path: string;
-  /** How often a waiting consumer looks for work written by other processes. Default 25. */
+  /**
+   * How often a subscription with waiting consumers in this process looks for work that no
+   * in-process wake-up announces: messages written by other processes, lapsed leases. A tick
+   * reads `PRAGMA data_version` and claims (once per subscription, whatever the number of
+   * waiting consumers) only if another connection committed or a row's visibility time
+   * passed. It bounds the cross-process latency. Default 25.
+   */
   pollIntervalMs?: number;
   logger?: { warn(obj: object, msg?: string): void };
 }
@@ -77,6 +83,8 @@ interface ClaimedRow {
   topic: string;
   body: string;
   delivery_count: number;
+  /** Lease expiry of the claim. */
+  visible_at: number;
 }
 
 type Statements = ReturnType<typeof prepareStatements>;
@@ -98,12 +106,17 @@ function prepareStatements(db: Db) {
     deleteMessages: db.prepare('DELETE FROM bus_messages WHERE subscription = ?'),
     deleteSubscription: db.prepare('DELETE FROM bus_subscriptions WHERE name = ?'),
     // One statement: fan-out and dedupe are atomic. An existing row (ready, leased, done
-    // tombstone or dead) wins, so a relay republishing the same id is a no-op.
-    publish: db.prepare(
-      `INSERT INTO bus_messages (subscription, message_id, topic, body, state, visible_at, updated_at)
-       SELECT subscription, @id, @topic, @body, 'ready', @now, @now FROM bus_bindings WHERE topic = @topic
-       ON CONFLICT (subscription, message_id) DO NOTHING`,
-    ),
+    // tombstone or dead) wins, so a relay republishing the same id is a no-op. RETURNING
+    // names the subscriptions that got a new copy (skipped conflicts return nothing), so only
+    // their consumers are woken.
+    publish: db
+      .prepare(
+        `INSERT INTO bus_messages (subscription, message_id, topic, body, state, visible_at, updated_at)
+         SELECT subscription, @id, @topic, @body, 'ready', @now, @now FROM bus_bindings WHERE topic = @topic
+         ON CONFLICT (subscription, message_id) DO NOTHING
+         RETURNING subscription`,
+      )
+      .pluck(),
     // Re-send: anything not in flight becomes ready again with a fresh count; a live lease
     // is left alone (its consumer will settle it).
     sendTo: db.prepare(
@@ -123,8 +136,18 @@ function prepareStatements(db: Db) {
        WHERE seq = (SELECT seq FROM bus_messages
                     WHERE subscription = @sub AND state IN ('ready', 'leased') AND visible_at <= @now
                     ORDER BY visible_at, seq LIMIT 1)
-       RETURNING seq, message_id, topic, body, delivery_count`,
+       RETURNING seq, message_id, topic, body, delivery_count, visible_at`,
     ),
+    // When the next row of a subscription becomes claimable (null: it holds none). Read
+    // only (no write lock), answered by the bus_messages_available index.
+    nextVisibleAt: db
+      .prepare(
+        `SELECT min(visible_at) FROM bus_messages
+         WHERE subscription = ? AND state IN ('ready', 'leased')`,
+      )
+      .pluck(),
+    // Changes whenever another connection (another process, or another instance) committed.
+    dataVersion: db.prepare('PRAGMA data_version').pluck(),
     // Settles are fenced: they apply only while the row still carries this claim's token.
     ack: fenced("state = 'done', lease_token = NULL"),
     nack: fenced("state = 'ready', lease_token = NULL, visible_at = @now + @delay"),
@@ -136,11 +159,49 @@ function prepareStatements(db: Db) {
   };
 }
 
+/** A consumer waiting in this process; `wake` resolves its wait (idempotent). */
+type Waiter = (reason: WakeReason) => void;
+/**
+ * Why a wait ended: `wake` (a message was made available through this instance for this
+ * subscription), `poll` (the subscription's poll tick: look for work nobody announced),
+ * `stop` (abort or close).
+ */
+type WakeReason = 'wake' | 'poll' | 'stop';
+
+/**
+ * A subscription whose last claim here found nothing. Until one of these changes, a claim
+ * would find nothing either, so consumers wait without claiming: `known` messages were made
+ * available through this instance since (publish, re-send, nack), the clock reached
+ * `dueAt` (the next row becomes visible: a delayed nack, a lease that lapses), or another
+ * connection committed (`dataVersion` moved: another process published or settled).
+ */
+interface IdleState {
+  known: number;
+  dueAt: number;
+  dataVersion: number;
+}
+
+/** The consumers of one subscription waiting in this process, oldest first, and its poll timer. */
+interface WaitQueue {
+  waiters: Set<Waiter>;
+  poll: NodeJS.Timeout | undefined;
+}
+
 /**
  * The embedded event bus: SQLite in WAL mode with a busy timeout, so several processes on
- * one host can share one file as competing consumers. Consumers in this process are woken
- * at once by publishes, re-sends and nacks made through this instance; work written by other
- * processes is found by polling every `pollIntervalMs`.
+ * one host can share one file as competing consumers.
+ *
+ * Waiting: consumers whose claim found nothing wait per subscription. A publish, re-send or
+ * nack made through this instance wakes **one** waiting consumer of each subscription that
+ * got a message (a publish learns them from `RETURNING subscription`). After a claim found
+ * nothing, the instance also knows the subscription is empty (see {@link IdleState}): a
+ * consumer asking for more then waits without claiming until something was announced, so
+ * in-process work costs one claim per delivery. Work nobody announces (written by other
+ * processes, a lapsed lease, a delayed nack) is found by one poll per subscription every
+ * `pollIntervalMs`, which claims only when another connection committed (`PRAGMA
+ * data_version`) or the next row's visibility time passed, and wakes the oldest waiter; a
+ * poll that finds a message wakes the next waiter too (there may be more), until a claim
+ * finds nothing.
  *
  * Settling (ack, nack, extend, deadLetter) is fenced by a lease token taken on each claim.
  * A settle after this delivery was already settled, or after its lease lapsed and another
@@ -156,8 +217,10 @@ export class SqliteEventBus implements EventBus {
   private stmts: Statements | undefined;
   private closed = false;
   private lastPruneAt = 0;
-  /** Wake-up callbacks of consumers waiting in this process. */
-  private readonly waiters = new Set<() => void>();
+  /** Consumers waiting in this process, per subscription. */
+  private readonly waiting = new Map<string, WaitQueue>();
+  /** What this instance knows about subscriptions whose last claim found nothing. */
+  private readonly idle = new Map<string, IdleState>();
 
   constructor(options: SqliteEventBusOptions) {
     this.path = options.path;
@@ -193,7 +256,9 @@ export class SqliteEventBus implements EventBus {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.wake();
+    for (const queue of [...this.waiting.values()]) {
+      for (const waiter of [...queue.waiters]) waiter('stop');
+    }
     this.db?.close();
     this.db = undefined;
     this.stmts = undefined;
@@ -207,6 +272,7 @@ export class SqliteEventBus implements EventBus {
       };
       throw new ValidationError(`invalid subscription: ${issue.path} ${issue.message}`, [issue]);
     }
+    this.idle.delete(spec.name);
     this.run('ensureSubscription', (s, db) =>
       db
         .transaction(() => {
@@ -219,6 +285,7 @@ export class SqliteEventBus implements EventBus {
   }
 
   async deleteSubscription(name: string): Promise<void> {
+    this.idle.delete(name);
     this.run('deleteSubscription', (s, db) =>
       db
         .transaction(() => {
@@ -233,8 +300,8 @@ export class SqliteEventBus implements EventBus {
   async publish(message: BusMessage): Promise<void> {
     const fields = checked(message);
     const now = Date.now();
-    const changes = this.run('publish', (s) => s.publish.run({ ...fields, now }).changes);
-    if (changes > 0) this.wake();
+    const subscriptions = this.run('publish', (s) => s.publish.all({ ...fields, now }) as string[]);
+    for (const subscription of subscriptions) this.wakeOne(subscription);
     this.maybePrune(now);
   }
 
@@ -251,7 +318,7 @@ export class SqliteEventBus implements EventBus {
         })
         .immediate(),
     );
-    if (changes > 0) this.wake();
+    if (changes > 0) this.wakeOne(subscription);
   }
 
   /**
@@ -270,8 +337,17 @@ export class SqliteEventBus implements EventBus {
         if (this.closed || options.signal.aborted || finished) return done();
         const exists = this.run('consume', (s) => s.subscriptionExists.get(subscription));
         if (!exists) throw new NotFoundError(`subscription "${subscription}" does not exist`);
+        let woken: WakeReason | undefined;
         for (;;) {
-          if (this.closed || options.signal.aborted || finished) return done();
+          if (this.closed || options.signal.aborted || finished) {
+            // A wake-up meant for this consumer must not be lost with it.
+            if (woken === 'wake' || woken === 'poll') this.wakeWaiter(subscription, woken);
+            return done();
+          }
+          if (this.isIdle(subscription)) {
+            woken = await this.waitForWork(subscription, options.signal);
+            continue;
+          }
           let delivery: Delivery | undefined;
           try {
             delivery = this.claim(subscription);
@@ -279,8 +355,12 @@ export class SqliteEventBus implements EventBus {
             if (this.closed) return done();
             this.logger?.warn({ err, subscription }, `${ADAPTER}: claim failed; retrying`);
           }
-          if (delivery) return { done: false, value: delivery };
-          await this.waitForWork(options.signal);
+          if (delivery) {
+            // Polled work was announced to nobody: there may be more, so pass the poll on.
+            if (woken === 'poll') this.wakeWaiter(subscription, 'poll');
+            return { done: false, value: delivery };
+          }
+          woken = await this.waitForWork(subscription, options.signal);
         }
       },
       return: async () => done(),
@@ -291,9 +371,32 @@ export class SqliteEventBus implements EventBus {
   private claim(subscription: string): Delivery | undefined {
     const s = this.statements();
     const token = randomUUID();
-    const row = s.claim.get({ sub: subscription, token, now: Date.now() }) as
-      ClaimedRow | undefined;
-    if (!row) return undefined;
+    const idle = this.idle.get(subscription);
+    let row: ClaimedRow | undefined;
+    let dataVersion: number;
+    try {
+      // Read before the claim: a commit by another connection in between moves it again.
+      dataVersion = s.dataVersion.get() as number;
+      row = s.claim.get({ sub: subscription, token, now: Date.now() }) as ClaimedRow | undefined;
+    } catch (err) {
+      this.idle.delete(subscription);
+      throw err;
+    }
+    if (!row) {
+      const next = s.nextVisibleAt.get(subscription) as number | null;
+      this.idle.set(subscription, { known: 0, dueAt: next ?? Infinity, dataVersion });
+      return undefined;
+    }
+    if (idle) {
+      if (this.isStale(idle)) {
+        // Found work nobody announced here: there may be more, claim until it runs out.
+        this.idle.delete(subscription);
+      } else {
+        idle.known = Math.max(0, idle.known - 1);
+        // Should this lease lapse (a crashed consumer), the row becomes claimable again.
+        idle.dueAt = Math.min(idle.dueAt, row.visible_at);
+      }
+    }
     return this.makeDelivery(subscription, row, token);
   }
 
@@ -325,9 +428,9 @@ export class SqliteEventBus implements EventBus {
       nack: async (options) => {
         const delay = Math.max(0, Math.round(options?.delayMs ?? 0));
         await settle('nack', true, (s, now) => s.nack.run({ ...key, now, delay }).changes);
-        // Wake local consumers when the message becomes visible, not only at the next poll.
-        if (delay > 0) setTimeout(() => this.wake(), delay).unref();
-        else this.wake();
+        // Wake a local consumer when the message becomes visible, not only at the next poll.
+        if (delay > 0) setTimeout(() => this.wakeOne(subscription), delay).unref();
+        else this.wakeOne(subscription);
       },
       extend: () => settle('extend', false, (s, now) => s.extend.run({ ...key, now }).changes),
       deadLetter: (reason) =>
@@ -335,23 +438,79 @@ export class SqliteEventBus implements EventBus {
     };
   }
 
-  /** Resolves on an in-process wake-up, the poll interval, abort or close; never busy-loops. */
-  private waitForWork(signal: AbortSignal): Promise<void> {
+  /**
+   * Resolves on an in-process wake-up, the subscription's poll tick, abort or close; never
+   * busy-loops. Registered synchronously, so a publish made after the claim that found
+   * nothing cannot be missed.
+   */
+  private waitForWork(subscription: string, signal: AbortSignal): Promise<WakeReason> {
     return new Promise((resolve) => {
-      const finish = (): void => {
-        clearTimeout(timer);
-        this.waiters.delete(finish);
-        signal.removeEventListener('abort', finish);
-        resolve();
+      let queue = this.waiting.get(subscription);
+      if (!queue) {
+        queue = { waiters: new Set(), poll: undefined };
+        this.waiting.set(subscription, queue);
+      }
+      const waiters = queue.waiters;
+      const onAbort = (): void => finish('stop');
+      const finish: Waiter = (reason) => {
+        if (!waiters.delete(finish)) return;
+        signal.removeEventListener('abort', onAbort);
+        this.releaseQueue(subscription);
+        resolve(reason);
       };
-      const timer = setTimeout(finish, this.pollIntervalMs);
-      this.waiters.add(finish);
-      signal.addEventListener('abort', finish, { once: true });
+      waiters.add(finish);
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.armPoll(subscription, queue);
     });
   }
 
-  private wake(): void {
-    for (const waiter of [...this.waiters]) waiter();
+  /** A message was made available on `subscription` through this instance: wake one consumer. */
+  private wakeOne(subscription: string): void {
+    const idle = this.idle.get(subscription);
+    if (idle) idle.known++;
+    this.wakeWaiter(subscription, 'wake');
+  }
+
+  /** Wakes the oldest consumer of `subscription` waiting in this process, if any. */
+  private wakeWaiter(subscription: string, reason: 'wake' | 'poll'): void {
+    const queue = this.waiting.get(subscription);
+    const first = queue?.waiters.values().next();
+    if (first && !first.done) first.value(reason);
+  }
+
+  /** One poll timer per subscription with waiters; each tick wakes one of them. */
+  private armPoll(subscription: string, queue: WaitQueue): void {
+    if (queue.poll !== undefined || this.closed) return;
+    queue.poll = setTimeout(() => {
+      queue.poll = undefined;
+      // Claims only when something may have changed; otherwise the tick costs one pragma read.
+      if (!this.isIdle(subscription)) this.wakeWaiter(subscription, 'poll');
+      // Still waiters (the woken one re-arms when it waits again): keep polling.
+      if (queue.waiters.size > 0) this.armPoll(subscription, queue);
+    }, this.pollIntervalMs);
+  }
+
+  /** True while a claim on `subscription` would certainly find nothing (see {@link IdleState}). */
+  private isIdle(subscription: string): boolean {
+    const idle = this.idle.get(subscription);
+    if (!idle) return false;
+    try {
+      return idle.known === 0 && !this.isStale(idle);
+    } catch {
+      return false; // the pragma failed (closed, busy): claim, which reports the error
+    }
+  }
+
+  private isStale(idle: IdleState): boolean {
+    return Date.now() >= idle.dueAt || this.statements().dataVersion.get() !== idle.dataVersion;
+  }
+
+  /** Stops the poll and forgets the queue once nobody waits on it. */
+  private releaseQueue(subscription: string): void {
+    const queue = this.waiting.get(subscription);
+    if (!queue || queue.waiters.size > 0) return;
+    clearTimeout(queue.poll);
+    this.waiting.delete(subscription);
   }
 
   /** Deletes old acked tombstones at most once a minute; failures only cost disk space. */

@@ -1,8 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { open, mkdir, stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
-import type { Readable, Writable } from 'node:stream';
-import { finished } from 'node:stream/promises';
+import { stat } from 'node:fs/promises';
 import type { ExecutionResult, ExecutionSpec, Executor } from '../executor.js';
 import {
   NotFoundError,
@@ -10,6 +7,7 @@ import {
   ValidationError,
   errorMessage,
 } from '../../core/errors.js';
+import { LogSink, errnoCode } from './log-sink.js';
 
 /** Options of {@link LocalExecutor}. */
 export interface LocalExecutorOptions {
@@ -33,8 +31,13 @@ interface ActiveRun {
  * Decisions:
  * - The environment is exactly `spec.env`; nothing of `process.env` leaks in.
  * - A run ends when its main process exits. Whatever it left running in its process group
- *   (background children) is then killed with SIGKILL, so no process outlives its job and
- *   nothing keeps the output pipes open.
+ *   (background children) is then killed with SIGKILL, so no process outlives its job.
+ * - Output does not pass through Ion: the log file is opened in append mode and its
+ *   descriptor is the child's stdout and stderr. Once the run is over, `logTail` is read
+ *   back from the file (the last `logTailBytes` bytes this run wrote). A descendant that
+ *   escaped the process group (`setsid`) keeps its own copy of the descriptor and may go on
+ *   appending to the file after the run resolved; those bytes are not in `logTail` (the old
+ *   pipe design cut them off after a deadline instead).
  * - Timeout, abort and {@link close} send SIGTERM to the whole group, then SIGKILL after
  *   `killGraceMs` if the main process still runs.
  * - A command that cannot be started is the module's failure, not the platform's: the run
@@ -43,7 +46,8 @@ interface ActiveRun {
  *   (EACCES, ENOEXEC...). The line goes to the log file and the log tail.
  * - It throws only for platform faults: an invalid spec, a missing `workDir`, a log file
  *   that cannot be opened, or a run after {@link close}.
- * - The promise resolves only after the process exited and the log file is flushed and closed.
+ * - The promise resolves only after the process exited, its group was killed, Ion's notes
+ *   were written and Ion's descriptor of the log file was closed.
  */
 export class LocalExecutor implements Executor {
   readonly kind = 'local';
@@ -110,7 +114,8 @@ export class LocalExecutor implements Executor {
         cwd: spec.workDir,
         env: spec.env,
         detached: true,
-        stdio: ['ignore', 'pipe', 'pipe'],
+        // The child writes its output straight into the log file: nothing passes through Ion.
+        stdio: ['ignore', log.fd, log.fd],
       });
     } catch (err) {
       const code = errnoCode(err);
@@ -143,7 +148,7 @@ export class LocalExecutor implements Executor {
     }
   }
 
-  /** Pipes output, arms the timeout and abort, and settles once the process exited and the log is closed. */
+  /** Arms the timeout and abort, and settles once the process exited and the log is closed. */
   private async supervise(
     child: ChildProcess,
     program: string,
@@ -151,11 +156,6 @@ export class LocalExecutor implements Executor {
     log: LogSink,
     exposeKill: (kill: (reason: 'cancelled' | 'timedOut') => void) => void,
   ): Promise<Omit<ExecutionResult, 'durationMs' | 'logTail'>> {
-    const { stdout, stderr } = child;
-    if (stdout === null || stderr === null) throw new Error('local executor: stdio pipes missing');
-    log.attach(stdout);
-    log.attach(stderr);
-
     let stopReason: 'cancelled' | 'timedOut' | null = null;
     let exited = false;
     let graceTimer: NodeJS.Timeout | undefined;
@@ -202,8 +202,6 @@ export class LocalExecutor implements Executor {
     spec.signal.removeEventListener('abort', onAbort);
 
     if (ending.kind === 'error') {
-      stdout.destroy();
-      stderr.destroy();
       const code = errnoCode(ending.err) ?? 'EUNKNOWN';
       log.note(startFailure(program, code));
       await log.close();
@@ -215,10 +213,9 @@ export class LocalExecutor implements Executor {
       };
     }
 
-    // The main process is gone: kill what it left in its group, then drain the pipes. A
-    // descendant that escaped the group could hold them open, hence the deadline.
+    // The main process is gone: kill what it left in its group, then read the tail and close
+    // Ion's descriptor. There are no pipes to drain: the children wrote to the file directly.
     killGroup('SIGKILL');
-    await drain([stdout, stderr], this.killGraceMs);
     await log.close();
     return {
       exitCode: ending.code,
@@ -229,94 +226,8 @@ export class LocalExecutor implements Executor {
   }
 }
 
-/** The log file (appended) plus an in-memory tail of the last `tailBytes` bytes. */
-class LogSink {
-  private chunks: Buffer[] = [];
-  private size = 0;
-  private readonly sources: Readable[] = [];
-
-  private constructor(
-    private readonly stream: Writable,
-    private readonly tailBytes: number,
-    private readonly closed: Promise<void>,
-  ) {}
-
-  static async open(path: string, tailBytes: number): Promise<LogSink> {
-    await mkdir(dirname(path), { recursive: true });
-    const handle = await open(path, 'a');
-    const stream = handle.createWriteStream();
-    // A write error (disk full) must not crash Ion nor fail the run: the log is best effort.
-    // finished() settles on close or error; the error is swallowed.
-    const closed = finished(stream).catch(() => undefined);
-    const sink = new LogSink(stream, tailBytes, closed);
-    // After a write error pipe() lets go of its sources: keep them flowing so the child
-    // never blocks on a full pipe; the tail still records.
-    stream.once('error', () => sink.sources.forEach((s) => s.resume()));
-    return sink;
-  }
-
-  /** Pipes `source` into the file (with backpressure) and records it in the tail. */
-  attach(source: Readable): void {
-    this.sources.push(source);
-    source.on('data', (chunk: Buffer) => this.track(chunk));
-    source.pipe(this.stream, { end: false });
-  }
-
-  private track(chunk: Buffer): void {
-    this.chunks.push(chunk);
-    this.size += chunk.length;
-    while (this.chunks.length > 1 && this.size - (this.chunks[0]?.length ?? 0) >= this.tailBytes) {
-      this.size -= this.chunks.shift()?.length ?? 0;
-    }
-  }
-
-  /** A line of Ion's own, on a line of its own. */
-  note(line: string): void {
-    const last = this.chunks.at(-1);
-    const needsBreak = last !== undefined && last.length > 0 && last[last.length - 1] !== 0x0a;
-    const chunk = Buffer.from(`${needsBreak ? '\n' : ''}${line}\n`);
-    if (!this.stream.destroyed) this.stream.write(chunk);
-    this.track(chunk);
-  }
-
-  /** The tail as valid UTF-8: a character cut at the start is dropped, not mangled. */
-  tail(): string {
-    let bytes = Buffer.concat(this.chunks);
-    if (bytes.length > this.tailBytes) {
-      bytes = bytes.subarray(bytes.length - this.tailBytes);
-      let skip = 0;
-      while (skip < 3 && skip < bytes.length && ((bytes[skip] ?? 0) & 0xc0) === 0x80) skip++;
-      bytes = bytes.subarray(skip);
-    }
-    return bytes.toString('utf8');
-  }
-
-  async close(): Promise<void> {
-    this.stream.end();
-    await this.closed;
-  }
-}
-
-/** Waits for the streams to end, destroying those still open after `deadlineMs`. */
-async function drain(streams: Readable[], deadlineMs: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, deadlineMs);
-  });
-  const ended = Promise.all(streams.map((s) => finished(s).catch(() => undefined)));
-  await Promise.race([ended, deadline]);
-  clearTimeout(timer);
-  for (const s of streams) s.destroy();
-}
-
 function startFailure(program: string, code: string): string {
   return code === 'ENOENT'
     ? `[ion] command not found: ${program}`
     : `[ion] command cannot be executed: ${program} (${code})`;
-}
-
-function errnoCode(err: unknown): string | undefined {
-  return err instanceof Error && 'code' in err && typeof err.code === 'string'
-    ? err.code
-    : undefined;
 }

@@ -13,6 +13,10 @@ import type { DispatcherDeps } from './deps.js';
 import { newId } from '../core/ids.js';
 import type { ExecutionResult } from '../executors/executor.js';
 
+function leaseFromNow(leaseMs: number): string {
+  return new Date(Date.now() + leaseMs).toISOString();
+}
+
 interface LinkedInput {
   sha256: string;
   ino: number;
@@ -160,7 +164,19 @@ export class JobRunner {
       event,
       workerId: this.deps.workerId,
       startedAt: nowIso(),
+      leaseUntil: leaseFromNow(settings.leaseMs),
     });
+    if (begin.status === 'busy') {
+      // A duplicate delivery while another worker runs the job: look again once its lease
+      // would have lapsed. If it succeeds meanwhile, the redelivery is acked as settled.
+      const delayMs = Math.max(settings.leaseMs, Date.parse(begin.leaseUntil) - Date.now()) + 100;
+      log.debug(
+        { jobId, attempt: begin.attempt, delayMs },
+        'job running elsewhere; delivery postponed',
+      );
+      await delivery.nack({ delayMs });
+      return;
+    }
     if (begin.status !== 'started') {
       log.debug(
         { jobId, status: begin.status },
@@ -191,11 +207,20 @@ export class JobRunner {
       );
       return;
     }
+    // While the job runs, keep both leases alive: the bus delivery's and the attempt's.
     const lease = setInterval(
       () => {
         delivery
           .extend()
           .catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'lease extension failed'));
+        store
+          .renewAttempt(jobId, attempt, leaseFromNow(settings.leaseMs))
+          .then((held) => {
+            if (!held) log.warn({ jobId, attempt }, 'attempt was closed elsewhere while it ran');
+          })
+          .catch((err: unknown) =>
+            log.warn({ err: errorMessage(err) }, 'attempt lease renewal failed'),
+          );
       },
       Math.max(50, Math.floor(settings.leaseMs / 3)),
     );

@@ -26,6 +26,12 @@ export interface BeginAttemptInput {
   event: IonEvent;
   workerId: string;
   startedAt: string;
+  /**
+   * The new attempt's lease: until then (renewed with `renewAttempt`) the attempt counts as
+   * alive, and a duplicate delivery of the same job elsewhere gets `busy` instead of
+   * closing it as lost. Compared with other workers' `startedAt`, so clocks must agree.
+   */
+  leaseUntil: string;
 }
 
 export type BeginAttemptResult =
@@ -37,6 +43,8 @@ export type BeginAttemptResult =
       /** Attempts counted against the retry budget so far (since the last redrive). */
       failures: number;
     }
+  /** Another worker holds a live attempt of this job: try again after `leaseUntil`. */
+  | { status: 'busy'; job: Job; attempt: number; leaseUntil: string }
   /** The job already succeeded: the caller acks and does nothing else. */
   | { status: 'succeeded'; job: Job }
   /** The job is dead-lettered: the caller acks (a redrive re-sends it). */
@@ -142,10 +150,13 @@ export interface DocumentStore {
   listAttempts(jobId: string): Promise<Attempt[]>;
   /**
    * Creates the job if absent and records a new running attempt, unless the job already
-   * succeeded or is dead-lettered. An attempt of this job still marked running (its worker
-   * died) is closed as failed with `worker_lost` first.
+   * succeeded or is dead-lettered, or another attempt of it is running with a live lease
+   * (`busy`). A running attempt whose lease lapsed (its worker died) is closed as failed
+   * with `worker_lost` first.
    */
   beginAttempt(input: BeginAttemptInput): Promise<BeginAttemptResult>;
+  /** Pushes a running attempt's lease out; false when the attempt is no longer running. */
+  renewAttempt(jobId: string, attempt: number, leaseUntil: string): Promise<boolean>;
   /** Records a failed attempt and moves the job to `nextState` (one transaction). */
   failAttempt(input: FailAttemptInput): Promise<Job>;
   /**

@@ -23,7 +23,12 @@ beforeEach(async () => {
   const config = loadConfig({
     flags: { dataDir: dir, api: { port: 0, bodyLimitBytes: BODY_LIMIT } },
   });
-  app = new IonApp(config, createLogger('silent'), { api: true, relay: true, workers: false }, {});
+  app = await IonApp.create(
+    config,
+    createLogger('silent'),
+    { api: true, relay: true, workers: false },
+    {},
+  );
   await app.start();
 });
 
@@ -565,6 +570,7 @@ describe('jobs and dead letters', () => {
       event,
       workerId: 'test-worker',
       startedAt: nowIso(),
+      leaseUntil: nowIso(),
     });
     expect(begun.status).toBe('started');
     return { event, jobId };

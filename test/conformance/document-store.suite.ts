@@ -76,14 +76,17 @@ export function documentStoreConformance(name: string, factory: DocumentStoreFac
       };
     }
 
-    async function begin(event: IonEvent, module: string, workerId = 'w1') {
+    /** Begins an attempt whose lease lapses at once, unless `leaseSeconds` is given. */
+    async function begin(event: IonEvent, module: string, workerId = 'w1', leaseSeconds = 0) {
+      const startedAt = at();
       return store.beginAttempt({
         jobId: jobIdFor(module, event.eventId),
         module,
         moduleVersion: 1,
         event,
         workerId,
-        startedAt: at(),
+        startedAt,
+        leaseUntil: new Date(Date.parse(startedAt) + leaseSeconds * 1000).toISOString(),
       });
     }
 
@@ -303,6 +306,31 @@ export function documentStoreConformance(name: string, factory: DocumentStoreFac
       });
       expect(first?.finishedAt).not.toBeNull();
       expect(second).toMatchObject({ outcome: 'running', workerId: 'w2' });
+    });
+
+    it('answers busy while another attempt holds a live lease, and takes over once it lapses', async () => {
+      const module = `mod-${randomUUID()}`;
+      const root = rootEvent();
+      await store.insertRootEvent(root);
+      const first = await begin(root, module, 'w1', 5); // the fake clock ticks 1 s per call
+      expect(first).toMatchObject({ status: 'started', attempt: 1 });
+
+      const duplicate = await begin(root, module, 'w2');
+      expect(duplicate).toMatchObject({ status: 'busy', attempt: 1 });
+      expect((await store.listAttempts(first.job.jobId)).map((a) => a.outcome)).toEqual([
+        'running',
+      ]);
+
+      // Renewing pushes the lease past the next few ticks; a closed attempt cannot be renewed.
+      const renewed = new Date(Date.UTC(2030, 0, 1) + (tick + 10) * 1000).toISOString();
+      expect(await store.renewAttempt(first.job.jobId, 1, renewed)).toBe(true);
+      for (let i = 0; i < 5; i += 1) expect((await begin(root, module, 'w2')).status).toBe('busy');
+      expect(await store.renewAttempt(first.job.jobId, 2, renewed)).toBe(false);
+
+      tick += 10; // the lease lapses: the next delivery closes the attempt as lost
+      const takeover = await begin(root, module, 'w2');
+      expect(takeover).toMatchObject({ status: 'started', attempt: 2, failures: 1 });
+      expect(await store.renewAttempt(first.job.jobId, 1, renewed)).toBe(false);
     });
 
     it('does not count an attempt released without blame against the budget', async () => {

@@ -326,9 +326,17 @@ export function insertRunningAttempt(
   attempt: number,
 ): void {
   db.prepare(
-    `INSERT INTO attempts (job_id, attempt, module_version, worker_id, outcome, started_at)
-     VALUES (?, ?, ?, ?, 'running', ?)`,
-  ).run(input.jobId, attempt, input.moduleVersion, input.workerId, input.startedAt);
+    `INSERT INTO attempts (job_id, attempt, module_version, worker_id, outcome, started_at,
+       lease_until)
+     VALUES (?, ?, ?, ?, 'running', ?, ?)`,
+  ).run(
+    input.jobId,
+    attempt,
+    input.moduleVersion,
+    input.workerId,
+    input.startedAt,
+    input.leaseUntil,
+  );
 }
 
 export function insertDeadLetter(db: Database, d: DeadLetter): void {

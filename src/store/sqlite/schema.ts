@@ -144,6 +144,11 @@ export const MIGRATIONS: readonly Migration[] = [
     description: "a job's output files (everything it left in out/data)",
     sql: `ALTER TABLE jobs ADD COLUMN outputs_json TEXT NOT NULL DEFAULT '[]';`,
   },
+  {
+    version: 3,
+    description: 'attempt leases: a duplicate delivery does not take over a live attempt',
+    sql: `ALTER TABLE attempts ADD COLUMN lease_until TEXT;`,
+  },
 ];
 
 /**

@@ -240,6 +240,21 @@ export class SqliteDocumentStore implements DocumentStore {
       if (existing.state === 'dead_lettered') {
         return { status: 'dead_lettered', job: toJob(existing) };
       }
+      const live = db
+        .prepare(
+          `SELECT attempt, lease_until FROM attempts
+           WHERE job_id = ? AND outcome = 'running' AND lease_until > ?
+           ORDER BY attempt DESC LIMIT 1`,
+        )
+        .get(input.jobId, input.startedAt) as { attempt: number; lease_until: string } | undefined;
+      if (live) {
+        return {
+          status: 'busy',
+          job: toJob(existing),
+          attempt: live.attempt,
+          leaseUntil: live.lease_until,
+        };
+      }
       const lost = db
         .prepare(
           `UPDATE attempts SET outcome = 'failed', finished_at = ?, error_code = 'worker_lost',
@@ -265,6 +280,18 @@ export class SqliteDocumentStore implements DocumentStore {
       );
       insertRunningAttempt(db, input, attempt);
       return { status: 'started', job: requireJob(db, input.jobId), attempt, failures };
+    });
+  }
+
+  renewAttempt(jobId: string, attempt: number, leaseUntil: string): Promise<boolean> {
+    return this.write('renew attempt', (db) => {
+      const res = db
+        .prepare(
+          `UPDATE attempts SET lease_until = ?
+           WHERE job_id = ? AND attempt = ? AND outcome = 'running'`,
+        )
+        .run(leaseUntil, jobId, attempt);
+      return res.changes > 0;
     });
   }
 

@@ -211,18 +211,21 @@ export function eventBusConformance(
       expect(got).toEqual(sent.map((m) => m.id));
     });
 
-    itDedupe('holds one copy per id: republishing a message that is still ready is a no-op', async () => {
-      const topic = uid('topic');
-      const sub = await subscription([topic]);
-      const m = msg(topic);
-      await bus.publish(m);
-      await bus.publish(m);
-      const it = consumer(sub).it;
-      const d = await next(it);
-      expect(d.message.id).toBe(m.id);
-      await d.ack();
-      await expectOnlyMarkerNext(it, topic);
-    });
+    itDedupe(
+      'holds one copy per id: republishing a message that is still ready is a no-op',
+      async () => {
+        const topic = uid('topic');
+        const sub = await subscription([topic]);
+        const m = msg(topic);
+        await bus.publish(m);
+        await bus.publish(m);
+        const it = consumer(sub).it;
+        const d = await next(it);
+        expect(d.message.id).toBe(m.id);
+        await d.ack();
+        await expectOnlyMarkerNext(it, topic);
+      },
+    );
 
     itDedupe('holds one copy per id: republishing a message in flight is a no-op', async () => {
       const topic = uid('topic');

@@ -1,0 +1,374 @@
+import { randomUUID } from 'node:crypto';
+import type { ConsumerConfig, JetStreamClient, JetStreamManager, NatsConnection } from 'nats';
+import {
+  NotFoundError,
+  UnavailableError,
+  ValidationError,
+  wrapDriverError,
+} from '../../core/errors.js';
+import type {
+  BusMessage,
+  ConsumeOptions,
+  Delivery,
+  EventBus,
+  SubscriptionSpec,
+} from '../event-bus.js';
+import { NatsNames, checkTopic, checkedMessage } from './nats-names.js';
+import {
+  ADAPTER,
+  type LiveEntry,
+  type SubscriptionMeta,
+  SubscriptionPuller,
+  liveKey,
+} from './nats-subscription-puller.js';
+
+/** Options of {@link NatsEventBus}. */
+export interface NatsEventBusOptions {
+  /** NATS server URL(s), e.g. `nats://127.0.0.1:4222`. */
+  servers: string | string[];
+  /** JetStream stream holding every message of this bus; created on start if absent. */
+  stream: string;
+  /** Subject prefix of the stream (`<prefix>.>`). Default: the stream name. */
+  subjectPrefix?: string;
+  /**
+   * How long one pull request waits on the server for messages (default 10 000 ms). Shorter
+   * notices binding changes made by other processes sooner; longer costs fewer requests.
+   */
+  pullExpiresMs?: number;
+  logger?: { warn(obj: object, msg?: string): void };
+}
+
+type Nats = typeof import('nats');
+
+interface Connected {
+  nats: Nats;
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+}
+
+/** The per-id dedupe window: a message id published twice within it is stored once. */
+const DUPLICATE_WINDOW_MS = 2 * 60 * 1000;
+const MS = 1_000_000; // nanoseconds
+/** JetStream API error codes. */
+const CONSUMER_NOT_FOUND = 10014;
+const STREAM_NOT_FOUND = 10059;
+
+function isApiError(err: unknown, errCode: number): boolean {
+  return (err as { api_error?: { err_code?: number } }).api_error?.err_code === errCode;
+}
+
+/**
+ * The distributed event bus on NATS JetStream (server 2.9 or later).
+ *
+ * Layout: one stream (`stream`, interest retention, file storage, subjects `<prefix>.>`). A
+ * publish goes to `<prefix>.t.<topic>` with `Nats-Msg-Id` = the message id, so the stream's
+ * 2-minute duplicate window keeps one copy per id; `sendTo` goes to
+ * `<prefix>.s.<subscription>` with a unique msg id (a new message, so its delivery count
+ * restarts at 1). Ion's id and topic travel in the `Ion-Id` / `Ion-Topic` headers (URI-encoded).
+ *
+ * A subscription is a set of durable pull consumers, named `<key>__...` where `<key>` is the
+ * encoded subscription name (see {@link encodeName}): one per bound topic (`<key>__t-<topic>`,
+ * filter `<prefix>.t.<topic>`) and the direct one (`<key>__d`, filter `<prefix>.s.<key>`),
+ * since NATS 2.9 cannot filter several subjects in one consumer. All use explicit acks,
+ * `ack_wait` = `leaseMs`, and `deliver_policy: new`, so messages published before a binding
+ * existed are not delivered. The direct consumer's description holds the subscription's
+ * metadata (topics, lease) and marks that it exists. `ensureSubscription` creates or updates
+ * the consumers, then deletes those of topics no longer bound; deleting a consumer drops the
+ * messages it held (interest retention removes those nobody else is bound to).
+ *
+ * Consumption is described in {@link SubscriptionPuller}. Settles map to JetStream acks,
+ * each confirmed by the server: ack `+ACK`, nack `-NAK` (with a delay), extend `+WPI`,
+ * deadLetter `+TERM`; `deliveryCount` is the JetStream delivery count.
+ *
+ * Fencing: NATS acks by stream sequence, so a settle of a delivery whose lease lapsed would
+ * apply to whoever holds the message now. A settle is therefore a no-op when this instance
+ * has redelivered the message since (exact), and nack / extend / deadLetter are no-ops once
+ * the lease lapsed by this process's clock (a safety margin of a tenth of the lease, at most
+ * 1 s, before the server's). A late ack from another process is honoured, as in the SQLite
+ * bus when nobody claimed the message yet; if someone did, that copy is then acked too.
+ *
+ * Limits: per-id dedupe lasts the duplicate window (2 min), not forever; `sendTo` leaves a
+ * message alone only when it is in flight in this instance; bodies are bounded by the
+ * server's `max_payload` (1 MiB by default).
+ */
+export class NatsEventBus implements EventBus {
+  private readonly options: NatsEventBusOptions;
+  private readonly names: NatsNames;
+  private conn: Connected | undefined;
+  private closing: Promise<void> | undefined;
+  private readonly pullers = new Map<string, SubscriptionPuller>();
+  private readonly live = new Map<string, LiveEntry>();
+  private readonly encoder = new TextEncoder();
+
+  constructor(options: NatsEventBusOptions) {
+    if (!/^[A-Za-z0-9_-]+$/.test(options.stream)) {
+      throw new ValidationError(`invalid NATS stream name "${options.stream}"`, [
+        { path: 'stream', message: 'must be letters, digits, "_" and "-"' },
+      ]);
+    }
+    const prefix = options.subjectPrefix ?? options.stream;
+    checkTopic(prefix, 'subjectPrefix');
+    this.options = options;
+    this.names = new NatsNames(options.stream, prefix);
+  }
+
+  /** Connects (loading the `nats` driver lazily) and creates the stream if absent. Idempotent. */
+  async start(): Promise<void> {
+    if (this.conn) return;
+    if (this.closing) throw new UnavailableError(`${ADAPTER}: closed`);
+    let nc: NatsConnection | undefined;
+    try {
+      const nats = await import('nats');
+      nc = await nats.connect({ servers: this.options.servers, name: 'ion-event-bus' });
+      const jsm = await nc.jetstreamManager({ checkAPI: false });
+      await this.ensureStream(nats, jsm);
+      this.conn = { nats, nc, js: nc.jetstream(), jsm };
+    } catch (err) {
+      await nc?.close().catch(() => undefined);
+      throw wrapDriverError(ADAPTER, 'start', err);
+    }
+  }
+
+  /** Idempotent. Ends every open iteration, then drains the connection. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      for (const puller of this.pullers.values()) puller.close();
+      this.pullers.clear();
+      const nc = this.conn?.nc;
+      this.conn = undefined;
+      if (nc && !nc.isClosed()) {
+        await nc.drain().catch((err: unknown) => {
+          this.options.logger?.warn({ err }, `${ADAPTER}: drain failed`);
+        });
+      }
+    })();
+    return this.closing;
+  }
+
+  async ensureSubscription(spec: SubscriptionSpec): Promise<void> {
+    if (!spec.name || !Number.isFinite(spec.leaseMs) || spec.leaseMs <= 0) {
+      const issue = {
+        path: spec.name ? 'leaseMs' : 'name',
+        message: 'must be positive / non-empty',
+      };
+      throw new ValidationError(`invalid subscription: ${issue.path} ${issue.message}`, [issue]);
+    }
+    spec.topics.forEach((topic, i) => checkTopic(topic, `topics[${i}]`));
+    const topics = [...new Set(spec.topics)];
+    const leaseMs = Math.round(spec.leaseMs);
+    const { names } = this;
+    await this.run('ensureSubscription', async ({ jsm }) => {
+      const existing = await this.consumersOf(jsm, spec.name);
+      const wanted = new Set<string>();
+      for (const topic of topics) {
+        const durable = names.topicConsumer(spec.name, topic);
+        wanted.add(durable);
+        await jsm.consumers.add(
+          names.stream,
+          this.consumerConfig(durable, names.topicSubject(topic), leaseMs),
+        );
+      }
+      // The direct consumer last: its metadata only names consumers that exist.
+      const direct = names.directConsumer(spec.name);
+      const meta: SubscriptionMeta = { topics, leaseMs };
+      await jsm.consumers.add(names.stream, {
+        ...this.consumerConfig(direct, names.directSubject(spec.name), leaseMs),
+        description: JSON.stringify(meta),
+      });
+      for (const durable of existing) {
+        if (durable !== direct && !wanted.has(durable)) await this.deleteConsumer(jsm, durable);
+      }
+    });
+    this.pullers.get(spec.name)?.invalidate();
+  }
+
+  async deleteSubscription(name: string): Promise<void> {
+    const direct = this.names.directConsumer(name);
+    await this.run('deleteSubscription', async ({ jsm }) => {
+      // The direct consumer first: the subscription stops existing before its topics go.
+      await this.deleteConsumer(jsm, direct);
+      for (const durable of await this.consumersOf(jsm, name))
+        await this.deleteConsumer(jsm, durable);
+    });
+    this.pullers.get(name)?.invalidate();
+  }
+
+  async publish(message: BusMessage): Promise<void> {
+    const m = checkedMessage(message);
+    await this.publishTo('publish', this.names.topicSubject(m.topic), m, encodeURIComponent(m.id));
+  }
+
+  async sendTo(subscription: string, message: BusMessage): Promise<void> {
+    const m = checkedMessage(message);
+    const meta = await this.run('sendTo', () => this.loadMeta(subscription));
+    if (!meta) throw new NotFoundError(`subscription "${subscription}" does not exist`);
+    const inFlight = this.live.get(liveKey(subscription, m.id));
+    if (inFlight && inFlight.leaseEndsAt > Date.now()) return; // its consumer will settle it
+    const msgId = `${encodeURIComponent(m.id)}~${randomUUID()}`;
+    await this.publishTo('sendTo', this.names.directSubject(subscription), m, msgId);
+  }
+
+  /**
+   * Pull-based consumption. The first `next()` rejects with NotFoundError when the
+   * subscription does not exist; waiting ones reject when it is deleted meanwhile.
+   */
+  consume(subscription: string, options: ConsumeOptions): AsyncIterable<Delivery> {
+    let finished = false;
+    let loaded = false;
+    const done = (): IteratorResult<Delivery> => {
+      finished = true;
+      return { done: true, value: undefined };
+    };
+    const iterator: AsyncIterator<Delivery> = {
+      next: async () => {
+        if (this.closing || options.signal.aborted || finished) return done();
+        const puller = this.puller(subscription);
+        if (!loaded) {
+          try {
+            await puller.load();
+          } catch (err) {
+            if (this.closing) return done(); // closed meanwhile: the load's request was cut
+            throw err;
+          }
+          loaded = true;
+        }
+        const delivery = await puller.take(options.signal);
+        return delivery ? { done: false, value: delivery } : done();
+      },
+      return: () => Promise.resolve(done()),
+    };
+    return { [Symbol.asyncIterator]: () => iterator };
+  }
+
+  private puller(subscription: string): SubscriptionPuller {
+    let puller = this.pullers.get(subscription);
+    if (!puller) {
+      const { nats, nc } = this.connected();
+      const ctx = {
+        nc,
+        names: this.names,
+        logger: this.options.logger,
+        live: this.live,
+        pullExpiresMs: this.options.pullExpiresMs ?? 10_000,
+        loadMeta: (name: string) => this.loadMeta(name),
+      };
+      puller = new SubscriptionPuller(ctx, subscription, nats.createInbox());
+      this.pullers.set(subscription, puller);
+    }
+    return puller;
+  }
+
+  private async publishTo(action: string, subject: string, m: BusMessage, msgID: string) {
+    await this.run(action, async ({ nats, js }) => {
+      const headers = nats.headers();
+      headers.set('Ion-Id', encodeURIComponent(m.id));
+      headers.set('Ion-Topic', encodeURIComponent(m.topic));
+      try {
+        await js.publish(subject, this.encoder.encode(m.body), {
+          msgID,
+          headers,
+          expect: { streamName: this.names.stream },
+        });
+      } catch (err) {
+        // Not retryable: the same message will never fit.
+        if ((err as { code?: string }).code !== 'MAX_PAYLOAD_EXCEEDED') throw err;
+        const issue = { path: 'body', message: "exceeds the NATS server's max_payload" };
+        throw new ValidationError(`invalid bus message: ${issue.path} ${issue.message}`, [issue], {
+          cause: err,
+        });
+      }
+    });
+  }
+
+  private async ensureStream(nats: Nats, jsm: JetStreamManager): Promise<void> {
+    const { stream, prefix } = this.names;
+    try {
+      await jsm.streams.info(stream);
+      return;
+    } catch (err) {
+      if (!isApiError(err, STREAM_NOT_FOUND)) throw err;
+    }
+    // Another instance creating it at the same moment is fine: same config, same answer.
+    await jsm.streams.add({
+      name: stream,
+      subjects: [`${prefix}.>`],
+      retention: nats.RetentionPolicy.Interest,
+      storage: nats.StorageType.File,
+      discard: nats.DiscardPolicy.Old,
+      duplicate_window: DUPLICATE_WINDOW_MS * MS,
+      num_replicas: 1,
+    });
+  }
+
+  private consumerConfig(
+    durable: string,
+    filter: string,
+    leaseMs: number,
+  ): Partial<ConsumerConfig> {
+    const { nats } = this.connected();
+    return {
+      durable_name: durable,
+      filter_subject: filter,
+      ack_policy: nats.AckPolicy.Explicit,
+      ack_wait: leaseMs * MS,
+      deliver_policy: nats.DeliverPolicy.New,
+      max_deliver: -1,
+      max_ack_pending: 10_000,
+    };
+  }
+
+  /** The subscription's metadata from its direct consumer; undefined when it does not exist. */
+  private async loadMeta(subscription: string): Promise<SubscriptionMeta | undefined> {
+    const { jsm } = this.connected();
+    try {
+      const info = await jsm.consumers.info(
+        this.names.stream,
+        this.names.directConsumer(subscription),
+      );
+      const meta = JSON.parse(info.config.description ?? '{}') as Partial<SubscriptionMeta>;
+      return {
+        topics: meta.topics ?? [],
+        leaseMs: meta.leaseMs ?? (info.config.ack_wait ?? 0) / MS,
+      };
+    } catch (err) {
+      if (isApiError(err, CONSUMER_NOT_FOUND)) return undefined;
+      throw err;
+    }
+  }
+
+  /** Names of the subscription's consumers (all of them, even orphans of a failed ensure). */
+  private async consumersOf(jsm: JetStreamManager, subscription: string): Promise<string[]> {
+    const prefix = this.names.consumerPrefix(subscription);
+    const found: string[] = [];
+    for await (const info of jsm.consumers.list(this.names.stream)) {
+      if (info.name.startsWith(prefix)) found.push(info.name);
+    }
+    return found;
+  }
+
+  private async deleteConsumer(jsm: JetStreamManager, durable: string): Promise<void> {
+    try {
+      await jsm.consumers.delete(this.names.stream, durable);
+    } catch (err) {
+      if (!isApiError(err, CONSUMER_NOT_FOUND)) throw err;
+    }
+  }
+
+  private connected(): Connected {
+    if (!this.conn) {
+      throw new UnavailableError(`${ADAPTER}: ${this.closing ? 'closed' : 'not started'}`);
+    }
+    return this.conn;
+  }
+
+  /** Runs driver calls, wrapping driver errors (IonErrors pass through unchanged). */
+  private async run<T>(action: string, fn: (c: Connected) => Promise<T>): Promise<T> {
+    const c = this.connected();
+    try {
+      return await fn(c);
+    } catch (err) {
+      throw wrapDriverError(ADAPTER, action, err);
+    }
+  }
+}

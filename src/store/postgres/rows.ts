@@ -1,0 +1,454 @@
+import type { QueryResult, QueryResultRow } from 'pg';
+import { NotFoundError } from '../../core/errors.js';
+import type {
+  Attempt,
+  DeadLetter,
+  FailureKind,
+  FileRef,
+  Insight,
+  IonEvent,
+  Job,
+  JobState,
+  KeyValue,
+  ModuleRecord,
+  ModuleSpec,
+} from '../../core/types.js';
+import type { BeginAttemptInput } from '../document-store.js';
+import { quoteSchema } from './schema.js';
+
+/**
+ * Row shapes of the Postgres document store, their mapping to domain types, and the small
+ * statements several store methods share. Internal to the Postgres adapter; the counterpart
+ * of the SQLite adapter's `rows.ts`.
+ */
+
+/** A pool or a checked-out client: anything that runs a parameterised query. */
+export interface Queryable {
+  query<R extends QueryResultRow>(text: string, values?: unknown[]): Promise<QueryResult<R>>;
+}
+
+/** Schema-qualified table names, spliced into SQL (the schema name is validated). */
+export interface Tables {
+  modules: string;
+  moduleVersions: string;
+  modulesRevision: string;
+  events: string;
+  jobs: string;
+  attempts: string;
+  insights: string;
+  outbox: string;
+  deadLetters: string;
+}
+
+export function tables(schema: string): Tables {
+  const s = quoteSchema(schema);
+  return {
+    modules: `${s}.modules`,
+    moduleVersions: `${s}.module_versions`,
+    modulesRevision: `${s}.modules_revision`,
+    events: `${s}.events`,
+    jobs: `${s}.jobs`,
+    attempts: `${s}.attempts`,
+    insights: `${s}.insights`,
+    outbox: `${s}.outbox`,
+    deadLetters: `${s}.dead_letters`,
+  };
+}
+
+/** What every shared statement needs: where to run it and which tables to name. */
+export interface Ctx {
+  q: Queryable;
+  t: Tables;
+}
+
+// -- rows as pg returns them (jsonb parsed, bigint as string) ----------------------------------
+
+export interface ModuleRow {
+  name: string;
+  version: number;
+  subscribes: string[];
+  publishes: string[];
+  executor: string;
+  command: string[];
+  cwd: string | null;
+  retries: number;
+  timeout_ms: string;
+  concurrency: number;
+  env: Record<string, string>;
+  spec_json: string;
+  paused: boolean;
+  deleted: boolean;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface EventRow {
+  event_id: string;
+  type: string;
+  correlation_id: string;
+  parent_event_id: string | null;
+  source: string;
+  source_job_id: string | null;
+  data: KeyValue[];
+  files: FileRef[];
+  created_at: string;
+}
+
+export interface JobRow {
+  job_id: string;
+  module: string;
+  module_version: number;
+  event_id: string;
+  correlation_id: string;
+  state: string;
+  attempts: number;
+  failures_since_redrive: number;
+  created_at: string;
+  updated_at: string;
+  finished_at: string | null;
+  last_error: string | null;
+  outputs_json: FileRef[];
+}
+
+export interface AttemptRow {
+  job_id: string;
+  attempt: number;
+  module_version: number;
+  worker_id: string;
+  outcome: string;
+  started_at: string;
+  finished_at: string | null;
+  duration_ms: string | null;
+  exit_code: number | null;
+  error_code: string | null;
+  error_kind: string | null;
+  error: string | null;
+  log_tail: string;
+  log_blob: string | null;
+}
+
+export interface InsightRow {
+  job_id: string;
+  module: string;
+  event_id: string;
+  correlation_id: string;
+  key: string;
+  value: string;
+  created_at: string;
+}
+
+export interface DeadLetterRow {
+  id: string;
+  job_id: string;
+  module: string;
+  event_id: string | null;
+  reason: string;
+  attempts: number;
+  log_tail: string;
+  created_at: string;
+}
+
+export interface OutboxRow {
+  id: string;
+  event_id: string;
+  type: string;
+  correlation_id: string;
+  subscription: string | null;
+}
+
+/**
+ * Canonical JSON of a module spec: fixed field order and sorted env keys, so two specs that
+ * mean the same thing compare equal whatever order their producer wrote them in. Identical to
+ * the SQLite adapter's, so both stores version a module the same way.
+ */
+export function canonicalSpec(spec: ModuleSpec): string {
+  const env = Object.fromEntries(
+    Object.entries(spec.env).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+  );
+  return JSON.stringify({
+    name: spec.name,
+    subscribes: spec.subscribes,
+    publishes: spec.publishes,
+    executor: spec.executor,
+    run: { command: spec.run.command, cwd: spec.run.cwd ?? null },
+    retries: spec.retries,
+    timeoutMs: spec.timeoutMs,
+    concurrency: spec.concurrency,
+    env,
+  });
+}
+
+/**
+ * Postgres `text` cannot hold NUL characters; free-form diagnostics (log tails, error messages)
+ * may carry them from a module's output, so they are replaced rather than failing the commit.
+ */
+export function pgText(s: string): string;
+export function pgText(s: string | null): string | null;
+export function pgText(s: string | null): string | null {
+  return s === null || !s.includes('\u0000') ? s : s.replaceAll('\u0000', '\uFFFD');
+}
+
+export function toModule(r: ModuleRow): ModuleRecord {
+  const run: ModuleSpec['run'] = { command: r.command };
+  if (r.cwd !== null) run.cwd = r.cwd;
+  return {
+    name: r.name,
+    subscribes: r.subscribes,
+    publishes: r.publishes,
+    executor: r.executor as ModuleSpec['executor'],
+    run,
+    retries: r.retries,
+    timeoutMs: Number(r.timeout_ms),
+    concurrency: r.concurrency,
+    env: r.env,
+    version: r.version,
+    paused: r.paused,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+export function toEvent(r: EventRow): IonEvent {
+  return {
+    eventId: r.event_id,
+    type: r.type,
+    correlationId: r.correlation_id,
+    parentEventId: r.parent_event_id,
+    source: r.source,
+    sourceJobId: r.source_job_id,
+    data: r.data,
+    files: r.files,
+    createdAt: r.created_at,
+  };
+}
+
+export function toJob(r: JobRow): Job {
+  return {
+    jobId: r.job_id,
+    module: r.module,
+    moduleVersion: r.module_version,
+    eventId: r.event_id,
+    correlationId: r.correlation_id,
+    state: r.state as JobState,
+    attempts: r.attempts,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    finishedAt: r.finished_at,
+    lastError: r.last_error,
+    outputs: r.outputs_json,
+  };
+}
+
+export function toAttempt(r: AttemptRow): Attempt {
+  return {
+    jobId: r.job_id,
+    attempt: r.attempt,
+    moduleVersion: r.module_version,
+    workerId: r.worker_id,
+    outcome: r.outcome as Attempt['outcome'],
+    startedAt: r.started_at,
+    finishedAt: r.finished_at,
+    durationMs: r.duration_ms === null ? null : Number(r.duration_ms),
+    exitCode: r.exit_code,
+    errorCode: r.error_code,
+    errorKind: r.error_kind as FailureKind | null,
+    error: r.error,
+    logTail: r.log_tail,
+    logBlob: r.log_blob,
+  };
+}
+
+export function toInsight(r: InsightRow): Insight {
+  return {
+    jobId: r.job_id,
+    module: r.module,
+    eventId: r.event_id,
+    correlationId: r.correlation_id,
+    key: r.key,
+    value: r.value,
+    createdAt: r.created_at,
+  };
+}
+
+export function toDeadLetter(r: DeadLetterRow): DeadLetter {
+  return {
+    id: r.id,
+    jobId: r.job_id,
+    module: r.module,
+    eventId: r.event_id,
+    reason: r.reason,
+    attempts: r.attempts,
+    logTail: r.log_tail,
+    createdAt: r.created_at,
+  };
+}
+
+/**
+ * Writes `version` of a module (insert, or overwrite and revive the live row) and records
+ * it in `module_versions`, the history every past version stays in.
+ */
+export async function writeModuleVersion(
+  { q, t }: Ctx,
+  spec: ModuleSpec,
+  version: number,
+  specJson: string,
+  now: string,
+): Promise<ModuleRow> {
+  const { rows } = await q.query<ModuleRow>(
+    `INSERT INTO ${t.modules} (name, version, subscribes, publishes, executor, command, cwd,
+       retries, timeout_ms, concurrency, env, spec_json, paused, deleted, created_at, updated_at)
+     VALUES ($1, $2, $3::jsonb, $4::jsonb, $5, $6::jsonb, $7, $8, $9, $10, $11::jsonb, $12,
+       false, false, $13, $13)
+     ON CONFLICT (name) DO UPDATE SET version = excluded.version,
+       subscribes = excluded.subscribes, publishes = excluded.publishes,
+       executor = excluded.executor, command = excluded.command, cwd = excluded.cwd,
+       retries = excluded.retries, timeout_ms = excluded.timeout_ms,
+       concurrency = excluded.concurrency, env = excluded.env, spec_json = excluded.spec_json,
+       deleted = false, updated_at = excluded.updated_at
+     RETURNING *`,
+    [
+      spec.name,
+      version,
+      JSON.stringify(spec.subscribes),
+      JSON.stringify(spec.publishes),
+      spec.executor,
+      JSON.stringify(spec.run.command),
+      spec.run.cwd ?? null,
+      spec.retries,
+      spec.timeoutMs,
+      spec.concurrency,
+      JSON.stringify(spec.env),
+      specJson,
+      now,
+    ],
+  );
+  await q.query(
+    `INSERT INTO ${t.moduleVersions} (name, version, spec_json, created_at)
+     VALUES ($1, $2, $3, $4)`,
+    [spec.name, version, specJson, now],
+  );
+  return rows[0]!;
+}
+
+// -- shared statements ----------------------------------------------------------------------
+
+/** One atomic increment: concurrent writers queue on the row lock, none is lost. */
+export async function bumpRevision({ q, t }: Ctx): Promise<void> {
+  await q.query(`UPDATE ${t.modulesRevision} SET revision = revision + 1 WHERE id = 1`);
+}
+
+export async function eventRow({ q, t }: Ctx, eventId: string): Promise<IonEvent | null> {
+  const { rows } = await q.query<EventRow>(`SELECT * FROM ${t.events} WHERE event_id = $1`, [
+    eventId,
+  ]);
+  return rows[0] ? toEvent(rows[0]) : null;
+}
+
+/**
+ * Inserts the event unless its id exists; true when it was inserted. A concurrent insert of
+ * the same id waits for the other transaction and then does nothing, so exactly one wins.
+ */
+export async function insertEventIfAbsent({ q, t }: Ctx, e: IonEvent): Promise<boolean> {
+  const res = await q.query(
+    `INSERT INTO ${t.events} (event_id, type, correlation_id, parent_event_id, source,
+       source_job_id, data, files, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9)
+     ON CONFLICT (event_id) DO NOTHING`,
+    [
+      e.eventId,
+      e.type,
+      e.correlationId,
+      e.parentEventId,
+      e.source,
+      e.sourceJobId,
+      JSON.stringify(e.data),
+      JSON.stringify(e.files),
+      e.createdAt,
+    ],
+  );
+  return (res.rowCount ?? 0) > 0;
+}
+
+export async function insertOutbox(
+  { q, t }: Ctx,
+  eventId: string,
+  subscription: string | null,
+  at: string,
+): Promise<void> {
+  await q.query(
+    `INSERT INTO ${t.outbox} (event_id, subscription, created_at) VALUES ($1, $2, $3)`,
+    [eventId, subscription, at],
+  );
+}
+
+export async function insertRunningAttempt(
+  { q, t }: Ctx,
+  input: BeginAttemptInput,
+  attempt: number,
+): Promise<void> {
+  await q.query(
+    `INSERT INTO ${t.attempts} (job_id, attempt, module_version, worker_id, outcome, started_at,
+       lease_until)
+     VALUES ($1, $2, $3, $4, 'running', $5, $6)`,
+    [input.jobId, attempt, input.moduleVersion, input.workerId, input.startedAt, input.leaseUntil],
+  );
+}
+
+/** Insert or replace (as SQLite's `INSERT OR REPLACE`: a replaced row sorts as new). */
+export async function insertDeadLetter({ q, t }: Ctx, d: DeadLetter): Promise<void> {
+  await q.query(
+    `INSERT INTO ${t.deadLetters} (id, job_id, module, event_id, reason, attempts, log_tail,
+       created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+     ON CONFLICT (id) DO UPDATE SET job_id = excluded.job_id, module = excluded.module,
+       event_id = excluded.event_id, reason = excluded.reason, attempts = excluded.attempts,
+       log_tail = excluded.log_tail, created_at = excluded.created_at, seq = DEFAULT`,
+    [
+      d.id,
+      d.jobId,
+      d.module,
+      d.eventId,
+      pgText(d.reason),
+      d.attempts,
+      pgText(d.logTail),
+      d.createdAt,
+    ],
+  );
+}
+
+/** The job row; `forUpdate` locks it until the transaction ends (writers of one job queue). */
+export async function jobRow(
+  { q, t }: Ctx,
+  jobId: string,
+  forUpdate = false,
+): Promise<JobRow | undefined> {
+  const { rows } = await q.query<JobRow>(
+    `SELECT * FROM ${t.jobs} WHERE job_id = $1${forUpdate ? ' FOR UPDATE' : ''}`,
+    [jobId],
+  );
+  return rows[0];
+}
+
+/** The job, or a NotFoundError: callers of fail/commit always name an existing job. */
+export async function requireJob(ctx: Ctx, jobId: string, forUpdate = false): Promise<Job> {
+  const row = await jobRow(ctx, jobId, forUpdate);
+  if (!row) throw new NotFoundError(`job ${jobId} does not exist`);
+  return toJob(row);
+}
+
+/**
+ * Builds `WHERE a = $1 AND b = $2` from the defined entries (column names are ours, not
+ * input); `params` holds their values, so further placeholders start at `params.length + 1`.
+ */
+export function conditions(filters: Record<string, string | undefined>): {
+  where: string;
+  params: string[];
+} {
+  const cols: string[] = [];
+  const params: string[] = [];
+  for (const [col, value] of Object.entries(filters)) {
+    if (value === undefined) continue;
+    params.push(value);
+    cols.push(`${col} = $${params.length}`);
+  }
+  return { where: cols.length ? `WHERE ${cols.join(' AND ')}` : '', params };
+}

@@ -336,7 +336,7 @@ interface IonResult {
 async function runIon(stages: 1 | 3, events: number, concurrency: number): Promise<IonResult> {
   const dataDir = await mkdtemp(join(tmpdir(), 'ion-bench-'));
   const config = loadConfig({ flags: { dataDir, logLevel: 'silent' } });
-  const app = new IonApp(
+  const app = await IonApp.create(
     config,
     createLogger('silent'),
     { api: false, relay: true, workers: true },

@@ -1,21 +1,13 @@
 import { hostname } from 'node:os';
-import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { BlobStore } from '../blob/blob-store.js';
-import { FsBlobStore } from '../blob/fs/fs-blob-store.js';
-import type { EventBus } from '../bus/event-bus.js';
-import { SqliteEventBus } from '../bus/sqlite/sqlite-event-bus.js';
 import type { IonConfig } from '../config/config.js';
 import { errorMessage } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { WorkerPool } from '../dispatcher/worker-pool.js';
-import type { Executor } from '../executors/executor.js';
-import { LocalExecutor } from '../executors/local/local-executor.js';
 import { OutboxRelay } from '../relay/outbox-relay.js';
-import type { DocumentStore } from '../store/document-store.js';
-import { SqliteDocumentStore } from '../store/sqlite/sqlite-document-store.js';
 import { buildServer, type IonServer } from '../api/server.js';
 import { Control } from './control.js';
+import { createBackends, type Backends } from './backends.js';
 
 /** Which parts of Ion this process runs. `ion up` runs all three. */
 export interface Roles {
@@ -39,27 +31,6 @@ export function moduleBaseEnv(env: NodeJS.ProcessEnv): Record<string, string> {
   return base;
 }
 
-export interface Backends {
-  bus: EventBus;
-  store: DocumentStore;
-  blobs: BlobStore;
-  executor: Executor;
-}
-
-/** Builds the adapters the config names. Distributed adapters will load their drivers lazily here. */
-export function createBackends(config: IonConfig, logger: Logger): Backends {
-  const bus = new SqliteEventBus({
-    path: config.bus.path ?? join(config.dataDir, 'bus.db'),
-    logger: logger.child({ component: 'bus' }),
-  });
-  const store = new SqliteDocumentStore({
-    path: config.store.path ?? join(config.dataDir, 'store.db'),
-  });
-  const blobs = new FsBlobStore({ dir: config.blob.dir ?? join(config.dataDir, 'blobs') });
-  const executor = new LocalExecutor();
-  return { bus, store, blobs, executor };
-}
-
 /**
  * The composition root: builds everything from config once, starts the parts this process
  * plays, and stops them in the reverse order.
@@ -73,13 +44,24 @@ export class IonApp {
   private started = false;
   private stopping: Promise<void> | null = null;
 
+  /** Builds the backends the config names (loading their drivers) and the app around them. */
+  static async create(
+    config: IonConfig,
+    logger: Logger,
+    roles: Roles,
+    env: NodeJS.ProcessEnv,
+  ): Promise<IonApp> {
+    return new IonApp(config, logger, roles, env, await createBackends(config, logger));
+  }
+
   constructor(
     readonly config: IonConfig,
     readonly logger: Logger,
     readonly roles: Roles,
     env: NodeJS.ProcessEnv,
+    backends: Backends,
   ) {
-    this.backends = createBackends(config, logger);
+    this.backends = backends;
     const { bus, store, blobs, executor } = this.backends;
     this.relay = roles.relay
       ? new OutboxRelay(store, bus, logger.child({ component: 'relay' }))

@@ -6,6 +6,7 @@ import { registerEvent } from './commands/event.js';
 import { registerDlq, registerJobs, registerModules } from './commands/jobs.js';
 import { registerTrace } from './commands/trace.js';
 import { registerUp } from './commands/up.js';
+import { registerServer } from './commands/server.js';
 import { UsageError } from './context.js';
 
 /** Exit codes: 0 success, 1 failure, 2 usage error. */
@@ -18,6 +19,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   registerUp(program);
+  registerServer(program);
   registerApply(program);
   registerEvent(program);
   registerTrace(program);
@@ -27,7 +29,7 @@ export function buildProgram(): Command {
   registerDev(program);
   // Every command that talks to a running Ion takes --api-url.
   const addApiUrl = (cmd: Command): void => {
-    if (cmd.name() !== 'up' && cmd.commands.length === 0) {
+    if (!['up', 'server', 'worker'].includes(cmd.name()) && cmd.commands.length === 0) {
       cmd.addOption(
         new Option(
           '--api-url <url>',

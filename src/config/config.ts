@@ -11,12 +11,63 @@ import { ValidationError } from '../core/errors.js';
  */
 const busSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('sqlite'), path: z.string().optional() }).strict(),
+  z
+    .object({
+      kind: z.literal('nats'),
+      /** Comma-separated server URLs. */
+      servers: z.string().min(1).default('nats://127.0.0.1:4222'),
+      stream: z
+        .string()
+        .regex(/^[A-Za-z0-9_-]+$/)
+        .default('ION'),
+    })
+    .strict(),
+  z
+    .object({
+      kind: z.literal('rabbitmq'),
+      url: z.string().min(1).default('amqp://guest:guest@127.0.0.1:5672'),
+      exchange: z.string().min(1).default('ion'),
+    })
+    .strict(),
 ]);
 const storeSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('sqlite'), path: z.string().optional() }).strict(),
+  z
+    .object({
+      kind: z.literal('postgres'),
+      url: z.string().min(1).default('postgres://postgres@127.0.0.1:5432/postgres'),
+      schema: z
+        .string()
+        .regex(/^[a-z_][a-z0-9_]*$/)
+        .default('ion'),
+      poolSize: z.number().int().min(1).max(1000).default(10),
+    })
+    .strict(),
 ]);
 const blobSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('fs'), dir: z.string().optional() }).strict(),
+  z
+    .object({
+      kind: z.literal('s3'),
+      bucket: z.string().min(3),
+      prefix: z.string().default(''),
+      region: z.string().default('us-east-1'),
+      endpoint: z.string().optional(),
+      forcePathStyle: z.boolean().default(false),
+      accessKeyId: z.string().optional(),
+      secretAccessKey: z.string().optional(),
+      /** `when_required` for S3-compatible servers without aws-chunked uploads (s3rver, old MinIO). */
+      checksums: z.enum(['when_supported', 'when_required']).default('when_supported'),
+    })
+    .strict(),
+  z
+    .object({
+      kind: z.literal('azure'),
+      connectionString: z.string().min(1),
+      container: z.string().min(3),
+      prefix: z.string().default(''),
+    })
+    .strict(),
 ]);
 const executorSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('local') }).strict(),
@@ -80,6 +131,28 @@ const ENV_KEYS: Record<string, { path: string[]; type: 'string' | 'int' | 'bool'
   ION_RETRY_MAX_DELAY_MS: { path: ['dispatcher', 'retryMaxDelayMs'], type: 'int' },
   ION_SHUTDOWN_GRACE_MS: { path: ['dispatcher', 'shutdownGraceMs'], type: 'int' },
   ION_KEEP_JOB_DIRS: { path: ['dispatcher', 'keepJobDirs'], type: 'bool' },
+  ION_MODULE_REFRESH_MS: { path: ['dispatcher', 'moduleRefreshMs'], type: 'int' },
+  ION_BUS: { path: ['bus', 'kind'], type: 'string' },
+  ION_SQLITE_BUS_PATH: { path: ['bus', 'path'], type: 'string' },
+  ION_NATS_SERVERS: { path: ['bus', 'servers'], type: 'string' },
+  ION_NATS_STREAM: { path: ['bus', 'stream'], type: 'string' },
+  ION_AMQP_URL: { path: ['bus', 'url'], type: 'string' },
+  ION_AMQP_EXCHANGE: { path: ['bus', 'exchange'], type: 'string' },
+  ION_STORE: { path: ['store', 'kind'], type: 'string' },
+  ION_POSTGRES_URL: { path: ['store', 'url'], type: 'string' },
+  ION_POSTGRES_SCHEMA: { path: ['store', 'schema'], type: 'string' },
+  ION_POSTGRES_POOL_SIZE: { path: ['store', 'poolSize'], type: 'int' },
+  ION_BLOB: { path: ['blob', 'kind'], type: 'string' },
+  ION_S3_BUCKET: { path: ['blob', 'bucket'], type: 'string' },
+  ION_S3_PREFIX: { path: ['blob', 'prefix'], type: 'string' },
+  ION_S3_REGION: { path: ['blob', 'region'], type: 'string' },
+  ION_S3_ENDPOINT: { path: ['blob', 'endpoint'], type: 'string' },
+  ION_S3_FORCE_PATH_STYLE: { path: ['blob', 'forcePathStyle'], type: 'bool' },
+  ION_S3_ACCESS_KEY_ID: { path: ['blob', 'accessKeyId'], type: 'string' },
+  ION_S3_SECRET_ACCESS_KEY: { path: ['blob', 'secretAccessKey'], type: 'string' },
+  ION_S3_CHECKSUMS: { path: ['blob', 'checksums'], type: 'string' },
+  ION_AZURE_CONNECTION_STRING: { path: ['blob', 'connectionString'], type: 'string' },
+  ION_AZURE_CONTAINER: { path: ['blob', 'container'], type: 'string' },
 };
 
 type Tree = Record<string, unknown>;
@@ -105,7 +178,8 @@ function deepMerge(base: Tree, over: Tree): Tree {
       typeof prev === 'object' &&
       prev !== null &&
       !Array.isArray(prev) &&
-      !('kind' in v)
+      // A backend of another kind replaces the whole section; the same kind merges into it.
+      (!('kind' in v) || (v as Tree).kind === (prev as Tree).kind)
     ) {
       out[k] = deepMerge(prev as Tree, v as Tree);
     } else {
@@ -174,7 +248,9 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
-const SECRET_KEY = /(password|secret|token|key|credential)/i;
+const SECRET_KEY = /(password|secret|token|key|credential|connectionstring)/i;
+/** `scheme://user:password@host`: the password part of a URL. */
+const URL_PASSWORD = /(\/\/[^/:@\s]*:)[^@/\s]+@/g;
 
 /** A copy of the config safe to print or log: values under secret-looking keys are masked. */
 export function redactConfig(value: unknown): unknown {
@@ -183,7 +259,9 @@ export function redactConfig(value: unknown): unknown {
   const out: Tree = {};
   for (const [k, v] of Object.entries(value)) {
     const secret = SECRET_KEY.test(k) && v !== null && typeof v !== 'object';
-    out[k] = secret ? '[redacted]' : redactConfig(v);
+    if (secret) out[k] = '[redacted]';
+    else if (typeof v === 'string') out[k] = v.replace(URL_PASSWORD, '$1[redacted]@');
+    else out[k] = redactConfig(v);
   }
   return out;
 }

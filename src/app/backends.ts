@@ -1,0 +1,105 @@
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { BlobStore } from '../blob/blob-store.js';
+import { FsBlobStore } from '../blob/fs/fs-blob-store.js';
+import type { EventBus } from '../bus/event-bus.js';
+import { SqliteEventBus } from '../bus/sqlite/sqlite-event-bus.js';
+import type { IonConfig } from '../config/config.js';
+import type { Executor } from '../executors/executor.js';
+import { LocalExecutor } from '../executors/local/local-executor.js';
+import type { DocumentStore } from '../store/document-store.js';
+import { SqliteDocumentStore } from '../store/sqlite/sqlite-document-store.js';
+
+export interface Backends {
+  bus: EventBus;
+  store: DocumentStore;
+  blobs: BlobStore;
+  executor: Executor;
+}
+
+/**
+ * Builds the adapters the config names. The embedded ones are imported statically; each
+ * distributed adapter (and so its driver package) is imported only when configured, so a
+ * user of the defaults never loads `pg`, `nats` or a cloud SDK.
+ */
+export async function createBackends(config: IonConfig, logger: Logger): Promise<Backends> {
+  return {
+    bus: await createBus(config, logger.child({ component: 'bus' })),
+    store: await createStore(config, logger.child({ component: 'store' })),
+    blobs: await createBlobStore(config),
+    executor: new LocalExecutor(),
+  };
+}
+
+async function createBus(config: IonConfig, logger: Logger): Promise<EventBus> {
+  const bus = config.bus;
+  switch (bus.kind) {
+    case 'sqlite':
+      return new SqliteEventBus({ path: bus.path ?? join(config.dataDir, 'bus.db'), logger });
+    case 'nats': {
+      const { NatsEventBus } = await import('../bus/nats/nats-event-bus.js');
+      return new NatsEventBus({ servers: bus.servers.split(','), stream: bus.stream, logger });
+    }
+    case 'rabbitmq': {
+      const { RabbitMqEventBus } = await import('../bus/rabbitmq/rabbitmq-event-bus.js');
+      // Queues are named after the exchange, so two Ion installations on one broker (or two
+      // test runs) never share a module's queue.
+      return new RabbitMqEventBus({
+        url: bus.url,
+        exchange: bus.exchange,
+        queuePrefix: `${bus.exchange}.`,
+        logger,
+      });
+    }
+  }
+}
+
+async function createStore(config: IonConfig, logger: Logger): Promise<DocumentStore> {
+  const store = config.store;
+  switch (store.kind) {
+    case 'sqlite':
+      return new SqliteDocumentStore({ path: store.path ?? join(config.dataDir, 'store.db') });
+    case 'postgres': {
+      const { PostgresDocumentStore } =
+        await import('../store/postgres/postgres-document-store.js');
+      return new PostgresDocumentStore({
+        url: store.url,
+        schema: store.schema,
+        poolSize: store.poolSize,
+        logger,
+      });
+    }
+  }
+}
+
+async function createBlobStore(config: IonConfig): Promise<BlobStore> {
+  const blob = config.blob;
+  switch (blob.kind) {
+    case 'fs':
+      return new FsBlobStore({ dir: blob.dir ?? join(config.dataDir, 'blobs') });
+    case 's3': {
+      const { S3BlobStore } = await import('../blob/s3/s3-blob-store.js');
+      return new S3BlobStore({
+        bucket: blob.bucket,
+        prefix: blob.prefix,
+        region: blob.region,
+        forcePathStyle: blob.forcePathStyle,
+        checksums: blob.checksums,
+        ...(blob.endpoint === undefined ? {} : { endpoint: blob.endpoint }),
+        ...(blob.accessKeyId === undefined || blob.secretAccessKey === undefined
+          ? {}
+          : {
+              credentials: { accessKeyId: blob.accessKeyId, secretAccessKey: blob.secretAccessKey },
+            }),
+      });
+    }
+    case 'azure': {
+      const { AzureBlobStore } = await import('../blob/azure/azure-blob-store.js');
+      return new AzureBlobStore({
+        connectionString: blob.connectionString,
+        container: blob.container,
+        prefix: blob.prefix,
+      });
+    }
+  }
+}

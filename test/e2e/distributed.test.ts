@@ -1,0 +1,186 @@
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { IonClient } from '../../src/api/client.js';
+import { startAzurite, startS3rver } from '../support/emulators.js';
+import { waitFor } from '../support/wait.js';
+import {
+  AMQP_URL,
+  NATS_URL,
+  POSTGRES_URL,
+  dropSchema,
+  startCluster,
+  uniqueName,
+} from './distributed-harness.js';
+import { ROOT, cleanup, cli, tempDir, writePipeline } from './harness.js';
+
+// Real OS processes: one `ion server` and three `ion worker`s sharing distributed backends.
+// NATS, RabbitMQ and PostgreSQL are the machine's services (started by .ci/run when down);
+// S3 and Azure are the s3rver and azurite emulators, started here.
+
+async function runExample(url: string, client: IonClient): Promise<void> {
+  const applied = await cli(['apply', '-f', join(ROOT, 'examples/docs/ion.yaml')], { apiUrl: url });
+  expect(applied.code, applied.stderr).toBe(0);
+  const published = await cli(
+    [
+      'event',
+      'publish',
+      'document.uploaded',
+      '--file',
+      'examples/docs/sample/readme.txt',
+      '--file',
+      'notes/ion.txt=examples/docs/sample/notes/ion.txt',
+      '--json',
+    ],
+    { apiUrl: url },
+  );
+  expect(published.code, published.stderr).toBe(0);
+  const { correlationId } = JSON.parse(published.stdout) as { correlationId: string };
+  const traced = await cli(['trace', correlationId, '--wait', '--timeout', '120', '--json'], {
+    apiUrl: url,
+  });
+  expect(traced.code, traced.stderr).toBe(0);
+  const trace = await client.trace(correlationId);
+  const chunks = trace.events.filter((e) => e.type === 'chunk.ready');
+  expect(chunks.length).toBeGreaterThan(1);
+  expect(trace.jobs).toHaveLength(1 + 2 * chunks.length);
+  const unfinished = trace.jobs.filter((j) => j.state !== 'succeeded' || j.attempts !== 1);
+  expect(unfinished, JSON.stringify(unfinished)).toEqual([]);
+  expect(new Set(trace.events.map((e) => e.eventId)).size).toBe(trace.events.length);
+  // Files written by one worker are read back through the server from the shared blob store.
+  const file = chunks[0]!.files[0]!;
+  const stream = await client.downloadBlob(file.sha256);
+  expect(Buffer.concat(await stream.toArray()).length).toBe(file.size);
+  // Jobs were spread over more than one worker process.
+  const workers = new Set<string>();
+  for (const job of trace.jobs) workers.add((await client.getJob(job.jobId)).attempts[0]!.workerId);
+  expect(workers.size).toBeGreaterThan(1);
+}
+
+describe('NATS JetStream + PostgreSQL + S3, one server and three workers', () => {
+  const schema = uniqueName('ion_e2e_');
+  let s3: Awaited<ReturnType<typeof startS3rver>>;
+  let env: Record<string, string>;
+
+  beforeAll(async () => {
+    s3 = await startS3rver();
+    env = {
+      ION_BUS: 'nats',
+      ION_NATS_SERVERS: NATS_URL,
+      ION_NATS_STREAM: uniqueName('ION_E2E_'),
+      ION_STORE: 'postgres',
+      ION_POSTGRES_URL: POSTGRES_URL,
+      ION_POSTGRES_SCHEMA: schema,
+      ION_BLOB: 's3',
+      ION_S3_BUCKET: uniqueName('ion-e2e-'),
+      ION_S3_ENDPOINT: s3.endpoint,
+      ION_S3_FORCE_PATH_STYLE: 'true',
+      ION_S3_ACCESS_KEY_ID: 'S3RVER',
+      ION_S3_SECRET_ACCESS_KEY: 'S3RVER',
+      ION_S3_CHECKSUMS: 'when_required',
+    };
+  });
+
+  afterAll(async () => {
+    await s3?.stop();
+    await dropSchema(schema);
+  });
+
+  it('runs the example pipeline across the workers', async () => {
+    const cluster = await startCluster(env);
+    try {
+      await runExample(cluster.url, cluster.client);
+    } finally {
+      await cluster.stop();
+    }
+  });
+
+  it('finishes a job on another worker when its worker is killed mid-job, with nothing lost or duplicated', async () => {
+    const dir = await tempDir();
+    const markers = join(dir, 'markers');
+    const slow = `mkdir -p "$MARKERS"; echo $PPID > "$MARKERS/$ION_EVENT_ID.$ION_ATTEMPT"; sleep 2; printf '[{"key":"eventType","value":"kill.done"}]' > out/events/done.json`;
+    const pipeline = await writePipeline(
+      dir,
+      `modules:
+  - name: kill-slow
+    subscribes: [kill.go]
+    publishes: [kill.done]
+    run: { command: [sh, -c, ${JSON.stringify(slow)}] }
+    env: { MARKERS: ${JSON.stringify(markers)} }
+  - name: kill-sink
+    subscribes: [kill.done]
+    run: { command: ['true'] }
+`,
+    );
+    const cluster = await startCluster(env);
+    try {
+      expect((await cli(['apply', '-f', pipeline], { apiUrl: cluster.url })).code).toBe(0);
+      const published = await Promise.all(
+        [1, 2, 3].map(() => cluster.client.publish({ type: 'kill.go' })),
+      );
+      const first = await waitFor(
+        'a slow job to start',
+        async () => (await readdir(markers).catch(() => []))[0],
+        60_000,
+      );
+      const pid = Number((await readFile(join(markers, first), 'utf8')).trim());
+      const victim = cluster.workers.find((w) => w.proc.pid === pid);
+      expect(victim, `marker pid ${pid} is one of the workers`).toBeDefined();
+      await victim!.kill();
+      for (const { eventId, correlationId } of published) {
+        const trace = await waitFor(
+          `event ${eventId} to finish`,
+          async () => {
+            const t = await cluster.client.trace(correlationId);
+            return t.jobs.length === 2 && t.jobs.every((j) => j.state === 'succeeded')
+              ? t
+              : undefined;
+          },
+          90_000,
+        );
+        expect(trace.events.map((e) => e.type).sort()).toEqual(['kill.done', 'kill.go']);
+      }
+      const killedEvent = first.split('.')[0]!;
+      const job = (
+        await cluster.client.listJobs({ eventId: killedEvent, module: 'kill-slow' })
+      )[0]!;
+      expect(job.attempts).toBeGreaterThanOrEqual(2);
+    } finally {
+      await cluster.stop();
+      await cleanup(dir);
+    }
+  });
+});
+
+describe('RabbitMQ + PostgreSQL + Azure Blob, one server and three workers', () => {
+  const schema = uniqueName('ion_e2e_');
+  let azure: Awaited<ReturnType<typeof startAzurite>>;
+
+  beforeAll(async () => {
+    azure = await startAzurite();
+  });
+
+  afterAll(async () => {
+    await azure?.stop();
+    await dropSchema(schema);
+  });
+
+  it('runs the example pipeline across the workers', async () => {
+    const cluster = await startCluster({
+      ION_BUS: 'rabbitmq',
+      ION_AMQP_URL: AMQP_URL,
+      ION_AMQP_EXCHANGE: uniqueName('ion-e2e-'),
+      ION_STORE: 'postgres',
+      ION_POSTGRES_URL: POSTGRES_URL,
+      ION_POSTGRES_SCHEMA: schema,
+      ION_BLOB: 'azure',
+      ION_AZURE_CONNECTION_STRING: azure.connectionString,
+      ION_AZURE_CONTAINER: uniqueName('ion-e2e-'),
+    });
+    try {
+      await runExample(cluster.url, cluster.client);
+    } finally {
+      await cluster.stop();
+    }
+  });
+});

@@ -146,7 +146,7 @@ describe('PostgresDocumentStore on a real server', () => {
           event: e,
           workerId,
           startedAt: new Date().toISOString(),
-          leaseUntil: new Date().toISOString(), // lapsed at once: the second closes the first
+          leaseUntil: new Date(0).toISOString(), // lapsed already: the second closes the first
         });
       const results = await Promise.all([begin(a, 'wa'), begin(b, 'wb')]);
       const numbers = results.map((r) => (r.status === 'started' ? r.attempt : 0));

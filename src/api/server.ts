@@ -76,6 +76,8 @@ export function buildServer(deps: ServerDeps) {
     done(null, payload),
   );
 
+  // [auth] authentication hooks are installed here, before any route.
+
   app.get('/healthz', () => ({ status: 'ok' }));
 
   app.post('/v1/pipelines/apply', {
@@ -348,6 +350,8 @@ export function buildServer(deps: ServerDeps) {
       return reply.status(204).send();
     },
   );
+
+  // [routes] further route groups are registered here, one line each.
 
   return app;
 }

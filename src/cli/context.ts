@@ -1,5 +1,6 @@
 import { IonClient } from '../api/client.js';
 import { ValidationError } from '../core/errors.js';
+import { ProfileError, resolveCliSettings, type CliSettings } from './profiles.js';
 
 /** A mistake in the command line itself: the CLI exits with code 2. */
 export class UsageError extends ValidationError {}
@@ -14,17 +15,28 @@ export function positiveInt(flag: string, value: string): number {
 /** Options every command that talks to a running Ion accepts. */
 export interface ApiOptions {
   apiUrl?: string;
+  profile?: string;
 }
 
-/** API URL precedence: `--api-url` > `ION_API_URL` > `http://127.0.0.1:$ION_PORT` (default port 7411). */
-export function apiUrl(options: ApiOptions, env: NodeJS.ProcessEnv = process.env): string {
-  if (options.apiUrl !== undefined) return options.apiUrl;
-  if (env.ION_API_URL !== undefined && env.ION_API_URL !== '') return env.ION_API_URL;
-  return `http://127.0.0.1:${env.ION_PORT ?? '7411'}`;
+/**
+ * The API URL and token for a command: flags > `ION_API_URL`/`ION_TOKEN`/`ION_PROFILE` >
+ * the CLI config file's profile > `http://127.0.0.1:$ION_PORT` (see profiles.ts).
+ */
+export function settingsFor(
+  options: ApiOptions,
+  env: NodeJS.ProcessEnv = process.env,
+): CliSettings {
+  try {
+    return resolveCliSettings(options, env);
+  } catch (err) {
+    if (err instanceof ProfileError) throw new UsageError(err.message);
+    throw err;
+  }
 }
 
 export function clientFor(options: ApiOptions): IonClient {
-  return new IonClient(apiUrl(options), process.env.ION_TOKEN);
+  const settings = settingsFor(options);
+  return new IonClient(settings.apiUrl, settings.token);
 }
 
 export function printJson(value: unknown): void {

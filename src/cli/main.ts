@@ -1,6 +1,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { IonError } from '../core/errors.js';
 import { registerApply } from './commands/apply.js';
+import { registerConfig } from './commands/config.js';
 import { registerDev } from './commands/dev.js';
 import { registerEvent } from './commands/event.js';
 import { registerDlq, registerJobs, registerModules } from './commands/jobs.js';
@@ -27,14 +28,18 @@ export function buildProgram(): Command {
   registerDlq(program);
   registerModules(program);
   registerDev(program);
-  // Every command that talks to a running Ion takes --api-url.
+  registerConfig(program);
+  // Every command that talks to a running Ion takes --api-url and --profile.
   const addApiUrl = (cmd: Command): void => {
     if (!['up', 'server', 'worker'].includes(cmd.name()) && cmd.commands.length === 0) {
       cmd.addOption(
         new Option(
           '--api-url <url>',
-          'URL of a running Ion (env ION_API_URL; default http://127.0.0.1:7411)',
+          'URL of a running Ion (env ION_API_URL; else the profile; default http://127.0.0.1:7411)',
         ),
+      );
+      cmd.addOption(
+        new Option('--profile <name>', 'profile of the CLI config file to use (env ION_PROFILE)'),
       );
     }
     cmd.commands.forEach(addApiUrl);

@@ -11,6 +11,10 @@
  *   BENCH_TWEAKS       comma list of what-if experiments applied to Ion's adapters from
  *                      outside (src/ untouched): bus-sync-normal, no-log-blob, no-instrument
  *
+ *   BENCH_SUITE        default (this bench), backends (bench/backends.ts: the same pipeline on
+ *                      NATS/RabbitMQ + PostgreSQL + S3/Azure against the embedded defaults) or
+ *                      large (bench/large.ts: 256 MiB and 1 GiB blobs through fs, S3, Azure)
+ *
  * Nothing is written into the repository: data lives in mkdtemp dirs, removed at the end.
  */
 import { spawn } from 'node:child_process';
@@ -705,7 +709,16 @@ async function main(): Promise<void> {
   console.log(`\nbench finished in ${f((performance.now() - started) / 1000)} s`);
 }
 
-main().catch((err: unknown) => {
+/** `BENCH_SUITE` picks what `npm run bench` runs: the default bench, `backends` or `large`. */
+async function entry(): Promise<void> {
+  const suite = process.env.BENCH_SUITE ?? 'default';
+  if (suite === 'default' || suite === '') return main();
+  if (suite === 'backends') return (await import('./backends.js')).runBackendsSuite();
+  if (suite === 'large') return (await import('./large.js')).runLargeSuite();
+  throw new Error(`unknown BENCH_SUITE "${suite}": use default, backends or large`);
+}
+
+entry().catch((err: unknown) => {
   console.error(err);
   process.exitCode = 1;
 });

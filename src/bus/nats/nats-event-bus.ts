@@ -120,10 +120,17 @@ export class NatsEventBus implements EventBus {
     let nc: NatsConnection | undefined;
     try {
       const nats = await import('nats');
-      nc = await nats.connect({ servers: this.options.servers, name: 'ion-event-bus' });
+      nc = await nats.connect({
+        servers: this.options.servers,
+        name: 'ion-event-bus',
+        // Never give up on the broker: the driver's default (10 attempts, about 20 s) would
+        // leave a long-running process disconnected for good after a longer outage.
+        maxReconnectAttempts: -1,
+      });
       const jsm = await nc.jetstreamManager({ checkAPI: false });
       await this.ensureStream(nats, jsm);
       this.conn = { nats, nc, js: nc.jetstream(), jsm };
+      void this.watchStatus(nats, nc);
     } catch (err) {
       await nc?.close().catch(() => undefined);
       throw wrapDriverError(ADAPTER, 'start', err);
@@ -239,6 +246,18 @@ export class NatsEventBus implements EventBus {
       return: () => Promise.resolve(done()),
     };
     return { [Symbol.asyncIterator]: () => iterator };
+  }
+
+  /** Tells the pullers when the connection comes back (see {@link SubscriptionPuller.reconnected}). */
+  private async watchStatus(nats: Nats, nc: NatsConnection): Promise<void> {
+    try {
+      for await (const status of nc.status()) {
+        if (status.type !== nats.Events.Reconnect) continue;
+        for (const puller of this.pullers.values()) puller.reconnected();
+      }
+    } catch (err) {
+      this.options.logger?.warn({ err }, `${ADAPTER}: connection status watch failed`);
+    }
   }
 
   private puller(subscription: string): SubscriptionPuller {

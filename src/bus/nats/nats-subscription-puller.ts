@@ -138,6 +138,20 @@ export class SubscriptionPuller {
     this.pump();
   }
 
+  /**
+   * The connection was re-established (the server restarted, or another one took over). Pull
+   * requests sent before are gone with the old connection and will never be answered: pull
+   * again now instead of waiting for their safety-net timers (`pullExpiresMs` + 2 s).
+   */
+  reconnected(): void {
+    if (this.closed) return;
+    for (const pull of this.pulls.values()) clearTimeout(pull.timer);
+    this.pulls.clear();
+    this.metaExpiresAt = 0;
+    this.pausedUntil = 0;
+    this.pump();
+  }
+
   /** Resolves with the next delivery, or undefined once `signal` is aborted or the bus closed. */
   take(signal: AbortSignal): Promise<Delivery | undefined> {
     return new Promise((resolve, reject) => {

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import pg from 'pg';
 import { IonClient } from '../../src/api/client.js';
-import { waitFor } from '../support/wait.js';
+import { StopWaiting, waitFor } from '../support/wait.js';
 import { FAST_ENV, ROOT, tempDir } from './harness.js';
 
 const BIN = join(ROOT, 'bin/ion.js');
@@ -48,7 +48,7 @@ export async function startProcess(
     `ion ${args[0]} to start`,
     () => {
       if (proc.exitCode !== null)
-        throw new Error(`ion ${args.join(' ')} exited with ${proc.exitCode}: ${out}`);
+        throw new StopWaiting(`ion ${args.join(' ')} exited with ${proc.exitCode}: ${out}`);
       return ready.exec(out) ?? undefined;
     },
     60_000,

@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { IonClient } from '../../src/api/client.js';
-import { waitFor } from '../support/wait.js';
+import { StopWaiting, waitFor } from '../support/wait.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 const BIN = join(ROOT, 'bin/ion.js');
@@ -57,7 +57,8 @@ export async function startIon(
   const url = await waitFor(
     `ion up to print its URL (output so far: ${out})`,
     () => {
-      if (proc.exitCode !== null) throw new Error(`ion up exited with ${proc.exitCode}: ${out}`);
+      if (proc.exitCode !== null)
+        throw new StopWaiting(`ion up exited with ${proc.exitCode}: ${out}`);
       return /Ion is up at (http:\/\/\S+)/.exec(out)?.[1];
     },
     30_000,

@@ -1,4 +1,10 @@
-/** Polls `check` until it returns a non-undefined value or the deadline passes. */
+/** Thrown by a check to end the wait at once: the condition can no longer become true. */
+export class StopWaiting extends Error {}
+
+/**
+ * Polls `check` until it returns a non-undefined value or the deadline passes. Errors from
+ * `check` count as "not yet" (and the last one is reported), except StopWaiting.
+ */
 export async function waitFor<T>(
   what: string,
   check: () => Promise<T | undefined> | T | undefined,
@@ -12,6 +18,7 @@ export async function waitFor<T>(
       const value = await check();
       if (value !== undefined) return value;
     } catch (err) {
+      if (err instanceof StopWaiting) throw err;
       lastError = err;
     }
     if (Date.now() > deadline) {

@@ -99,8 +99,20 @@ export function errorHandler(logger: Logger) {
         body = { error: { code: 'internal', message: 'internal error; see the server log' } };
       }
     }
-    if (status >= 500)
+    if (status === 503 || status === 504) {
+      // A backend is away: expected during outages, so one line without a stack.
+      logger.warn(
+        {
+          code: body.error.code,
+          url: request.url,
+          method: request.method,
+          error: body.error.message,
+        },
+        'request failed: backend unavailable',
+      );
+    } else if (status >= 500) {
       logger.error({ err, url: request.url, method: request.method }, 'request failed');
+    }
     void reply.status(status).send(body);
   };
 }

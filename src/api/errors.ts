@@ -73,10 +73,21 @@ function fromFastify(
     err instanceof SyntaxError ||
     (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500)
   ) {
-    return { status: err.statusCode ?? 400, code: 'validation_failed', message: err.message };
+    const status = err.statusCode ?? 400;
+    return { status, code: CODE_BY_STATUS[status] ?? 'validation_failed', message: err.message };
   }
   return null;
 }
+
+/** The code of a 4xx raised by Fastify or a plugin (static files, multipart...) by its status. */
+const CODE_BY_STATUS: Partial<Record<number, ErrorCode>> = {
+  401: 'unauthorized',
+  403: 'forbidden',
+  404: 'not_found',
+  409: 'conflict',
+  413: 'payload_too_large',
+  415: 'unsupported_media_type',
+};
 
 /** Fastify error handler: maps every error to the one error format; never leaks a stack. */
 export function errorHandler(logger: Logger) {

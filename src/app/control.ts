@@ -1,7 +1,13 @@
 import type { Readable } from 'node:stream';
 import type { BlobStore } from '../blob/blob-store.js';
 import type { EventBus } from '../bus/event-bus.js';
-import { ConflictError, NotFoundError, ValidationError } from '../core/errors.js';
+import {
+  ConflictError,
+  IonError,
+  NotFoundError,
+  ValidationError,
+  errorMessage,
+} from '../core/errors.js';
 import { newId, rootEventIdFromKey } from '../core/ids.js';
 import { EVENT_TYPE, moduleSpecSchema, parsePipeline } from '../core/pipeline.js';
 import { nowIso } from '../core/time.js';
@@ -19,6 +25,7 @@ import type {
 import { parseOrThrow } from '../core/validation.js';
 import { normaliseRelativePath } from '../handler/safe-path.js';
 import type { DocumentStore, JobFilter } from '../store/document-store.js';
+import type { AttemptFinished } from '../dispatcher/deps.js';
 
 export interface PublishInput {
   type: string;
@@ -45,6 +52,46 @@ function samePublication(a: IonEvent, b: IonEvent): boolean {
   );
 }
 
+/**
+ * Observes what happens through this process, for metrics. Called synchronously; an
+ * observer must be cheap and must not throw (a throwing observer is ignored).
+ */
+export interface ControlObserver {
+  /** A root event was stored (not called for an idempotent replay of an existing one). */
+  eventPublished?(event: IonEvent): void;
+  /** A job attempt of a worker in this process ended (forwarded by the composition root). */
+  attemptFinished?(info: AttemptFinished): void;
+}
+
+/** The answer of one backend to a readiness probe. */
+export type BackendCheck =
+  { ok: true; latencyMs: number } | { ok: false; latencyMs: number; error: string };
+
+export interface Readiness {
+  ready: boolean;
+  checks: { bus: BackendCheck; store: BackendCheck; blobs: BackendCheck };
+}
+
+/**
+ * The bus probe sends to this subscription, which can never exist: subscriptions are named
+ * after modules and a module name must start with a lower-case letter.
+ */
+const PROBE_SUBSCRIPTION = '_ion_readiness_probe';
+/** Content address probed in the blob store: the sha256 of no bytes; present or not. */
+const PROBE_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+
+/**
+ * Page sizes are whole numbers from 1 to 1000. Checked here as well as by the route schemas:
+ * query coercion turns "Infinity" into a number the schema's bounds do not catch.
+ */
+function checkLimit(limit: number | undefined): void {
+  if (limit !== undefined && (!Number.isSafeInteger(limit) || limit < 1 || limit > 1000)) {
+    throw new ValidationError(`limit must be a whole number from 1 to 1000, got ${limit}`, [
+      { path: 'limit', message: 'must be a whole number from 1 to 1000' },
+    ]);
+  }
+}
+
 export interface ControlDeps {
   store: DocumentStore;
   bus: EventBus;
@@ -62,7 +109,62 @@ export interface ControlDeps {
  * the invariants (a subscription exists before a module's first event can arrive).
  */
 export class Control {
+  private readonly observers = new Set<ControlObserver>();
+
   constructor(private readonly deps: ControlDeps) {}
+
+  /** Adds an observer; returns the function that removes it again. */
+  observe(observer: ControlObserver): () => void {
+    this.observers.add(observer);
+    return () => {
+      this.observers.delete(observer);
+    };
+  }
+
+  /** Passes a dispatcher's attempt outcome on to the observers (wired by the composition root). */
+  noteAttemptFinished(info: AttemptFinished): void {
+    this.notify((o) => o.attemptFinished?.(info));
+  }
+
+  private notify(call: (observer: ControlObserver) => void): void {
+    for (const observer of this.observers) {
+      try {
+        call(observer);
+      } catch {
+        // Observation must never break the operation observed.
+      }
+    }
+  }
+
+  /**
+   * Asks every backend a cheap, read-only question, each bounded by `timeoutMs`:
+   * the store its modules revision, the blob store whether a fixed address exists, and the
+   * bus to send to a subscription that cannot exist (it must answer "not found", which
+   * needs a round trip to the broker but stores nothing).
+   */
+  async readiness(timeoutMs = 2000): Promise<Readiness> {
+    const { bus, store, blobs } = this.deps;
+    const [busCheck, storeCheck, blobsCheck] = await Promise.all([
+      probe(timeoutMs, async () => {
+        try {
+          await bus.sendTo(PROBE_SUBSCRIPTION, {
+            id: 'readiness-probe',
+            topic: 'ion.probe',
+            body: '',
+          });
+        } catch (err) {
+          if (err instanceof NotFoundError) return;
+          throw err;
+        }
+      }),
+      probe(timeoutMs, () => store.modulesRevision()),
+      probe(timeoutMs, () => blobs.stat(PROBE_SHA256)),
+    ]);
+    return {
+      ready: busCheck.ok && storeCheck.ok && blobsCheck.ok,
+      checks: { bus: busCheck, store: storeCheck, blobs: blobsCheck },
+    };
+  }
 
   /**
    * Applies a pipeline: creates or updates every module it declares (a changed module gets a
@@ -167,6 +269,7 @@ export class Control {
     const stored = await this.deps.store.insertRootEvent(event);
     if (stored.created) {
       this.deps.onPublished?.();
+      this.notify((o) => o.eventPublished?.(stored.event));
     } else if (!samePublication(stored.event, event)) {
       throw new ConflictError(
         `idempotency key "${input.idempotencyKey}" was already used for a different event (${stored.event.type} ${stored.event.eventId})`,
@@ -189,6 +292,7 @@ export class Control {
   }
 
   listJobs(filter: JobFilter): Promise<Job[]> {
+    checkLimit(filter.limit);
     return this.deps.store.listJobs(filter);
   }
 
@@ -221,6 +325,7 @@ export class Control {
   }
 
   listDeadLetters(filter: { module?: string; limit?: number }): Promise<DeadLetter[]> {
+    checkLimit(filter.limit);
     return this.deps.store.listDeadLetters(filter);
   }
 
@@ -236,5 +341,28 @@ export class Control {
   async discard(id: string): Promise<void> {
     if (!(await this.deps.store.discardDeadLetter(id)))
       throw new NotFoundError(`dead letter ${id} does not exist`);
+  }
+}
+
+/** Runs one readiness probe with a deadline; never throws. */
+async function probe(timeoutMs: number, fn: () => Promise<unknown>): Promise<BackendCheck> {
+  const started = Date.now();
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(
+      () => reject(new IonError('timeout', `no answer within ${timeoutMs}ms`)),
+      timeoutMs,
+    );
+  });
+  const attempt = fn();
+  attempt.catch(() => undefined); // a late failure after the deadline is not unhandled
+  try {
+    await Promise.race([attempt, deadline]);
+    return { ok: true, latencyMs: Date.now() - started };
+  } catch (err) {
+    const code = err instanceof IonError ? err.code : 'unavailable';
+    return { ok: false, latencyMs: Date.now() - started, error: `${code}: ${errorMessage(err)}` };
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -3,9 +3,11 @@ import type { Logger } from 'pino';
 import type { IonConfig } from '../config/config.js';
 import { errorMessage } from '../core/errors.js';
 import { newId } from '../core/ids.js';
+import { TokenService } from '../core/tokens.js';
 import { WorkerPool } from '../dispatcher/worker-pool.js';
 import { OutboxRelay } from '../relay/outbox-relay.js';
 import { buildServer, type IonServer } from '../api/server.js';
+import { metricsOf } from '../api/metrics.js';
 import { Control } from './control.js';
 import { createBackends, type Backends } from './backends.js';
 
@@ -38,6 +40,8 @@ export function moduleBaseEnv(env: NodeJS.ProcessEnv): Record<string, string> {
 export class IonApp {
   readonly backends: Backends;
   readonly control: Control;
+  /** API tokens (hashes in the document store); see docs/auth.md. */
+  readonly tokens: TokenService;
   readonly relay: OutboxRelay | null;
   readonly pool: WorkerPool | null;
   readonly server: IonServer | null;
@@ -79,6 +83,7 @@ export class IonApp {
             baseEnv: moduleBaseEnv(env),
             settings: config.dispatcher,
             onCommitted: () => this.relay?.wake(),
+            onAttemptFinished: (info) => this.control.noteAttemptFinished(info),
           },
           roles.modules === undefined ? {} : { modules: roles.modules },
         )
@@ -91,11 +96,15 @@ export class IonApp {
       onPublished: () => this.relay?.wake(),
       onModulesChanged: () => this.pool?.refresh(),
     });
+    this.tokens = new TokenService(store);
+    // Metrics count from start-up, not from the first scrape.
+    if (roles.api) metricsOf(this.control);
     this.server = roles.api
       ? buildServer({
           control: this.control,
           logger: logger.child({ component: 'api' }),
           bodyLimitBytes: config.api.bodyLimitBytes,
+          auth: { mode: config.api.auth, tokens: this.tokens },
         })
       : null;
   }

@@ -2,10 +2,15 @@ import { pino, type Logger } from 'pino';
 
 /** Keys whose values never reach a log line, wherever they appear in a logged object. */
 const REDACT = [
+  'password',
+  'token',
+  'secret',
+  'authorization',
   '*.password',
   '*.token',
   '*.secret',
   '*.authorization',
+  '*.headers.authorization',
   'req.headers.authorization',
   'env',
   '*.env',

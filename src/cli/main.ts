@@ -8,6 +8,7 @@ import { registerDlq, registerJobs, registerModules } from './commands/jobs.js';
 import { registerTrace } from './commands/trace.js';
 import { registerUp } from './commands/up.js';
 import { registerServer } from './commands/server.js';
+import { registerToken } from './commands/token.js';
 import { UsageError } from './context.js';
 
 /** Exit codes: 0 success, 1 failure, 2 usage error. */
@@ -45,6 +46,8 @@ export function buildProgram(): Command {
     cmd.commands.forEach(addApiUrl);
   };
   program.commands.forEach(addApiUrl);
+  // Token commands open the configured store directly (bootstrap with auth on): no --api-url.
+  registerToken(program);
   program.commands.forEach(function override(cmd: Command): void {
     cmd.exitOverride();
     cmd.commands.forEach(override);

@@ -59,6 +59,19 @@ export function describeBackends(config: IonConfig): string {
   return `${bus}, ${store}, ${blob}, local processes`;
 }
 
+/** The config of a command that works in-process: `--config`, `ION_*` env, then its flags. */
+export function loadRunConfig(
+  options: RunOptions,
+  defaults: Record<string, unknown> = {},
+): IonConfig {
+  return loadConfig({
+    ...(options.config === undefined ? {} : { file: options.config }),
+    env: process.env,
+    flags: flags(options),
+    defaults,
+  });
+}
+
 /**
  * Loads config, builds and starts an IonApp with the given roles, and stops it gracefully on
  * SIGINT/SIGTERM (a second signal exits at once). Logs go to `logFile` when given (ion up,
@@ -68,12 +81,10 @@ export async function runIon(
   options: RunOptions,
   roles: Roles,
   logTo: 'file' | 'stderr',
+  /** API auth unless config says otherwise: on by default; `ion up` passes `off`. */
+  authDefault: 'on' | 'off' = 'on',
 ): Promise<{ app: IonApp; url: string | null; config: IonConfig; logFile: string | null }> {
-  const config = loadConfig({
-    ...(options.config === undefined ? {} : { file: options.config }),
-    env: process.env,
-    flags: flags(options),
-  });
+  const config = loadRunConfig(options, { api: { auth: authDefault } });
   mkdirSync(config.dataDir, { recursive: true });
   const logFile = logTo === 'file' ? join(config.dataDir, 'ion.log') : null;
   const logger = createLogger(

@@ -34,7 +34,12 @@ describe('loadConfig', () => {
     const config = loadConfig();
     expect(config.dataDir).toBe(resolve('.ion'));
     expect(config.logLevel).toBe('info');
-    expect(config.api).toEqual({ host: '127.0.0.1', port: 7411, bodyLimitBytes: 1024 * 1024 });
+    expect(config.api).toEqual({
+      host: '127.0.0.1',
+      port: 7411,
+      bodyLimitBytes: 1024 * 1024,
+      auth: 'off',
+    });
     expect(config.bus).toEqual({ kind: 'sqlite' });
     expect(config.store).toEqual({ kind: 'sqlite' });
     expect(config.blob).toEqual({ kind: 'fs' });

@@ -88,6 +88,11 @@ export const configSchema = z
           .int()
           .positive()
           .default(1024 * 1024),
+        /**
+         * `on`: every route but the health checks needs a bearer token with the right scope
+         * (docs/auth.md). Off when nothing says otherwise; `ion server` defaults to `on`.
+         */
+        auth: z.enum(['on', 'off']).default('off'),
       })
       .strict()
       .prefault({}),
@@ -126,6 +131,7 @@ const ENV_KEYS: Record<string, { path: string[]; type: 'string' | 'int' | 'bool'
   ION_LOG_LEVEL: { path: ['logLevel'], type: 'string' },
   ION_HOST: { path: ['api', 'host'], type: 'string' },
   ION_PORT: { path: ['api', 'port'], type: 'int' },
+  ION_AUTH: { path: ['api', 'auth'], type: 'string' },
   ION_LEASE_MS: { path: ['dispatcher', 'leaseMs'], type: 'int' },
   ION_RETRY_BASE_DELAY_MS: { path: ['dispatcher', 'retryBaseDelayMs'], type: 'int' },
   ION_RETRY_MAX_DELAY_MS: { path: ['dispatcher', 'retryMaxDelayMs'], type: 'int' },
@@ -219,13 +225,15 @@ export interface LoadConfigInput {
   env?: NodeJS.ProcessEnv;
   /** Values from command-line flags, as a partial config tree. */
   flags?: Tree;
+  /** The command's own defaults (`ion server` turns auth on), below the file. */
+  defaults?: Tree;
 }
 
 /** Loads, validates and freezes the configuration. `dataDir` comes back absolute. */
 export function loadConfig(input: LoadConfigInput = {}): IonConfig {
   const env = input.env ?? {};
   const file = input.file ?? env.ION_CONFIG;
-  let merged: Tree = {};
+  let merged: Tree = { ...input.defaults };
   if (file !== undefined && file !== '') {
     const doc = readYamlFile(file, 'config file');
     if (doc !== null && doc !== undefined) {

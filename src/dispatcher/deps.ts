@@ -13,6 +13,18 @@ export interface DispatcherSettings {
   keepJobDirs: boolean;
 }
 
+/**
+ * How one job attempt ended, as reported to {@link DispatcherDeps.onAttemptFinished}:
+ * `succeeded` (committed), `failed` (a retry is scheduled), `dead_lettered` (retries
+ * exhausted), `released` (shutdown: handed back uncounted).
+ */
+export interface AttemptFinished {
+  module: string;
+  outcome: 'succeeded' | 'failed' | 'dead_lettered' | 'released';
+  /** How long the module ran; null when it never started (e.g. preparing its inputs failed). */
+  durationMs: number | null;
+}
+
 /** Everything a dispatcher needs, injected by the composition root. */
 export interface DispatcherDeps {
   store: DocumentStore;
@@ -29,4 +41,6 @@ export interface DispatcherDeps {
   settings: DispatcherSettings;
   /** Called after a commit wrote outbox rows, so the relay publishes without waiting. */
   onCommitted?: () => void;
+  /** Called once the outcome of an attempt is decided (metrics). Must not throw. */
+  onAttemptFinished?: (info: AttemptFinished) => void;
 }

@@ -246,6 +246,11 @@ export class JobRunner {
       });
       await delivery.ack();
       this.deps.onCommitted?.();
+      this.deps.onAttemptFinished?.({
+        module: module.name,
+        outcome: 'succeeded',
+        durationMs: duration,
+      });
       log.info(
         { jobId, attempt, durationMs: duration, children: end.children.length },
         'job succeeded',
@@ -285,6 +290,11 @@ export class JobRunner {
       logTail: end.result?.logTail ?? '',
       logBlob: end.logBlob,
     };
+    this.deps.onAttemptFinished?.({
+      module: module.name,
+      outcome: end.released ? 'released' : failures > module.retries ? 'dead_lettered' : 'failed',
+      durationMs: base.durationMs,
+    });
     if (end.released) {
       await store.failAttempt({ ...base, nextState: 'pending', countsAsFailure: false });
       await delivery.nack({ delayMs: 0 });

@@ -12,6 +12,7 @@ import type {
   ModuleSpec,
   Trace,
 } from '../core/types.js';
+import type { TokenRecord } from '../core/tokens.js';
 
 /**
  * The document store port: modules, events, jobs and attempts, insights, the outbox and
@@ -189,4 +190,16 @@ export interface DocumentStore {
   listInsights(filter?: InsightFilter): Promise<Insight[]>;
   /** Every event, job and insight of one correlation id, in creation order. */
   trace(correlationId: string): Promise<Trace>;
+
+  // -- API tokens (only their hashes; see core/tokens.ts) ---------------------------------------
+  /** Stores a new token; a second token with the same id or hash is a conflict. */
+  createToken(record: TokenRecord): Promise<void>;
+  /** The token with this hash, revoked or not; null when none. */
+  findTokenByHash(hash: string): Promise<TokenRecord | null>;
+  /** Every token, revoked ones included, oldest first. */
+  listTokens(): Promise<TokenRecord[]>;
+  /** Marks revoked at `at` (first revocation wins). Returns the token, or null when absent. */
+  revokeToken(id: string, at: string): Promise<TokenRecord | null>;
+  /** Sets the token's `lastUsedAt`. */
+  touchToken(id: string, at: string): Promise<void>;
 }

@@ -1,7 +1,8 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { childEventId, jobIdFor } from '../../src/core/ids.js';
 import type { IonEvent, KeyValue, ModuleSpec } from '../../src/core/types.js';
+import type { TokenRecord } from '../../src/core/tokens.js';
 import type { DocumentStore, FailAttemptInput } from '../../src/store/document-store.js';
 
 /** What an adapter's test file hands the suite: a started store and how to dispose of it. */
@@ -515,6 +516,75 @@ export function documentStoreConformance(name: string, factory: DocumentStoreFac
       await store.markPublished(ids);
       expect(await pendingFor([a.eventId, b.eventId])).toEqual([]);
       await store.markPublished([]);
+    });
+
+    // -- API tokens ------------------------------------------------------------------------
+
+    function tokenRecord(overrides: Partial<TokenRecord> = {}): TokenRecord {
+      return {
+        id: randomUUID(),
+        name: `token-${randomUUID()}`,
+        scopes: ['publish', 'read'],
+        hash: createHash('sha256').update(randomUUID()).digest('hex'),
+        createdAt: at(),
+        lastUsedAt: null,
+        revokedAt: null,
+        ...overrides,
+      };
+    }
+
+    it('stores a token and finds it again by its hash only', async () => {
+      const record = tokenRecord();
+      await store.createToken(record);
+      expect(await store.findTokenByHash(record.hash)).toEqual(record);
+      expect(
+        await store.findTokenByHash(createHash('sha256').update('x').digest('hex')),
+      ).toBeNull();
+      const listed = (await store.listTokens()).find((t) => t.id === record.id);
+      expect(listed).toEqual(record);
+    });
+
+    it('refuses a second token with the same id or the same hash', async () => {
+      const record = tokenRecord();
+      await store.createToken(record);
+      await expect(store.createToken(tokenRecord({ id: record.id }))).rejects.toMatchObject({
+        code: 'conflict',
+      });
+      await expect(store.createToken(tokenRecord({ hash: record.hash }))).rejects.toMatchObject({
+        code: 'conflict',
+      });
+    });
+
+    it('lists tokens oldest first, revoked ones included', async () => {
+      const a = tokenRecord({ scopes: ['admin'] });
+      const b = tokenRecord({ scopes: ['read'] });
+      await store.createToken(a);
+      await store.createToken(b);
+      const revokedAt = at();
+      await store.revokeToken(a.id, revokedAt);
+      const ids = (await store.listTokens()).map((t) => t.id);
+      expect(ids.filter((id) => id === a.id || id === b.id)).toEqual([a.id, b.id]);
+      const listed = (await store.listTokens()).find((t) => t.id === a.id);
+      expect(listed).toMatchObject({ scopes: ['admin'], revokedAt });
+    });
+
+    it('revokes a token once: a second revocation keeps the first time', async () => {
+      const record = tokenRecord();
+      await store.createToken(record);
+      const first = at();
+      expect(await store.revokeToken(record.id, first)).toEqual({ ...record, revokedAt: first });
+      expect(await store.revokeToken(record.id, at())).toMatchObject({ revokedAt: first });
+      expect(await store.findTokenByHash(record.hash)).toMatchObject({ revokedAt: first });
+      expect(await store.revokeToken(randomUUID(), at())).toBeNull();
+    });
+
+    it('records when a token was last used', async () => {
+      const record = tokenRecord();
+      await store.createToken(record);
+      const used = at();
+      await store.touchToken(record.id, used);
+      expect(await store.findTokenByHash(record.hash)).toEqual({ ...record, lastUsedAt: used });
+      await store.touchToken(randomUUID(), at());
     });
   });
 }

@@ -39,6 +39,10 @@ async function submitSample(
   return event;
 }
 
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
 interface UpOptions extends RunOptions {
   file?: string;
   submit?: string;
@@ -63,10 +67,15 @@ export function registerUp(program: Command): void {
         options,
         { api: true, relay: true, workers: true },
         'file',
+        'off', // a local, single-process Ion: convenient unless configured otherwise
       );
       print(`Ion is up at ${url}`);
       print(`  ${describeBackends(config)}`);
-      print(`  auth: off (the API listens on ${config.api.host} only); logs: ${logFile}`);
+      print(
+        config.api.auth === 'on'
+          ? `  auth: on (requests need a token: ion token create --name NAME --scope admin); logs: ${logFile}`
+          : `  auth: off (the API listens on ${config.api.host} only${isLoopback(config.api.host) ? '' : ' - NOT a loopback address: anyone who reaches it has full access; set ION_AUTH=on'}); logs: ${logFile}`,
+      );
       if (options.file !== undefined) {
         const result = await app.control.applyPipeline(loadPipelineDocument(options.file));
         print(`applied ${options.file}:`);
@@ -80,7 +89,7 @@ export function registerUp(program: Command): void {
       if (options.submit !== undefined) {
         const event = await submitSample(app, options.submit);
         print(`submitted ${options.submit} as event ${event.eventId}; following its jobs...`);
-        const client = new IonClient(url!);
+        const client = new IonClient(url!, process.env.ION_TOKEN);
         try {
           const trace = await waitForTrace(
             client,

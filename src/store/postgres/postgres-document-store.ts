@@ -55,6 +55,15 @@ import type {
   Tables,
 } from './rows.js';
 import { migrate } from './schema.js';
+import {
+  allTokens,
+  insertToken,
+  revokeToken,
+  tokenByHash,
+  tokensTable,
+  touchToken,
+} from './tokens.js';
+import type { TokenRecord } from '../../core/tokens.js';
 
 const ADAPTER = 'postgres-store';
 
@@ -90,6 +99,7 @@ export interface PostgresDocumentStoreOptions {
 export class PostgresDocumentStore implements DocumentStore {
   private readonly schema: string;
   private readonly t: Tables;
+  private readonly tokens: string;
   private pool: Pool | null = null;
   private starting: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
@@ -98,6 +108,7 @@ export class PostgresDocumentStore implements DocumentStore {
   constructor(private readonly options: PostgresDocumentStoreOptions) {
     this.schema = options.schema ?? 'ion';
     this.t = tables(this.schema); // validates the schema name
+    this.tokens = tokensTable(this.schema);
   }
 
   start(): Promise<void> {
@@ -377,6 +388,28 @@ export class PostgresDocumentStore implements DocumentStore {
       },
       'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
     );
+  }
+
+  // -- API tokens -------------------------------------------------------------------------
+
+  createToken(record: TokenRecord): Promise<void> {
+    return this.read('create token', ({ q }) => insertToken(q, this.tokens, record));
+  }
+
+  findTokenByHash(hash: string): Promise<TokenRecord | null> {
+    return this.read('find token', ({ q }) => tokenByHash(q, this.tokens, hash));
+  }
+
+  listTokens(): Promise<TokenRecord[]> {
+    return this.read('list tokens', ({ q }) => allTokens(q, this.tokens));
+  }
+
+  revokeToken(id: string, at: string): Promise<TokenRecord | null> {
+    return this.read('revoke token', ({ q }) => revokeToken(q, this.tokens, id, at));
+  }
+
+  touchToken(id: string, at: string): Promise<void> {
+    return this.read('touch token', ({ q }) => touchToken(q, this.tokens, id, at));
   }
 
   // -- internals --------------------------------------------------------------------------

@@ -170,6 +170,22 @@ export const MIGRATIONS: readonly Migration[] = [
     description: 'attempt leases: a duplicate delivery does not take over a live attempt',
     sql: `ALTER TABLE attempts ADD COLUMN lease_until text COLLATE "C";`,
   },
+  {
+    version: 4,
+    description: 'API tokens, stored as sha256 hashes only',
+    sql: `
+      CREATE TABLE api_tokens (
+        id            text PRIMARY KEY,
+        seq           bigint GENERATED ALWAYS AS IDENTITY,
+        name          text NOT NULL,
+        scopes        jsonb NOT NULL,            -- string[]
+        token_hash    text NOT NULL UNIQUE,      -- hex sha256 of the value; the value is never stored
+        created_at    text COLLATE "C" NOT NULL,
+        last_used_at  text COLLATE "C",
+        revoked_at    text COLLATE "C"
+      );
+    `,
+  },
 ];
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;

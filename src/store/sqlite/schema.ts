@@ -149,6 +149,21 @@ export const MIGRATIONS: readonly Migration[] = [
     description: 'attempt leases: a duplicate delivery does not take over a live attempt',
     sql: `ALTER TABLE attempts ADD COLUMN lease_until TEXT;`,
   },
+  {
+    version: 4,
+    description: 'API tokens, stored as sha256 hashes only',
+    sql: `
+      CREATE TABLE api_tokens (
+        id            TEXT PRIMARY KEY,
+        name          TEXT NOT NULL,
+        scopes        TEXT NOT NULL,          -- JSON string[]
+        token_hash    TEXT NOT NULL UNIQUE,   -- hex sha256 of the value; the value is never stored
+        created_at    TEXT NOT NULL,
+        last_used_at  TEXT,
+        revoked_at    TEXT
+      );
+    `,
+  },
 ];
 
 /**

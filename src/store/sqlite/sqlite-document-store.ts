@@ -25,6 +25,7 @@ import type {
   OutboxEntry,
   UpsertModuleResult,
 } from '../document-store.js';
+import type { TokenRecord } from '../../core/tokens.js';
 import {
   bumpRevision,
   canonicalSpec,
@@ -54,6 +55,7 @@ import type {
   OutboxRow,
 } from './rows.js';
 import { migrate } from './schema.js';
+import { allTokens, insertToken, revokeToken, tokenByHash, touchToken } from './tokens.js';
 
 const ADAPTER = 'sqlite-store';
 const WORKER_LOST_MESSAGE = 'the worker running this attempt stopped before it finished';
@@ -525,6 +527,28 @@ export class SqliteDocumentStore implements DocumentStore {
         insights: insights.map(toInsight),
       };
     });
+  }
+
+  // -- API tokens -------------------------------------------------------------------------
+
+  createToken(record: TokenRecord): Promise<void> {
+    return this.write('create token', (db) => insertToken(db, record));
+  }
+
+  findTokenByHash(hash: string): Promise<TokenRecord | null> {
+    return this.read('find token', (db) => tokenByHash(db, hash));
+  }
+
+  listTokens(): Promise<TokenRecord[]> {
+    return this.read('list tokens', allTokens);
+  }
+
+  revokeToken(id: string, at: string): Promise<TokenRecord | null> {
+    return this.write('revoke token', (db) => revokeToken(db, id, at));
+  }
+
+  touchToken(id: string, at: string): Promise<void> {
+    return this.write('touch token', (db) => touchToken(db, id, at));
   }
 
   // -- internals --------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import type {
   SubscriptionSpec,
 } from '../event-bus.js';
 import { NatsNames, checkTopic, checkedMessage } from './nats-names.js';
+import { checkSubscriptionSpec } from '../checks.js';
 import {
   ADAPTER,
   type LiveEntry,
@@ -154,13 +155,7 @@ export class NatsEventBus implements EventBus {
   }
 
   async ensureSubscription(spec: SubscriptionSpec): Promise<void> {
-    if (!spec.name || !Number.isFinite(spec.leaseMs) || spec.leaseMs <= 0) {
-      const issue = {
-        path: spec.name ? 'leaseMs' : 'name',
-        message: 'must be positive / non-empty',
-      };
-      throw new ValidationError(`invalid subscription: ${issue.path} ${issue.message}`, [issue]);
-    }
+    checkSubscriptionSpec(spec);
     spec.topics.forEach((topic, i) => checkTopic(topic, `topics[${i}]`));
     const topics = [...new Set(spec.topics)];
     const leaseMs = Math.round(spec.leaseMs);

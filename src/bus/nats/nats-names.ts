@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { ValidationError } from '../../core/errors.js';
 import type { BusMessage } from '../event-bus.js';
+import { checkedMessage as checkMessageShape } from '../checks.js';
 
 /**
  * Naming of the JetStream objects behind {@link NatsEventBus}. Subjects and consumer names
@@ -71,22 +72,9 @@ export function checkTopic(topic: string, path = 'topic'): void {
   }
 }
 
-/** Checks the shape (callers may bypass types) and returns only the stored fields. */
+/** Checks the shape (callers may bypass types) and that the topic is a valid subject part. */
 export function checkedMessage(message: BusMessage): BusMessage {
-  const { id, topic, body } = message as Partial<Record<keyof BusMessage, unknown>>;
-  const issues = [
-    ...(typeof id === 'string' && id
-      ? []
-      : [{ path: 'id', message: 'must be a non-empty string' }]),
-    ...(typeof topic === 'string' && topic
-      ? []
-      : [{ path: 'topic', message: 'must be a non-empty string' }]),
-    ...(typeof body === 'string' ? [] : [{ path: 'body', message: 'must be a string' }]),
-  ];
-  if (issues.length > 0) {
-    const detail = issues.map((i) => `${i.path} ${i.message}`).join(', ');
-    throw new ValidationError(`invalid bus message: ${detail}`, issues);
-  }
-  checkTopic(message.topic);
-  return { id: message.id, topic: message.topic, body: message.body };
+  const checked = checkMessageShape(message);
+  checkTopic(checked.topic);
+  return checked;
 }

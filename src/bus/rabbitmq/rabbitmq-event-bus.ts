@@ -1,6 +1,6 @@
 import type { ConfirmChannel, ConsumeMessage, GetMessage } from 'amqplib';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { NotFoundError, UnavailableError, ValidationError } from '../../core/errors.js';
+import { NotFoundError, UnavailableError } from '../../core/errors.js';
 import type {
   BusMessage,
   ConsumeOptions,
@@ -9,6 +9,7 @@ import type {
   SubscriptionSpec,
 } from '../event-bus.js';
 import { ADAPTER, AmqpSession, type BusLogger } from './amqp-session.js';
+import { checkSubscriptionSpec } from '../checks.js';
 import { RabbitMqConsumer, type ConsumerHost } from './rabbitmq-consumer.js';
 import {
   COUNT_HEADER,
@@ -125,13 +126,7 @@ export class RabbitMqEventBus implements EventBus {
    * topics bound; the next call repairs it.
    */
   async ensureSubscription(spec: SubscriptionSpec): Promise<void> {
-    if (!spec.name || !Number.isFinite(spec.leaseMs) || spec.leaseMs <= 0) {
-      const issue = {
-        path: spec.name ? 'leaseMs' : 'name',
-        message: 'must be positive / non-empty',
-      };
-      throw new ValidationError(`invalid subscription: ${issue.path} ${issue.message}`, [issue]);
-    }
+    checkSubscriptionSpec(spec);
     const queues = queuesOf(this.prefix, spec.name);
     const meta: SubscriptionMeta = {
       leaseMs: Math.round(spec.leaseMs),

@@ -1,6 +1,6 @@
 import type { Message, Options } from 'amqplib';
-import { ValidationError } from '../../core/errors.js';
 import type { BusMessage } from '../event-bus.js';
+import { checkedMessage } from '../checks.js';
 
 /** Header carrying how many deliveries a republished message already had. */
 export const COUNT_HEADER = 'x-ion-delivery-count';
@@ -142,21 +142,7 @@ export function parseMeta(content: Buffer): SubscriptionMeta | undefined {
   }
 }
 
-/** Checks the shape (callers may bypass types) and returns only the carried fields. */
+/** Checks the shape (callers may bypass types); AMQP routing keys are at most 255 bytes. */
 export function checked(message: BusMessage): BusMessage {
-  const { id, topic, body } = message as Partial<Record<keyof BusMessage, unknown>>;
-  const issues = [
-    ...(typeof id === 'string' && id
-      ? []
-      : [{ path: 'id', message: 'must be a non-empty string' }]),
-    ...(typeof topic === 'string' && topic && Buffer.byteLength(topic) <= 255
-      ? []
-      : [{ path: 'topic', message: 'must be a non-empty string of at most 255 bytes' }]),
-    ...(typeof body === 'string' ? [] : [{ path: 'body', message: 'must be a string' }]),
-  ];
-  if (issues.length > 0) {
-    const detail = issues.map((i) => `${i.path} ${i.message}`).join(', ');
-    throw new ValidationError(`invalid bus message: ${detail}`, issues);
-  }
-  return { id: message.id, topic: message.topic, body: message.body };
+  return checkedMessage(message, 255);
 }

@@ -5,13 +5,9 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import { checkSubscriptionSpec, checkedMessage } from '../checks.js';
 import type { Database as Db } from 'better-sqlite3';
-import {
-  NotFoundError,
-  UnavailableError,
-  ValidationError,
-  wrapDriverError,
-} from '../../core/errors.js';
+import { NotFoundError, UnavailableError, wrapDriverError } from '../../core/errors.js';
 import type {
   BusMessage,
   ConsumeOptions,
@@ -265,13 +261,7 @@ export class SqliteEventBus implements EventBus {
   }
 
   async ensureSubscription(spec: SubscriptionSpec): Promise<void> {
-    if (!spec.name || !Number.isFinite(spec.leaseMs) || spec.leaseMs <= 0) {
-      const issue = {
-        path: spec.name ? 'leaseMs' : 'name',
-        message: 'must be positive / non-empty',
-      };
-      throw new ValidationError(`invalid subscription: ${issue.path} ${issue.message}`, [issue]);
-    }
+    checkSubscriptionSpec(spec);
     this.idle.delete(spec.name);
     this.run('ensureSubscription', (s, db) =>
       db
@@ -298,7 +288,7 @@ export class SqliteEventBus implements EventBus {
   }
 
   async publish(message: BusMessage): Promise<void> {
-    const fields = checked(message);
+    const fields = checkedMessage(message);
     const now = Date.now();
     const subscriptions = this.run('publish', (s) => s.publish.all({ ...fields, now }) as string[]);
     for (const subscription of subscriptions) this.wakeOne(subscription);
@@ -306,7 +296,7 @@ export class SqliteEventBus implements EventBus {
   }
 
   async sendTo(subscription: string, message: BusMessage): Promise<void> {
-    const fields = checked(message);
+    const fields = checkedMessage(message);
     const now = Date.now();
     const changes = this.run('sendTo', (s, db) =>
       db
@@ -539,23 +529,4 @@ export class SqliteEventBus implements EventBus {
       throw wrapDriverError(ADAPTER, action, err);
     }
   }
-}
-
-/** Checks the shape (callers may bypass types) and returns only the stored fields. */
-function checked(message: BusMessage): { id: string; topic: string; body: string } {
-  const { id, topic, body } = message as Partial<Record<keyof BusMessage, unknown>>;
-  const issues = [
-    ...(typeof id === 'string' && id
-      ? []
-      : [{ path: 'id', message: 'must be a non-empty string' }]),
-    ...(typeof topic === 'string' && topic
-      ? []
-      : [{ path: 'topic', message: 'must be a non-empty string' }]),
-    ...(typeof body === 'string' ? [] : [{ path: 'body', message: 'must be a string' }]),
-  ];
-  if (issues.length > 0) {
-    const detail = issues.map((i) => `${i.path} ${i.message}`).join(', ');
-    throw new ValidationError(`invalid bus message: ${detail}`, issues);
-  }
-  return { id: message.id, topic: message.topic, body: message.body };
 }

@@ -12,6 +12,7 @@ import type {
   JobState,
   KeyValue,
   ModuleRecord,
+  ModuleSpec,
 } from '../core/types.js';
 
 /** An event as the API returns it: `data` as an object, `metadata` as the ordered pairs. */
@@ -26,6 +27,15 @@ export interface TraceView {
   jobs: Job[];
   insights: Insight[];
 }
+
+/** An insight hit of `GET /v1/insights`: the insight and a summary of its event. */
+export type InsightHitView = Insight & {
+  event: {
+    eventId: string;
+    type: string;
+    files: { path: string; sha256: string; size: number; href: string }[];
+  } | null;
+};
 
 /** An error answered by the API, with its stable code. */
 export class ApiError extends IonError {
@@ -190,5 +200,101 @@ export class IonClient {
 
   async discardDeadLetter(id: string): Promise<void> {
     await this.request('DELETE', `/v1/dead-letters/${encodeURIComponent(id)}`);
+  }
+
+  // -- module admin --
+
+  async deleteModule(name: string): Promise<void> {
+    await this.request('DELETE', `/v1/modules/${encodeURIComponent(name)}`);
+  }
+
+  pauseModule(name: string): Promise<ModuleRecord> {
+    return this.json('POST', `/v1/modules/${encodeURIComponent(name)}/pause`);
+  }
+
+  resumeModule(name: string): Promise<ModuleRecord> {
+    return this.json('POST', `/v1/modules/${encodeURIComponent(name)}/resume`);
+  }
+
+  async moduleVersions(
+    name: string,
+  ): Promise<{ version: number; spec: ModuleSpec; createdAt: string }[]> {
+    return (
+      await this.json<{ versions: { version: number; spec: ModuleSpec; createdAt: string }[] }>(
+        'GET',
+        `/v1/modules/${encodeURIComponent(name)}/versions`,
+      )
+    ).versions;
+  }
+
+  redriveMany(selector: {
+    ids?: string[];
+    module?: string;
+    all?: boolean;
+  }): Promise<{ redriven: number; jobs: Job[] }> {
+    return this.json('POST', '/v1/dead-letters/redrive', selector);
+  }
+
+  discardMany(selector: {
+    ids?: string[];
+    module?: string;
+    all?: boolean;
+  }): Promise<{ discarded: number }> {
+    return this.json('POST', '/v1/dead-letters/discard', selector);
+  }
+
+  // -- event queries (listEvents) --
+  listEvents(
+    filter: {
+      type?: string;
+      source?: string;
+      correlationId?: string;
+      since?: string;
+      until?: string;
+      limit?: number;
+      cursor?: string;
+    } = {},
+  ): Promise<{ events: EventView[]; nextCursor: string | null }> {
+    return this.json('GET', `/v1/events${queryString(filter)}`);
+  }
+
+  eventLineage(
+    eventId: string,
+  ): Promise<{ event: EventView; ancestors: EventView[]; descendants: EventView[] }> {
+    return this.json('GET', `/v1/events/${encodeURIComponent(eventId)}/lineage`);
+  }
+
+  async queryInsights(
+    filter: {
+      module?: string;
+      key?: string;
+      value?: string;
+      valuePrefix?: string;
+      correlationId?: string;
+      since?: string;
+      until?: string;
+      limit?: number;
+    } = {},
+  ): Promise<InsightHitView[]> {
+    return (
+      await this.json<{ insights: InsightHitView[] }>('GET', `/v1/insights${queryString(filter)}`)
+    ).insights;
+  }
+
+  /** Streams a blob (or the inclusive byte range `range` of it). */
+  async getBlob(
+    sha256: string,
+    options: { range?: { start: number; end?: number } } = {},
+  ): Promise<{ stream: Readable; contentType: string | null; size: number | null }> {
+    const r = options.range;
+    const response = await this.request('GET', `/v1/blobs/${encodeURIComponent(sha256)}`, {
+      headers: r === undefined ? {} : { range: `bytes=${r.start}-${r.end ?? ''}` },
+    });
+    const length = response.headers.get('content-length');
+    return {
+      stream: Readable.fromWeb(response.body!),
+      contentType: response.headers.get('content-type'),
+      size: length === null ? null : Number(length),
+    };
   }
 }

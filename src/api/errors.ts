@@ -19,6 +19,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   module_timeout: 422,
   worker_lost: 503,
   message_malformed: 400,
+  range_not_satisfiable: 416,
 };
 
 /** The error body every route answers with: `{ error: { code, message } }`. */

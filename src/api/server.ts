@@ -3,6 +3,8 @@ import { installOpenApi } from './openapi.js';
 import { installAuth, type AuthDeps } from './auth.js';
 import { registerGateway } from './gateway.js';
 import { registerOps } from './ops.js';
+import { registerQueryRoutes } from './queries.js';
+import { registerAdminRoutes } from './admin-routes.js';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Control } from '../app/control.js';
@@ -169,26 +171,7 @@ export function buildServer(deps: ServerDeps) {
         return reply.status(201).send(ref);
       },
     });
-    app.get(
-      '/v1/blobs/:sha256',
-      {
-        schema: {
-          params: {
-            type: 'object',
-            properties: { sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' } },
-          },
-        },
-      },
-      async (request, reply) => {
-        const { stream, ref } = await control.getBlob(
-          (request.params as { sha256: string }).sha256,
-        );
-        return reply
-          .header('content-type', 'application/octet-stream')
-          .header('content-length', ref.size)
-          .send(stream);
-      },
-    );
+    // GET /v1/blobs/:sha256 (ranges, content types) lives in queries.ts.
 
     app.post('/v1/events', {
       schema: {
@@ -369,6 +352,8 @@ export function buildServer(deps: ServerDeps) {
 
     registerGateway(app, deps);
     registerOps(app, deps);
+    registerAdminRoutes(app, deps);
+    registerQueryRoutes(app, deps);
     // [routes] further route groups are registered here, one line each.
     done();
   });

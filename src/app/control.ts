@@ -24,8 +24,9 @@ import type {
 } from '../core/types.js';
 import { parseOrThrow } from '../core/validation.js';
 import { normaliseRelativePath } from '../handler/safe-path.js';
-import type { DocumentStore, JobFilter } from '../store/document-store.js';
+import type { DocumentStore, JobFilter, ModuleVersion } from '../store/document-store.js';
 import type { AttemptFinished } from '../dispatcher/deps.js';
+import * as eventQueries from './event-queries.js';
 
 export interface PublishInput {
   type: string;
@@ -342,6 +343,134 @@ export class Control {
     if (!(await this.deps.store.discardDeadLetter(id)))
       throw new NotFoundError(`dead letter ${id} does not exist`);
   }
+
+  // -- module admin ---------------------------------------------------------------------------
+
+  /**
+   * Deletes a module: its dispatching stops (at the pool's next refresh) and its bus
+   * subscription goes, as with `prune`; its versions, jobs and events are kept.
+   */
+  async deleteModule(name: string): Promise<void> {
+    if (!(await this.deps.store.deleteModule(name)))
+      throw new NotFoundError(`module "${name}" does not exist`);
+    await this.deps.bus.deleteSubscription(name);
+    this.deps.onModulesChanged?.();
+  }
+
+  /**
+   * Pauses or resumes a module. While paused no job of it starts; its subscription stays, so
+   * events published meanwhile wait in the bus and run after the resume.
+   */
+  async setModulePaused(name: string, paused: boolean): Promise<ModuleRecord> {
+    const module = await this.deps.store.setModulePaused(name, paused);
+    if (module === null) throw new NotFoundError(`module "${name}" does not exist`);
+    this.deps.onModulesChanged?.();
+    return module;
+  }
+
+  /** Every version of a module, oldest first; a deleted module keeps its history. */
+  async listModuleVersions(name: string): Promise<ModuleVersion[]> {
+    const versions = await this.deps.store.listModuleVersions(name);
+    if (versions.length === 0) throw new NotFoundError(`module "${name}" does not exist`);
+    return versions;
+  }
+
+  /** Redrives the dead letters a selector names (see {@link DeadLetterSelector}). */
+  async redriveMany(selector: DeadLetterSelector): Promise<{ redriven: number; jobs: Job[] }> {
+    const jobs: Job[] = [];
+    let redriven = 0;
+    await this.eachDeadLetter(selector, async (id) => {
+      if ((await this.deps.store.getDeadLetter(id)) === null) return;
+      const job = await this.deps.store.redriveDeadLetter(id);
+      redriven += 1;
+      if (job !== null) jobs.push(job);
+    });
+    if (redriven > 0) this.deps.onPublished?.();
+    return { redriven, jobs };
+  }
+
+  /** Discards the dead letters a selector names (see {@link DeadLetterSelector}). */
+  async discardMany(selector: DeadLetterSelector): Promise<{ discarded: number }> {
+    let discarded = 0;
+    await this.eachDeadLetter(selector, async (id) => {
+      if (await this.deps.store.discardDeadLetter(id)) discarded += 1;
+    });
+    return { discarded };
+  }
+
+  private async eachDeadLetter(
+    selector: DeadLetterSelector,
+    fn: (id: string) => Promise<void>,
+  ): Promise<void> {
+    const { ids, module, all } = selector;
+    if (ids !== undefined && all === true)
+      throw new ValidationError('give either ids or all, not both', [
+        { path: 'ids', message: 'not allowed together with all' },
+      ]);
+    if ((ids === undefined || ids.length === 0) && all !== true && module === undefined)
+      throw new ValidationError('say which dead letters: ids, module or all: true', [
+        { path: '', message: 'empty selector' },
+      ]);
+    if (ids !== undefined) {
+      for (const id of new Set(ids)) {
+        if (module !== undefined) {
+          const dead = await this.deps.store.getDeadLetter(id);
+          if (dead === null || dead.module !== module) continue;
+        }
+        await fn(id);
+      }
+      return;
+    }
+    // Page through until a page brings nothing new: each id is handled once, even when a
+    // redriven job fails again and is dead-lettered anew while this runs.
+    const seen = new Set<string>();
+    for (;;) {
+      const page = await this.deps.store.listDeadLetters({
+        ...(module === undefined ? {} : { module }),
+        limit: 1000,
+      });
+      const fresh = page.filter((d) => !seen.has(d.id));
+      if (fresh.length === 0) return;
+      for (const dead of fresh) {
+        seen.add(dead.id);
+        await fn(dead.id);
+      }
+    }
+  }
+
+  // -- event queries (listEvents) --
+  listEvents(
+    filter: import('../store/document-store.js').EventFilter,
+  ): Promise<{ events: IonEvent[]; nextCursor: string | null }> {
+    return eventQueries.listEvents(this.deps.store, filter);
+  }
+
+  lineage(eventId: string): Promise<eventQueries.Lineage> {
+    return eventQueries.lineage(this.deps.store, eventId);
+  }
+
+  queryInsights(
+    filter: import('../store/document-store.js').InsightFilter,
+  ): Promise<eventQueries.InsightHit[]> {
+    return eventQueries.queryInsights(this.deps.store, filter);
+  }
+
+  async statBlob(sha256: string): Promise<BlobRef> {
+    const ref = await this.deps.blobs.stat(sha256);
+    if (ref === null) throw new NotFoundError(`blob ${sha256} does not exist`);
+    return ref;
+  }
+}
+
+/**
+ * Which dead letters a bulk operation acts on: the listed `ids` (only those of `module` when
+ * given too), or every one of `module`, or every one (`all: true`, narrowed by `module`).
+ * An empty selector is refused, so a bare request never touches everything by accident.
+ */
+export interface DeadLetterSelector {
+  ids?: string[];
+  module?: string;
+  all?: boolean;
 }
 
 /** Runs one readiness probe with a deadline; never throws. */

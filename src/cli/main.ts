@@ -4,6 +4,7 @@ import { registerApply } from './commands/apply.js';
 import { registerConfig } from './commands/config.js';
 import { registerDev } from './commands/dev.js';
 import { registerEvent } from './commands/event.js';
+import { registerQueryCommands } from './commands/queries.js';
 import { registerDlq, registerJobs, registerModules } from './commands/jobs.js';
 import { registerTrace } from './commands/trace.js';
 import { registerUp } from './commands/up.js';
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
   registerModules(program);
   registerDev(program);
   registerConfig(program);
+  registerQueryCommands(program);
   // Every command that talks to a running Ion takes --api-url and --profile.
   const addApiUrl = (cmd: Command): void => {
     if (!['up', 'server', 'worker'].includes(cmd.name()) && cmd.commands.length === 0) {

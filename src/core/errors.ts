@@ -21,6 +21,7 @@ export const ERROR_CODES = {
   module_timeout: 'The module ran longer than its timeout and was killed.',
   worker_lost: 'The worker running the job stopped before the job finished.',
   message_malformed: 'A bus message could not be parsed.',
+  range_not_satisfiable: 'The requested byte range lies outside the blob.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

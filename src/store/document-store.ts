@@ -102,7 +102,29 @@ export interface InsightFilter {
   value?: string;
   correlationId?: string;
   jobId?: string;
+  /** Values starting with this (matched literally: `%` and `_` are not wildcards). */
+  valuePrefix?: string;
+  /** Inclusive lower bound on `createdAt` (ISO 8601). */
+  since?: string;
+  /** Exclusive upper bound on `createdAt` (ISO 8601). */
+  until?: string;
   limit?: number;
+}
+
+/** Filters of `listEvents`; all optional, combined with AND. */
+export interface EventFilter {
+  type?: string;
+  /** The source: `api`, `gateway` or a module name. */
+  source?: string;
+  correlationId?: string;
+  /** Inclusive lower bound on `createdAt` (ISO 8601). */
+  since?: string;
+  /** Exclusive upper bound on `createdAt` (ISO 8601). */
+  until?: string;
+  /** Page size; default 50. */
+  limit?: number;
+  /** The `nextCursor` of the previous page. */
+  cursor?: string;
 }
 
 export interface OutboxEntry {
@@ -121,6 +143,13 @@ export interface UpsertModuleResult {
   change: 'created' | 'updated' | 'unchanged';
 }
 
+/** One past or present version of a module, as `module_versions` keeps it. */
+export interface ModuleVersion {
+  version: number;
+  spec: ModuleSpec;
+  createdAt: string;
+}
+
 export interface DocumentStore {
   start(): Promise<void>;
   /** Idempotent. */
@@ -136,6 +165,15 @@ export interface DocumentStore {
   deleteModule(name: string): Promise<boolean>;
   /** Increases on every module change; lets dispatchers notice changes cheaply. */
   modulesRevision(): Promise<number>;
+
+  // -- module admin -------------------------------------------------------------------------
+  /**
+   * Pauses or resumes a live module (dispatchers skip paused ones) and bumps the modules
+   * revision. Returns the module, or null when absent or deleted.
+   */
+  setModulePaused(name: string, paused: boolean): Promise<ModuleRecord | null>;
+  /** Every stored version of a module (deleted ones too), oldest first; empty when unknown. */
+  listModuleVersions(name: string): Promise<ModuleVersion[]>;
 
   // -- events -------------------------------------------------------------------------------
   /**
@@ -190,6 +228,13 @@ export interface DocumentStore {
   listInsights(filter?: InsightFilter): Promise<Insight[]>;
   /** Every event, job and insight of one correlation id, in creation order. */
   trace(correlationId: string): Promise<Trace>;
+
+  // -- event queries (listEvents) --
+  /**
+   * Events newest first (by createdAt, then eventId), a page at a time: `nextCursor` is null
+   * on the last page. A malformed cursor is a ValidationError.
+   */
+  listEvents(filter: EventFilter): Promise<{ events: IonEvent[]; nextCursor: string | null }>;
 
   // -- API tokens (only their hashes; see core/tokens.ts) ---------------------------------------
   /** Stores a new token; a second token with the same id or hash is a conflict. */

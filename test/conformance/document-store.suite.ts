@@ -586,5 +586,184 @@ export function documentStoreConformance(name: string, factory: DocumentStoreFac
       expect(await store.findTokenByHash(record.hash)).toEqual({ ...record, lastUsedAt: used });
       await store.touchToken(randomUUID(), at());
     });
+
+    // -- module admin --
+    describe('module admin', () => {
+      it('pauses and resumes a live module, bumping the revision each time', async () => {
+        const s = spec();
+        await store.upsertModule(s);
+        const before = await store.modulesRevision();
+        const paused = await store.setModulePaused(s.name, true);
+        expect(paused).toMatchObject({ name: s.name, version: 1, paused: true });
+        expect(await store.getModule(s.name)).toMatchObject({ paused: true });
+        expect(await store.modulesRevision()).toBeGreaterThan(before);
+        const mid = await store.modulesRevision();
+        expect(await store.setModulePaused(s.name, false)).toMatchObject({ paused: false });
+        expect((await store.listModules()).find((m) => m.name === s.name)?.paused).toBe(false);
+        expect(await store.modulesRevision()).toBeGreaterThan(mid);
+      });
+
+      it('keeps a module paused across a new version', async () => {
+        const s = spec();
+        await store.upsertModule(s);
+        await store.setModulePaused(s.name, true);
+        const { module } = await store.upsertModule({ ...s, retries: 5 });
+        expect(module).toMatchObject({ version: 2, paused: true });
+      });
+
+      it('answers null when pausing an unknown or deleted module', async () => {
+        expect(await store.setModulePaused(`mod-${randomUUID()}`, true)).toBeNull();
+        const s = spec();
+        await store.upsertModule(s);
+        await store.deleteModule(s.name);
+        const before = await store.modulesRevision();
+        expect(await store.setModulePaused(s.name, true)).toBeNull();
+        expect(await store.modulesRevision()).toBe(before);
+      });
+
+      it('lists every version oldest first, and keeps them after a delete', async () => {
+        const s = spec();
+        await store.upsertModule(s);
+        await store.upsertModule(s); // unchanged: no new version
+        await store.upsertModule({ ...s, retries: 7, run: { command: ['x'], cwd: '/srv' } });
+        const versions = await store.listModuleVersions(s.name);
+        expect(versions.map((v) => v.version)).toEqual([1, 2]);
+        expect(versions[0]!.spec).toEqual(s);
+        expect(versions[1]!.spec).toEqual({
+          ...s,
+          retries: 7,
+          run: { command: ['x'], cwd: '/srv' },
+        });
+        expect(typeof versions[0]!.createdAt).toBe('string');
+        await store.deleteModule(s.name);
+        expect((await store.listModuleVersions(s.name)).map((v) => v.version)).toEqual([1, 2]);
+        expect(await store.listModuleVersions(`mod-${randomUUID()}`)).toEqual([]);
+      });
+    });
+
+    // -- event queries (listEvents) --
+    describe('event queries', () => {
+      it('lists events newest first in cursor pages, without duplicates or gaps', async () => {
+        const type = `type-${randomUUID()}`;
+        const same = at();
+        const events: IonEvent[] = [];
+        for (let i = 0; i < 7; i++) {
+          // Three share one timestamp, so the event id must break ties.
+          const e = { ...rootEvent(), type, ...(i >= 2 && i < 5 ? { createdAt: same } : {}) };
+          if (i >= 5) e.createdAt = at();
+          await store.insertRootEvent(e);
+          events.push(e);
+        }
+        const expected = [...events]
+          .sort((a, b) =>
+            a.createdAt === b.createdAt
+              ? a.eventId < b.eventId
+                ? 1
+                : -1
+              : a.createdAt < b.createdAt
+                ? 1
+                : -1,
+          )
+          .map((e) => e.eventId);
+        const seen: string[] = [];
+        let cursor: string | undefined;
+        let pages = 0;
+        for (;;) {
+          const page = await store.listEvents({
+            type,
+            limit: 3,
+            ...(cursor === undefined ? {} : { cursor }),
+          });
+          pages++;
+          seen.push(...page.events.map((e) => e.eventId));
+          if (page.nextCursor === null) break;
+          cursor = page.nextCursor;
+        }
+        expect(pages).toBe(3);
+        expect(seen).toEqual(expected);
+        expect((await store.listEvents({ type, limit: 7 })).nextCursor).toBeNull();
+        const first = (await store.listEvents({ type, limit: 1 })).events[0];
+        expect(first).toEqual(events.find((e) => e.eventId === expected[0]));
+      });
+
+      it('filters events by type, source, correlation id and time range', async () => {
+        const root = rootEvent();
+        await store.insertRootEvent(root);
+        const module = `m-${randomUUID()}`;
+        const b = await begin(root, module);
+        if (b.status !== 'started') throw new Error(b.status);
+        const child = childOf(root, module, 'a.txt');
+        await store.commitAttempt({
+          jobId: b.job.jobId,
+          attempt: b.attempt,
+          finishedAt: at(),
+          durationMs: 1,
+          exitCode: 0,
+          logTail: '',
+          logBlob: null,
+          insights: [],
+          outputs: [],
+          children: [child],
+        });
+        const ids = async (f: Parameters<DocumentStore['listEvents']>[0]) =>
+          (await store.listEvents(f)).events.map((e) => e.eventId);
+        const correlationId = root.correlationId;
+        expect(await ids({ correlationId })).toEqual([child.eventId, root.eventId]);
+        expect(await ids({ correlationId, source: module })).toEqual([child.eventId]);
+        expect(await ids({ correlationId, type: root.type })).toEqual([root.eventId]);
+        expect(await ids({ correlationId, since: child.createdAt })).toEqual([child.eventId]);
+        expect(await ids({ correlationId, until: child.createdAt })).toEqual([root.eventId]);
+        expect(await ids({ correlationId, type: `type-${randomUUID()}` })).toEqual([]);
+      });
+
+      it('refuses a malformed cursor with a validation error', async () => {
+        for (const cursor of ['not a cursor', 'e30', Buffer.from('[1,2]').toString('base64url')])
+          await expect(store.listEvents({ cursor })).rejects.toMatchObject({
+            code: 'validation_failed',
+          });
+      });
+
+      it('finds insights by value prefix (literal % and _) and time range', async () => {
+        const root = rootEvent();
+        await store.insertRootEvent(root);
+        const module = `m-${randomUUID()}`;
+        const b = await begin(root, module);
+        if (b.status !== 'started') throw new Error(b.status);
+        const key = `k-${randomUUID()}`;
+        const finishedAt = at();
+        await store.commitAttempt({
+          jobId: b.job.jobId,
+          attempt: b.attempt,
+          finishedAt,
+          durationMs: 1,
+          exitCode: 0,
+          logTail: '',
+          logBlob: null,
+          insights: [
+            { key, value: 'en-GB' },
+            { key, value: 'en_US' },
+            { key, value: 'EN-x' },
+            { key, value: '50%off' },
+            { key, value: 'fr' },
+          ],
+          outputs: [],
+          children: [],
+        });
+        const values = async (f: Parameters<DocumentStore['listInsights']>[0]) =>
+          (await store.listInsights({ key, ...f })).map((i) => i.value);
+        expect(await values({ valuePrefix: 'en' })).toEqual(['en-GB', 'en_US']);
+        expect(await values({ valuePrefix: 'en_' })).toEqual(['en_US']);
+        expect(await values({ valuePrefix: '50%' })).toEqual(['50%off']);
+        expect(await values({ valuePrefix: '5%' })).toEqual([]);
+        expect(await values({ value: 'fr' })).toEqual(['fr']);
+        const all = await store.listInsights({ key });
+        const createdAt = all[0]!.createdAt;
+        expect(await values({ since: createdAt, valuePrefix: 'fr' })).toEqual(['fr']);
+        expect(await values({ until: createdAt })).toEqual([]);
+        expect(
+          await values({ until: new Date(Date.parse(createdAt) + 1).toISOString() }),
+        ).toHaveLength(5);
+      });
+    });
   });
 }

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { JOB_STATES, type JobState } from '../../core/types.js';
+import type { IonClient } from '../../api/client.js';
+import { JOB_STATES, type Job, type JobState } from '../../core/types.js';
 import {
   UsageError,
   clientFor,
@@ -118,25 +119,103 @@ export function registerDlq(program: Command): void {
       );
     });
   dlq
-    .command('redrive <id>')
-    .description('send a dead-lettered job back to its module')
+    .command('redrive [id]')
+    .description('send dead-lettered jobs back to their module: one by id, or --all')
+    .option('--all', 'every dead letter (of --module only, when given)')
+    .option('--module <name>', 'with --all: only this module')
     .option('--json', 'print JSON')
-    .action(async (id: string, options: ApiOptions & { json?: boolean }) => {
-      const result = await clientFor(options).redrive(id);
-      if (options.json === true) return printJson(result);
-      print(
-        result.job === null
-          ? `dead letter ${id} removed (it had no job to run again)`
-          : `redriven: job ${result.job.jobId} of ${result.job.module} is pending again`,
-      );
-    });
+    .action(
+      async (
+        id: string | undefined,
+        options: ApiOptions & { all?: boolean; module?: string; json?: boolean },
+      ) => {
+        const client = clientFor(options);
+        if (bulk(id, options)) {
+          const jobs: Job[] = [];
+          const redriven = await inBatches(client, options, 'redriven', async (ids) => {
+            const result = await client.redriveMany({ ids });
+            jobs.push(...result.jobs);
+            return result.redriven;
+          });
+          if (options.json === true) return printJson({ redriven, jobs });
+          return print(`redriven ${redriven} dead letter${redriven === 1 ? '' : 's'}`);
+        }
+        const result = await client.redrive(id!);
+        if (options.json === true) return printJson(result);
+        print(
+          result.job === null
+            ? `dead letter ${id} removed (it had no job to run again)`
+            : `redriven: job ${result.job.jobId} of ${result.job.module} is pending again`,
+        );
+      },
+    );
   dlq
-    .command('discard <id>')
-    .description('drop a dead letter without running it again')
-    .action(async (id: string, options: ApiOptions) => {
-      await clientFor(options).discardDeadLetter(id);
-      print(`discarded ${id}`);
+    .command('discard [id]')
+    .description('drop dead letters without running them again: one by id, or --all')
+    .option('--all', 'every dead letter (of --module only, when given)')
+    .option('--module <name>', 'with --all: only this module')
+    .option('--json', 'print JSON')
+    .action(
+      async (
+        id: string | undefined,
+        options: ApiOptions & { all?: boolean; module?: string; json?: boolean },
+      ) => {
+        const client = clientFor(options);
+        if (bulk(id, options)) {
+          const discarded = await inBatches(client, options, 'discarded', async (ids) => {
+            return (await client.discardMany({ ids })).discarded;
+          });
+          if (options.json === true) return printJson({ discarded });
+          return print(`discarded ${discarded} dead letter${discarded === 1 ? '' : 's'}`);
+        }
+        await client.discardDeadLetter(id!);
+        if (options.json === true) return printJson({ discarded: 1 });
+        print(`discarded ${id}`);
+      },
+    );
+}
+
+/** Whether a dlq command acts on many (`--all`) or on one id; refuses both and neither. */
+function bulk(id: string | undefined, options: { all?: boolean; module?: string }): boolean {
+  if (options.all === true) {
+    if (id !== undefined) throw new UsageError('give either an id or --all, not both');
+    return true;
+  }
+  if (options.module !== undefined) throw new UsageError('--module needs --all');
+  if (id === undefined) throw new UsageError('give a dead letter id, or --all [--module M]');
+  return false;
+}
+
+const BATCH = 100;
+
+/**
+ * Acts on every dead letter (of `options.module`) in batches of ids, printing progress to
+ * stderr when there is more than one batch. Pages until a listing brings no new id, so a job
+ * dead-lettered again meanwhile is not handled twice. Returns the total acted on.
+ */
+async function inBatches(
+  client: IonClient,
+  options: { module?: string },
+  verb: string,
+  act: (ids: string[]) => Promise<number>,
+): Promise<number> {
+  const seen = new Set<string>();
+  let done = 0;
+  for (;;) {
+    const page = await client.listDeadLetters({
+      ...(options.module === undefined ? {} : { module: options.module }),
+      limit: 1000,
     });
+    const fresh = page.map((d) => d.id).filter((i) => !seen.has(i));
+    if (fresh.length === 0) return done;
+    const many = seen.size + fresh.length > BATCH;
+    for (let i = 0; i < fresh.length; i += BATCH) {
+      const ids = fresh.slice(i, i + BATCH);
+      ids.forEach((x) => seen.add(x));
+      done += await act(ids);
+      if (many) process.stderr.write(`${verb} ${done} of ${seen.size} so far\n`);
+    }
+  }
 }
 
 export function registerModules(program: Command): void {
@@ -159,6 +238,72 @@ export function registerModules(program: Command): void {
             String(m.concurrency),
             String(m.retries),
             `${m.timeoutMs}ms`,
+          ]),
+        ),
+      );
+    });
+  module
+    .command('get <name>')
+    .description('show one module')
+    .option('--json', 'print JSON')
+    .action(async (name: string, options: ApiOptions & { json?: boolean }) => {
+      const m = await clientFor(options).getModule(name);
+      if (options.json === true) return printJson(m);
+      print(
+        [
+          `module ${m.name} v${m.version}${m.paused ? ' (paused)' : ''}`,
+          `  subscribes ${m.subscribes.join(', ') || '-'}`,
+          `  publishes ${m.publishes.join(', ') || '-'}`,
+          `  run ${m.run.command.join(' ')}`,
+          `  concurrency ${m.concurrency}, retries ${m.retries}, timeout ${m.timeoutMs}ms`,
+          `  updated ${m.updatedAt}`,
+        ].join('\n'),
+      );
+    });
+  module
+    .command('rm <name>')
+    .description('delete a module: its dispatching stops, its history is kept')
+    .option('--json', 'print JSON')
+    .action(async (name: string, options: ApiOptions & { json?: boolean }) => {
+      await clientFor(options).deleteModule(name);
+      if (options.json === true) return printJson({ deleted: name });
+      print(`deleted module ${name}`);
+    });
+  for (const [action, paused] of [
+    ['pause', true],
+    ['resume', false],
+  ] as const) {
+    module
+      .command(`${action} <name>`)
+      .description(
+        paused
+          ? 'stop starting jobs of a module; its events wait until it is resumed'
+          : 'start running jobs of a paused module again',
+      )
+      .option('--json', 'print JSON')
+      .action(async (name: string, options: ApiOptions & { json?: boolean }) => {
+        const client = clientFor(options);
+        const m = paused ? await client.pauseModule(name) : await client.resumeModule(name);
+        if (options.json === true) return printJson(m);
+        print(`${paused ? 'paused' : 'resumed'} module ${m.name}`);
+      });
+  }
+  module
+    .command('versions <name>')
+    .description("list a module's versions, oldest first")
+    .option('--json', 'print JSON')
+    .action(async (name: string, options: ApiOptions & { json?: boolean }) => {
+      const versions = await clientFor(options).moduleVersions(name);
+      if (options.json === true) return printJson({ versions });
+      print(
+        table(
+          ['VERSION', 'CREATED', 'RUN', 'RETRIES', 'TIMEOUT'],
+          versions.map((v) => [
+            String(v.version),
+            v.createdAt,
+            v.spec.run.command.join(' '),
+            String(v.spec.retries),
+            `${v.spec.timeoutMs}ms`,
           ]),
         ),
       );

@@ -16,9 +16,11 @@ import type {
   BeginAttemptResult,
   CommitAttemptInput,
   DocumentStore,
+  EventFilter,
   FailAttemptInput,
   InsightFilter,
   JobFilter,
+  ModuleVersion,
   OutboxEntry,
   UpsertModuleResult,
 } from '../document-store.js';
@@ -55,6 +57,8 @@ import type {
   Tables,
 } from './rows.js';
 import { migrate } from './schema.js';
+import { eventPage, eventQuery, insightExtraConditions } from '../event-cursor.js';
+import { toModuleVersion } from '../module-version.js';
 import {
   allTokens,
   insertToken,
@@ -346,15 +350,18 @@ export class PostgresDocumentStore implements DocumentStore {
 
   listInsights(filter: InsightFilter = {}): Promise<Insight[]> {
     return this.read('list insights', async ({ q, t }) => {
-      const { where, params } = conditions({
+      const base = conditions({
         module: filter.module,
         key: filter.key,
         value: filter.value,
         correlation_id: filter.correlationId,
         job_id: filter.jobId,
       });
+      const extra = insightExtraConditions(filter, base.params.length + 1, (n) => `$${n}`);
+      const where = [base.where.replace(/^WHERE /, ''), ...extra.cols].filter(Boolean);
+      const params = [...base.params, ...extra.params];
       const { rows } = await q.query<InsightRow>(
-        `SELECT * FROM ${t.insights} ${where} ORDER BY id LIMIT $${params.length + 1}`,
+        `SELECT * FROM ${t.insights} ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id LIMIT $${params.length + 1}`,
         [...params, filter.limit ?? 1000],
       );
       return rows.map(toInsight);
@@ -390,6 +397,19 @@ export class PostgresDocumentStore implements DocumentStore {
     );
   }
 
+  // -- event queries (listEvents) --
+
+  listEvents(filter: EventFilter): Promise<{ events: IonEvent[]; nextCursor: string | null }> {
+    return this.read('list events', async ({ q, t }) => {
+      const { where, params, limit } = eventQuery(filter, (n) => `$${n}`);
+      const { rows } = await q.query<EventRow>(
+        `SELECT * FROM ${t.events} ${where} ORDER BY created_at DESC, event_id DESC LIMIT $${params.length}`,
+        params,
+      );
+      return eventPage(rows.map(toEvent), limit);
+    });
+  }
+
   // -- API tokens -------------------------------------------------------------------------
 
   createToken(record: TokenRecord): Promise<void> {
@@ -410,6 +430,32 @@ export class PostgresDocumentStore implements DocumentStore {
 
   touchToken(id: string, at: string): Promise<void> {
     return this.read('touch token', ({ q }) => touchToken(q, this.tokens, id, at));
+  }
+
+  // -- module admin -----------------------------------------------------------------------
+
+  setModulePaused(name: string, paused: boolean): Promise<ModuleRecord | null> {
+    return this.write('set module paused', async (ctx) => {
+      const { rows } = await ctx.q.query<ModuleRow>(
+        `UPDATE ${ctx.t.modules} SET paused = $1, updated_at = $2
+         WHERE name = $3 AND NOT deleted RETURNING *`,
+        [paused, nowIso(), name],
+      );
+      if (!rows[0]) return null;
+      await bumpRevision(ctx);
+      return toModule(rows[0]);
+    });
+  }
+
+  listModuleVersions(name: string): Promise<ModuleVersion[]> {
+    return this.read('list module versions', async ({ q, t }) => {
+      const { rows } = await q.query<{ version: number; spec_json: string; created_at: string }>(
+        `SELECT version, spec_json, created_at FROM ${t.moduleVersions}
+         WHERE name = $1 ORDER BY version`,
+        [name],
+      );
+      return rows.map((r) => toModuleVersion(r.version, r.spec_json, r.created_at));
+    });
   }
 
   // -- internals --------------------------------------------------------------------------

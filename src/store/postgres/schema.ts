@@ -186,6 +186,11 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 5,
+    description: 'list events newest first without scanning the table',
+    sql: `CREATE INDEX events_created ON events (created_at DESC, event_id DESC);`,
+  },
 ];
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;

@@ -164,6 +164,11 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 5,
+    description: 'list events newest first without scanning the table',
+    sql: `CREATE INDEX events_created ON events (created_at DESC, event_id DESC);`,
+  },
 ];
 
 /**

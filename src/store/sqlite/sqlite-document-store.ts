@@ -19,9 +19,11 @@ import type {
   BeginAttemptResult,
   CommitAttemptInput,
   DocumentStore,
+  EventFilter,
   FailAttemptInput,
   InsightFilter,
   JobFilter,
+  ModuleVersion,
   OutboxEntry,
   UpsertModuleResult,
 } from '../document-store.js';
@@ -55,6 +57,8 @@ import type {
   OutboxRow,
 } from './rows.js';
 import { migrate } from './schema.js';
+import { eventPage, eventQuery, insightExtraConditions } from '../event-cursor.js';
+import { toModuleVersion } from '../module-version.js';
 import { allTokens, insertToken, revokeToken, tokenByHash, touchToken } from './tokens.js';
 
 const ADAPTER = 'sqlite-store';
@@ -495,15 +499,20 @@ export class SqliteDocumentStore implements DocumentStore {
 
   listInsights(filter: InsightFilter = {}): Promise<Insight[]> {
     return this.read('list insights', (db) => {
-      const { where, params } = conditions({
+      const base = conditions({
         module: filter.module,
         key: filter.key,
         value: filter.value,
         correlation_id: filter.correlationId,
         job_id: filter.jobId,
       });
+      const extra = insightExtraConditions(filter, 1, () => '?', true);
+      const where = [base.where.replace(/^WHERE /, ''), ...extra.cols].filter(Boolean);
+      const params = [...base.params, ...extra.params];
       const rows = db
-        .prepare(`SELECT * FROM insights ${where} ORDER BY id LIMIT ?`)
+        .prepare(
+          `SELECT * FROM insights ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id LIMIT ?`,
+        )
         .all(...params, filter.limit ?? 1000) as InsightRow[];
       return rows.map(toInsight);
     });
@@ -529,6 +538,18 @@ export class SqliteDocumentStore implements DocumentStore {
     });
   }
 
+  // -- event queries (listEvents) --
+
+  listEvents(filter: EventFilter): Promise<{ events: IonEvent[]; nextCursor: string | null }> {
+    return this.attempt('list events', () => {
+      const { where, params, limit } = eventQuery(filter, () => '?');
+      const rows = this.handle()
+        .prepare(`SELECT * FROM events ${where} ORDER BY created_at DESC, event_id DESC LIMIT ?`)
+        .all(...params) as EventRow[];
+      return eventPage(rows.map(toEvent), limit);
+    });
+  }
+
   // -- API tokens -------------------------------------------------------------------------
 
   createToken(record: TokenRecord): Promise<void> {
@@ -549,6 +570,31 @@ export class SqliteDocumentStore implements DocumentStore {
 
   touchToken(id: string, at: string): Promise<void> {
     return this.write('touch token', (db) => touchToken(db, id, at));
+  }
+
+  // -- module admin -----------------------------------------------------------------------
+
+  setModulePaused(name: string, paused: boolean): Promise<ModuleRecord | null> {
+    return this.write('set module paused', (db) => {
+      const res = db
+        .prepare('UPDATE modules SET paused = ?, updated_at = ? WHERE name = ? AND deleted = 0')
+        .run(paused ? 1 : 0, nowIso(), name);
+      if (res.changes === 0) return null;
+      bumpRevision(db);
+      return toModule(db.prepare('SELECT * FROM modules WHERE name = ?').get(name) as ModuleRow);
+    });
+  }
+
+  listModuleVersions(name: string): Promise<ModuleVersion[]> {
+    return this.read('list module versions', (db) =>
+      (
+        db
+          .prepare(
+            'SELECT version, spec_json, created_at FROM module_versions WHERE name = ? ORDER BY version',
+          )
+          .all(name) as { version: number; spec_json: string; created_at: string }[]
+      ).map((r) => toModuleVersion(r.version, r.spec_json, r.created_at)),
+    );
   }
 
   // -- internals --------------------------------------------------------------------------

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { IonClient } from '../../src/api/client.js';
 import { StopWaiting, waitFor } from '../support/wait.js';
-import { FAST_ENV, ROOT, tempDir } from './harness.js';
+import { FAST_ENV, ROOT, cli, tempDir } from './harness.js';
 
 const BIN = join(ROOT, 'bin/ion.js');
 export const POSTGRES_URL =
@@ -74,11 +74,19 @@ export async function startCluster(
   workers = 3,
 ): Promise<{
   url: string;
+  /** An admin token, made the way an operator makes the first one: on the store directly. */
+  token: string;
   client: IonClient;
   server: Proc;
   workers: Proc[];
   stop(): Promise<void>;
 }> {
+  const created = await cli(['token', 'create', '--name', 'e2e', '--scope', 'admin', '--json'], {
+    env: { ...FAST_ENV, ...env },
+  });
+  if (created.code !== 0) throw new Error(`ion token create failed: ${created.stderr}`);
+  const { token } = JSON.parse(created.stdout) as { token: string };
+  // ion server has auth on by default: no ION_AUTH here, so the cluster runs as deployed.
   const server = await startProcess(
     ['server', '--port', '0'],
     env,
@@ -90,7 +98,8 @@ export async function startCluster(
     started.push(await startProcess(['worker'], env, /Ion worker is up/));
   return {
     url,
-    client: new IonClient(url),
+    token,
+    client: new IonClient(url, token),
     server,
     workers: started,
     async stop() {

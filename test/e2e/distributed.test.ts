@@ -18,8 +18,9 @@ import { ROOT, cleanup, cli, tempDir, writePipeline } from './harness.js';
 // NATS, RabbitMQ and PostgreSQL are the machine's services (started by .ci/run when down);
 // S3 and Azure are the s3rver and azurite emulators, started here.
 
-async function runExample(url: string, client: IonClient): Promise<void> {
-  const applied = await cli(['apply', '-f', join(ROOT, 'examples/docs/ion.yaml')], { apiUrl: url });
+async function runExample(url: string, client: IonClient, token: string): Promise<void> {
+  const opts = { apiUrl: url, env: { ION_TOKEN: token } };
+  const applied = await cli(['apply', '-f', join(ROOT, 'examples/docs/ion.yaml')], opts);
   expect(applied.code, applied.stderr).toBe(0);
   const published = await cli(
     [
@@ -32,14 +33,16 @@ async function runExample(url: string, client: IonClient): Promise<void> {
       'notes/ion.txt=examples/docs/sample/notes/ion.txt',
       '--json',
     ],
-    { apiUrl: url },
+    opts,
   );
   expect(published.code, published.stderr).toBe(0);
   const { correlationId } = JSON.parse(published.stdout) as { correlationId: string };
-  const traced = await cli(['trace', correlationId, '--wait', '--timeout', '120', '--json'], {
-    apiUrl: url,
-  });
+  const traced = await cli(['trace', correlationId, '--wait', '--timeout', '120', '--json'], opts);
   expect(traced.code, traced.stderr).toBe(0);
+  // The same request without the token is refused: the cluster really runs with auth on.
+  const refused = await cli(['trace', correlationId], { apiUrl: url, env: { ION_TOKEN: '' } });
+  expect(refused.code).toBe(1);
+  expect(refused.stderr).toContain('token');
   const trace = await client.trace(correlationId);
   const chunks = trace.events.filter((e) => e.type === 'chunk.ready');
   expect(chunks.length).toBeGreaterThan(1);
@@ -89,7 +92,7 @@ describe('NATS JetStream + PostgreSQL + S3, one server and three workers', () =>
   it('runs the example pipeline across the workers', async () => {
     const cluster = await startCluster(env);
     try {
-      await runExample(cluster.url, cluster.client);
+      await runExample(cluster.url, cluster.client, cluster.token);
     } finally {
       await cluster.stop();
     }
@@ -114,7 +117,14 @@ describe('NATS JetStream + PostgreSQL + S3, one server and three workers', () =>
     );
     const cluster = await startCluster(env);
     try {
-      expect((await cli(['apply', '-f', pipeline], { apiUrl: cluster.url })).code).toBe(0);
+      expect(
+        (
+          await cli(['apply', '-f', pipeline], {
+            apiUrl: cluster.url,
+            env: { ION_TOKEN: cluster.token },
+          })
+        ).code,
+      ).toBe(0);
       const published = await Promise.all(
         [1, 2, 3].map(() => cluster.client.publish({ type: 'kill.go' })),
       );
@@ -178,7 +188,7 @@ describe('RabbitMQ + PostgreSQL + Azure Blob, one server and three workers', () 
       ION_AZURE_CONTAINER: uniqueName('ion-e2e-'),
     });
     try {
-      await runExample(cluster.url, cluster.client);
+      await runExample(cluster.url, cluster.client, cluster.token);
     } finally {
       await cluster.stop();
     }

@@ -277,7 +277,7 @@ describe('the NATS server restarted in the middle of a run', () => {
         expectAlive(cluster.procs);
         await nats.start(); // same port, same store directory
 
-        const attempts = await expectAllSucceeded(cluster.client, roots, schema, 60_000);
+        const attempts = await expectAllSucceeded(cluster.client, roots, schema, 120_000);
         // The store was up all along: no job needed a second attempt, each res-slow job ran once.
         expect(attempts.filter((a) => a !== 1)).toEqual([]);
         const ran = await markerFiles(markers);
@@ -359,7 +359,7 @@ describe('PostgreSQL unreachable for a few seconds', () => {
         expectAlive(cluster.procs);
         proxy.resume();
 
-        await expectAllSucceeded(cluster.client, roots, schema, 60_000);
+        await expectAllSucceeded(cluster.client, roots, schema, 120_000);
         // Every res-slow job ran (attempts cut off by the outage ran again: that is allowed).
         const ran = new Set((await markerFiles(markers)).map((m) => m.split('.')[0]));
         expect(ran.size).toBe(SLOW_JOBS);

@@ -1,62 +1,30 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { buildServer } from '../../src/api/server.js';
-import { IonApp } from '../../src/app/ion-app.js';
+import type { IonApp } from '../../src/app/ion-app.js';
+import { expectError, startApiApp, type ApiApp } from '../support/api-app.js';
 import { createLogger } from '../../src/app/logger.js';
-import { loadConfig } from '../../src/config/config.js';
 import type { IonEvent } from '../../src/core/types.js';
 
 type Injected = LightMyRequestResponse;
 
 const BODY_LIMIT = 64 * 1024;
 
-let dir: string;
+let fixture: ApiApp;
 let app: IonApp;
 
 beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'ion-gateway-'));
-  const config = loadConfig({
-    flags: { dataDir: dir, api: { port: 0, bodyLimitBytes: BODY_LIMIT } },
-  });
-  app = await IonApp.create(
-    config,
-    createLogger('silent'),
-    { api: true, relay: true, workers: false },
-    {},
-  );
-  await app.start();
+  fixture = await startApiApp('ion-gateway-', BODY_LIMIT);
+  app = fixture.app;
 });
 
-afterEach(async () => {
-  await app.stop();
-  await rm(dir, { recursive: true, force: true });
-});
+afterEach(() => fixture.stop());
 
 function inject(opts: InjectOptions): Promise<Injected> {
   return app.server!.inject(opts);
-}
-
-/** Asserts the one error format, exactly: `{ error: { code, message[, issues] } }`, no stack. */
-function expectError(res: Injected, status: number, code: string): string {
-  expect(res.statusCode, res.body).toBe(status);
-  expect(res.headers['content-type']).toContain('application/json');
-  const body = res.json<Record<string, unknown>>();
-  expect(Object.keys(body)).toEqual(['error']);
-  const error = body.error as Record<string, unknown>;
-  expect([
-    ['code', 'message'],
-    ['code', 'issues', 'message'],
-  ]).toContainEqual(Object.keys(error).sort());
-  expect(error.code).toBe(code);
-  expect(typeof error.message).toBe('string');
-  expect(res.body).not.toMatch(/\n\s*at\s/);
-  return error.message as string;
 }
 
 function sha256(bytes: Buffer): string {

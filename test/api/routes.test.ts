@@ -1,12 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { IonApp } from '../../src/app/ion-app.js';
-import { createLogger } from '../../src/app/logger.js';
-import { loadConfig } from '../../src/config/config.js';
+import type { IonApp } from '../../src/app/ion-app.js';
+import { expectError, startApiApp, type ApiApp } from '../support/api-app.js';
 import { jobIdFor } from '../../src/core/ids.js';
 import { nowIso } from '../../src/core/time.js';
 import type { IonEvent } from '../../src/core/types.js';
@@ -15,57 +11,18 @@ type Injected = LightMyRequestResponse;
 
 const BODY_LIMIT = 4096;
 
-let dir: string;
+let fixture: ApiApp;
 let app: IonApp;
 
 beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'ion-api-'));
-  const config = loadConfig({
-    flags: { dataDir: dir, api: { port: 0, bodyLimitBytes: BODY_LIMIT } },
-  });
-  app = await IonApp.create(
-    config,
-    createLogger('silent'),
-    { api: true, relay: true, workers: false },
-    {},
-  );
-  await app.start();
+  fixture = await startApiApp('ion-api-', BODY_LIMIT);
+  app = fixture.app;
 });
 
-afterEach(async () => {
-  await app.stop();
-  await rm(dir, { recursive: true, force: true });
-});
+afterEach(() => fixture.stop());
 
 function inject(opts: InjectOptions): Promise<Injected> {
   return app.server!.inject(opts);
-}
-
-/** Asserts the one error format, exactly: `{ error: { code, message[, issues] } }`, no stack. */
-function expectError(res: Injected, status: number, code: string): string {
-  expect(res.statusCode, res.body).toBe(status);
-  expect(res.headers['content-type']).toContain('application/json');
-  const body = res.json<Record<string, unknown>>();
-  expect(Object.keys(body)).toEqual(['error']);
-  const error = body.error as Record<string, unknown>;
-  const keys = Object.keys(error).sort();
-  expect([
-    ['code', 'message'],
-    ['code', 'issues', 'message'],
-  ]).toContainEqual(keys);
-  expect(error.code).toBe(code);
-  expect(typeof error.message).toBe('string');
-  expect((error.message as string).length).toBeGreaterThan(0);
-  if (error.issues !== undefined) {
-    expect(Array.isArray(error.issues)).toBe(true);
-    for (const issue of error.issues as unknown[]) {
-      expect(Object.keys(issue as object).sort()).toEqual(['message', 'path']);
-    }
-  }
-  expect(res.body).not.toMatch(/\n\s*at\s/);
-  expect(res.body).not.toMatch(/\bat [^\s]+ \(.*:\d+:\d+\)/);
-  expect(res.body).not.toContain('node_modules');
-  return error.message as string;
 }
 
 function pipeline(overrides: Record<string, unknown> = {}, extra: Record<string, unknown>[] = []) {

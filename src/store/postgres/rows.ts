@@ -1,11 +1,8 @@
 import type { QueryResult, QueryResultRow } from 'pg';
 import { NotFoundError } from '../../core/errors.js';
 import type {
-  Attempt,
   DeadLetter,
-  FailureKind,
   FileRef,
-  Insight,
   IonEvent,
   Job,
   JobState,
@@ -13,6 +10,24 @@ import type {
   ModuleRecord,
   ModuleSpec,
 } from '../../core/types.js';
+import {
+  canonicalSpec,
+  toAttempt,
+  toDeadLetter,
+  toInsight,
+  type AttemptRow,
+  type DeadLetterRow,
+  type InsightRow,
+} from '../rows.js';
+export {
+  canonicalSpec,
+  toAttempt,
+  toDeadLetter,
+  toInsight,
+  type AttemptRow,
+  type DeadLetterRow,
+  type InsightRow,
+};
 import type { BeginAttemptInput } from '../document-store.js';
 import { quoteSchema } from './schema.js';
 
@@ -110,72 +125,12 @@ export interface JobRow {
   outputs_json: FileRef[];
 }
 
-export interface AttemptRow {
-  job_id: string;
-  attempt: number;
-  module_version: number;
-  worker_id: string;
-  outcome: string;
-  started_at: string;
-  finished_at: string | null;
-  duration_ms: string | null;
-  exit_code: number | null;
-  error_code: string | null;
-  error_kind: string | null;
-  error: string | null;
-  log_tail: string;
-  log_blob: string | null;
-}
-
-export interface InsightRow {
-  job_id: string;
-  module: string;
-  event_id: string;
-  correlation_id: string;
-  key: string;
-  value: string;
-  created_at: string;
-}
-
-export interface DeadLetterRow {
-  id: string;
-  job_id: string;
-  module: string;
-  event_id: string | null;
-  reason: string;
-  attempts: number;
-  log_tail: string;
-  created_at: string;
-}
-
 export interface OutboxRow {
   id: string;
   event_id: string;
   type: string;
   correlation_id: string;
   subscription: string | null;
-}
-
-/**
- * Canonical JSON of a module spec: fixed field order and sorted env keys, so two specs that
- * mean the same thing compare equal whatever order their producer wrote them in. Identical to
- * the SQLite adapter's, so both stores version a module the same way.
- */
-export function canonicalSpec(spec: ModuleSpec): string {
-  const env = Object.fromEntries(
-    Object.entries(spec.env).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
-  );
-  return JSON.stringify({
-    name: spec.name,
-    subscribes: spec.subscribes,
-    publishes: spec.publishes,
-    executor: spec.executor,
-    run: { command: spec.run.command, cwd: spec.run.cwd ?? null },
-    retries: spec.retries,
-    timeoutMs: spec.timeoutMs,
-    concurrency: spec.concurrency,
-    env,
-  });
 }
 
 /**
@@ -236,50 +191,6 @@ export function toJob(r: JobRow): Job {
     finishedAt: r.finished_at,
     lastError: r.last_error,
     outputs: r.outputs_json,
-  };
-}
-
-export function toAttempt(r: AttemptRow): Attempt {
-  return {
-    jobId: r.job_id,
-    attempt: r.attempt,
-    moduleVersion: r.module_version,
-    workerId: r.worker_id,
-    outcome: r.outcome as Attempt['outcome'],
-    startedAt: r.started_at,
-    finishedAt: r.finished_at,
-    durationMs: r.duration_ms === null ? null : Number(r.duration_ms),
-    exitCode: r.exit_code,
-    errorCode: r.error_code,
-    errorKind: r.error_kind as FailureKind | null,
-    error: r.error,
-    logTail: r.log_tail,
-    logBlob: r.log_blob,
-  };
-}
-
-export function toInsight(r: InsightRow): Insight {
-  return {
-    jobId: r.job_id,
-    module: r.module,
-    eventId: r.event_id,
-    correlationId: r.correlation_id,
-    key: r.key,
-    value: r.value,
-    createdAt: r.created_at,
-  };
-}
-
-export function toDeadLetter(r: DeadLetterRow): DeadLetter {
-  return {
-    id: r.id,
-    jobId: r.job_id,
-    module: r.module,
-    eventId: r.event_id,
-    reason: r.reason,
-    attempts: r.attempts,
-    logTail: r.log_tail,
-    createdAt: r.created_at,
   };
 }
 

@@ -1,0 +1,62 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { LightMyRequestResponse } from 'fastify';
+import { expect } from 'vitest';
+import { IonApp } from '../../src/app/ion-app.js';
+import { createLogger } from '../../src/app/logger.js';
+import { loadConfig } from '../../src/config/config.js';
+
+/** A real IonApp for API tests: SQLite and files in a temp dir, API on a free port, no workers. */
+export interface ApiApp {
+  app: IonApp;
+  dir: string;
+  stop(): Promise<void>;
+}
+
+export async function startApiApp(prefix: string, bodyLimitBytes: number): Promise<ApiApp> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  const config = loadConfig({ flags: { dataDir: dir, api: { port: 0, bodyLimitBytes } } });
+  const app = await IonApp.create(
+    config,
+    createLogger('silent'),
+    { api: true, relay: true, workers: false },
+    {},
+  );
+  await app.start();
+  return {
+    app,
+    dir,
+    async stop() {
+      await app.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Asserts the one error format, exactly: `{ error: { code, message[, issues] } }`, no stack. */
+export function expectError(res: LightMyRequestResponse, status: number, code: string): string {
+  expect(res.statusCode, res.body).toBe(status);
+  expect(res.headers['content-type']).toContain('application/json');
+  const body = res.json<Record<string, unknown>>();
+  expect(Object.keys(body)).toEqual(['error']);
+  const error = body.error as Record<string, unknown>;
+  const keys = Object.keys(error).sort();
+  expect([
+    ['code', 'message'],
+    ['code', 'issues', 'message'],
+  ]).toContainEqual(keys);
+  expect(error.code).toBe(code);
+  expect(typeof error.message).toBe('string');
+  expect((error.message as string).length).toBeGreaterThan(0);
+  if (error.issues !== undefined) {
+    expect(Array.isArray(error.issues)).toBe(true);
+    for (const issue of error.issues as unknown[]) {
+      expect(Object.keys(issue as object).sort()).toEqual(['message', 'path']);
+    }
+  }
+  expect(res.body).not.toMatch(/\n\s*at\s/);
+  expect(res.body).not.toMatch(/\bat [^\s]+ \(.*:\d+:\d+\)/);
+  expect(res.body).not.toContain('node_modules');
+  return error.message as string;
+}

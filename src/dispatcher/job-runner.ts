@@ -116,6 +116,26 @@ export class JobRunner {
     }
   }
 
+  /** A delivery that names no runnable job (malformed, or its event is missing): parked with a reason. */
+  private async deadLetterWithoutJob(
+    delivery: Delivery,
+    module: ModuleRecord,
+    eventId: string | null,
+    reason: string,
+  ): Promise<void> {
+    await this.deps.store.addDeadLetter({
+      id: newId(),
+      jobId: '',
+      module: module.name,
+      eventId,
+      reason,
+      attempts: 0,
+      logTail: '',
+      createdAt: nowIso(),
+    });
+    await delivery.deadLetter(reason);
+  }
+
   private async handleInner(
     delivery: Delivery,
     module: ModuleRecord,
@@ -127,33 +147,13 @@ export class JobRunner {
     if (typeof notice === 'string') {
       const reason = `message_malformed: bus message ${delivery.message.id}: ${notice}`;
       log.warn({ reason }, 'dead-lettering a malformed bus message');
-      await store.addDeadLetter({
-        id: newId(),
-        jobId: '',
-        module: module.name,
-        eventId: null,
-        reason,
-        attempts: 0,
-        logTail: '',
-        createdAt: nowIso(),
-      });
-      await delivery.deadLetter(reason);
+      await this.deadLetterWithoutJob(delivery, module, null, reason);
       return;
     }
     const event = await store.getEvent(notice.eventId);
     if (event === null) {
       const reason = `event ${notice.eventId} named by the bus message is not in the store`;
-      await store.addDeadLetter({
-        id: newId(),
-        jobId: '',
-        module: module.name,
-        eventId: notice.eventId,
-        reason,
-        attempts: 0,
-        logTail: '',
-        createdAt: nowIso(),
-      });
-      await delivery.deadLetter(reason);
+      await this.deadLetterWithoutJob(delivery, module, notice.eventId, reason);
       return;
     }
     const jobId = jobIdFor(module.name, event.eventId);

@@ -4,6 +4,7 @@ import { installAuth, type AuthDeps } from './auth.js';
 import { registerGateway } from './gateway.js';
 import { registerOps } from './ops.js';
 import { registerQueryRoutes } from './queries.js';
+import { registerLiveRoutes } from './live.js';
 import { registerAdminRoutes } from './admin-routes.js';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
@@ -354,6 +355,7 @@ export function buildServer(deps: ServerDeps) {
     registerOps(app, deps);
     registerAdminRoutes(app, deps);
     registerQueryRoutes(app, deps);
+    registerLiveRoutes(app, deps);
     // [routes] further route groups are registered here, one line each.
     done();
   });

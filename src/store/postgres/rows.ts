@@ -10,15 +10,7 @@ import type {
   ModuleRecord,
   ModuleSpec,
 } from '../../core/types.js';
-import {
-  canonicalSpec,
-  toAttempt,
-  toDeadLetter,
-  toInsight,
-  type AttemptRow,
-  type DeadLetterRow,
-  type InsightRow,
-} from '../rows.js';
+// Shared by both stores; re-exported so this adapter's modules import rows from one place.
 export {
   canonicalSpec,
   toAttempt,
@@ -27,7 +19,7 @@ export {
   type AttemptRow,
   type DeadLetterRow,
   type InsightRow,
-};
+} from '../rows.js';
 import type { BeginAttemptInput } from '../document-store.js';
 import { quoteSchema } from './schema.js';
 

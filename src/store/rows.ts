@@ -1,9 +1,120 @@
-import type { Attempt, DeadLetter, FailureKind, Insight, ModuleSpec } from '../core/types.js';
+import type {
+  Attempt,
+  DeadLetter,
+  FailureKind,
+  FileRef,
+  Insight,
+  IonEvent,
+  Job,
+  JobState,
+  KeyValue,
+  ModuleRecord,
+  ModuleSpec,
+} from '../core/types.js';
 
 /**
  * Rows and row mappers both document-store adapters share: their tables have the same
  * columns, so a row reads back into the domain the same way whatever the database.
  */
+
+/**
+ * A module row with its JSON columns decoded (PostgreSQL's jsonb arrives decoded; the SQLite
+ * adapter parses its text columns first). Booleans and bigints come as each driver gives them.
+ */
+export interface DecodedModuleRow {
+  name: string;
+  version: number;
+  subscribes: string[];
+  publishes: string[];
+  executor: string;
+  command: string[];
+  cwd: string | null;
+  retries: number;
+  timeout_ms: number | string;
+  concurrency: number;
+  env: Record<string, string>;
+  paused: boolean | number;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface DecodedEventRow {
+  event_id: string;
+  type: string;
+  correlation_id: string;
+  parent_event_id: string | null;
+  source: string;
+  source_job_id: string | null;
+  data: KeyValue[];
+  files: FileRef[];
+  created_at: string;
+}
+
+export interface DecodedJobRow {
+  job_id: string;
+  module: string;
+  module_version: number;
+  event_id: string;
+  correlation_id: string;
+  state: string;
+  attempts: number;
+  created_at: string;
+  updated_at: string;
+  finished_at: string | null;
+  last_error: string | null;
+  outputs_json: FileRef[];
+}
+
+export function moduleFromRow(r: DecodedModuleRow): ModuleRecord {
+  const run: ModuleSpec['run'] = { command: r.command };
+  if (r.cwd !== null) run.cwd = r.cwd;
+  return {
+    name: r.name,
+    subscribes: r.subscribes,
+    publishes: r.publishes,
+    executor: r.executor as ModuleSpec['executor'],
+    run,
+    retries: r.retries,
+    timeoutMs: Number(r.timeout_ms),
+    concurrency: r.concurrency,
+    env: r.env,
+    version: r.version,
+    paused: Boolean(r.paused),
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+export function eventFromRow(r: DecodedEventRow): IonEvent {
+  return {
+    eventId: r.event_id,
+    type: r.type,
+    correlationId: r.correlation_id,
+    parentEventId: r.parent_event_id,
+    source: r.source,
+    sourceJobId: r.source_job_id,
+    data: r.data,
+    files: r.files,
+    createdAt: r.created_at,
+  };
+}
+
+export function jobFromRow(r: DecodedJobRow): Job {
+  return {
+    jobId: r.job_id,
+    module: r.module,
+    moduleVersion: r.module_version,
+    eventId: r.event_id,
+    correlationId: r.correlation_id,
+    state: r.state as JobState,
+    attempts: r.attempts,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    finishedAt: r.finished_at,
+    lastError: r.last_error,
+    outputs: r.outputs_json,
+  };
+}
 
 export interface AttemptRow {
   job_id: string;

@@ -1,15 +1,6 @@
 import type { QueryResult, QueryResultRow } from 'pg';
 import { NotFoundError } from '../../core/errors.js';
-import type {
-  DeadLetter,
-  FileRef,
-  IonEvent,
-  Job,
-  JobState,
-  KeyValue,
-  ModuleRecord,
-  ModuleSpec,
-} from '../../core/types.js';
+import type { DeadLetter, FileRef, IonEvent, Job, KeyValue, ModuleSpec } from '../../core/types.js';
 // Shared by both stores; re-exported so this adapter's modules import rows from one place.
 export {
   canonicalSpec,
@@ -20,6 +11,12 @@ export {
   type DeadLetterRow,
   type InsightRow,
 } from '../rows.js';
+import { eventFromRow, jobFromRow, moduleFromRow } from '../rows.js';
+
+// jsonb columns arrive decoded, so the shared mappers read these rows as they are.
+export const toModule = moduleFromRow;
+export const toEvent = eventFromRow;
+export const toJob = jobFromRow;
 import type { BeginAttemptInput } from '../document-store.js';
 import { quoteSchema } from './schema.js';
 
@@ -133,57 +130,6 @@ export function pgText(s: string): string;
 export function pgText(s: string | null): string | null;
 export function pgText(s: string | null): string | null {
   return s === null || !s.includes('\u0000') ? s : s.replaceAll('\u0000', '\uFFFD');
-}
-
-export function toModule(r: ModuleRow): ModuleRecord {
-  const run: ModuleSpec['run'] = { command: r.command };
-  if (r.cwd !== null) run.cwd = r.cwd;
-  return {
-    name: r.name,
-    subscribes: r.subscribes,
-    publishes: r.publishes,
-    executor: r.executor as ModuleSpec['executor'],
-    run,
-    retries: r.retries,
-    timeoutMs: Number(r.timeout_ms),
-    concurrency: r.concurrency,
-    env: r.env,
-    version: r.version,
-    paused: r.paused,
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-  };
-}
-
-export function toEvent(r: EventRow): IonEvent {
-  return {
-    eventId: r.event_id,
-    type: r.type,
-    correlationId: r.correlation_id,
-    parentEventId: r.parent_event_id,
-    source: r.source,
-    sourceJobId: r.source_job_id,
-    data: r.data,
-    files: r.files,
-    createdAt: r.created_at,
-  };
-}
-
-export function toJob(r: JobRow): Job {
-  return {
-    jobId: r.job_id,
-    module: r.module,
-    moduleVersion: r.module_version,
-    eventId: r.event_id,
-    correlationId: r.correlation_id,
-    state: r.state as JobState,
-    attempts: r.attempts,
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-    finishedAt: r.finished_at,
-    lastError: r.last_error,
-    outputs: r.outputs_json,
-  };
 }
 
 /**

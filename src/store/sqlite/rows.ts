@@ -5,7 +5,6 @@ import type {
   FileRef,
   IonEvent,
   Job,
-  JobState,
   ModuleRecord,
   ModuleSpec,
 } from '../../core/types.js';
@@ -20,6 +19,7 @@ export {
   type InsightRow,
 } from '../rows.js';
 import type { BeginAttemptInput } from '../document-store.js';
+import { eventFromRow, jobFromRow, moduleFromRow } from '../rows.js';
 
 /**
  * Row shapes of the SQLite document store, their mapping to domain types, and the small
@@ -83,54 +83,25 @@ export interface OutboxRow {
 }
 
 export function toModule(r: ModuleRow): ModuleRecord {
-  const run: ModuleSpec['run'] = { command: JSON.parse(r.command) as string[] };
-  if (r.cwd !== null) run.cwd = r.cwd;
-  return {
-    name: r.name,
+  return moduleFromRow({
+    ...r,
     subscribes: JSON.parse(r.subscribes) as string[],
     publishes: JSON.parse(r.publishes) as string[],
-    executor: r.executor as ModuleSpec['executor'],
-    run,
-    retries: r.retries,
-    timeoutMs: r.timeout_ms,
-    concurrency: r.concurrency,
+    command: JSON.parse(r.command) as string[],
     env: JSON.parse(r.env) as Record<string, string>,
-    version: r.version,
-    paused: r.paused !== 0,
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-  };
+  });
 }
 
 export function toEvent(r: EventRow): IonEvent {
-  return {
-    eventId: r.event_id,
-    type: r.type,
-    correlationId: r.correlation_id,
-    parentEventId: r.parent_event_id,
-    source: r.source,
-    sourceJobId: r.source_job_id,
+  return eventFromRow({
+    ...r,
     data: JSON.parse(r.data) as IonEvent['data'],
     files: JSON.parse(r.files) as IonEvent['files'],
-    createdAt: r.created_at,
-  };
+  });
 }
 
 export function toJob(r: JobRow): Job {
-  return {
-    jobId: r.job_id,
-    module: r.module,
-    moduleVersion: r.module_version,
-    eventId: r.event_id,
-    correlationId: r.correlation_id,
-    state: r.state as JobState,
-    attempts: r.attempts,
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-    finishedAt: r.finished_at,
-    lastError: r.last_error,
-    outputs: JSON.parse(r.outputs_json) as FileRef[],
-  };
+  return jobFromRow({ ...r, outputs_json: JSON.parse(r.outputs_json) as FileRef[] });
 }
 
 /**

@@ -1,9 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { childEventId, jobIdFor } from '../../src/core/ids.js';
-import { nowIso } from '../../src/core/time.js';
-import type { IonEvent } from '../../src/core/types.js';
-import { startApiApp, expectError, type ApiApp } from '../support/api-app.js';
+import { expectError, runChild, startApiApp, type ApiApp } from '../support/api-app.js';
 
 /** One parsed Server-Sent Events message. */
 interface SseMessage {
@@ -13,46 +10,6 @@ interface SseMessage {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Runs `module` on `parent` straight in the store: a job that succeeds with one child event. */
-async function runChild(parent: IonEvent, module: string): Promise<IonEvent> {
-  const store = api.app.backends.store;
-  const jobId = jobIdFor(module, parent.eventId);
-  const begun = await store.beginAttempt({
-    jobId,
-    module,
-    moduleVersion: 1,
-    event: parent,
-    workerId: 'w',
-    startedAt: nowIso(),
-    leaseUntil: nowIso(),
-  });
-  if (begun.status !== 'started') throw new Error(begun.status);
-  const child: IonEvent = {
-    eventId: childEventId(parent.eventId, module, 'out.json'),
-    type: 'part.ready',
-    correlationId: parent.correlationId,
-    parentEventId: parent.eventId,
-    source: module,
-    sourceJobId: jobId,
-    data: [],
-    files: [],
-    createdAt: nowIso(),
-  };
-  await store.commitAttempt({
-    jobId,
-    attempt: begun.attempt,
-    finishedAt: nowIso(),
-    durationMs: 1,
-    exitCode: 0,
-    logTail: '',
-    logBlob: null,
-    insights: [],
-    outputs: [],
-    children: [child],
-  });
-  return child;
-}
 
 let api: ApiApp;
 let base: string;
@@ -153,7 +110,7 @@ describe('GET /v1/stream', () => {
     expect(unrelated.correlationId).not.toBe(root.correlationId);
     // Let the unrelated event be seen by at least one poll before the related one exists.
     await sleep(1200);
-    const marker = await runChild(root, 'lang');
+    const marker = await runChild(api.app.backends.store, root, 'lang');
     const first = await stream.next(5000);
     expect(first.data.correlationId).toBe(root.correlationId);
     let message = first;
@@ -172,9 +129,9 @@ describe('GET /v1/stream', () => {
     const { event: root } = await api.app.control.publish({ type: 'live.root' });
     const stream = await openStream('?module=lang');
     await api.app.control.publish({ type: 'live.other' });
-    await runChild(root, 'other');
+    await runChild(api.app.backends.store, root, 'other');
     await sleep(1200);
-    const child = await runChild(root, 'lang');
+    const child = await runChild(api.app.backends.store, root, 'lang');
     const seen: SseMessage[] = [];
     while (!seen.some((m) => m.event === 'event')) seen.push(await stream.next(5000));
     for (const m of seen) {

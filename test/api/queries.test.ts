@@ -7,10 +7,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { IonApp } from '../../src/app/ion-app.js';
 import { createLogger } from '../../src/app/logger.js';
 import { loadConfig } from '../../src/config/config.js';
-import { childEventId, jobIdFor } from '../../src/core/ids.js';
-import { nowIso } from '../../src/core/time.js';
-import type { IonEvent, KeyValue } from '../../src/core/types.js';
 import { contentTypeFor, parseRange } from '../../src/api/queries.js';
+import { runChild } from '../support/api-app.js';
 
 type Injected = LightMyRequestResponse;
 
@@ -64,51 +62,6 @@ async function publish(type: string, files: { path: string; sha256: string }[] =
   return (await app.backends.store.getEvent(res.json<{ eventId: string }>().eventId))!;
 }
 
-/** Runs `module` on `parent` in the real store: one child event and the given insights. */
-async function runChild(
-  parent: IonEvent,
-  module: string,
-  insights: KeyValue[] = [],
-  type = 'part.ready',
-): Promise<IonEvent> {
-  const store = app.backends.store;
-  const jobId = jobIdFor(module, parent.eventId);
-  const begun = await store.beginAttempt({
-    jobId,
-    module,
-    moduleVersion: 1,
-    event: parent,
-    workerId: 'w',
-    startedAt: nowIso(),
-    leaseUntil: nowIso(),
-  });
-  if (begun.status !== 'started') throw new Error(begun.status);
-  const child: IonEvent = {
-    eventId: childEventId(parent.eventId, module, 'out.json'),
-    type,
-    correlationId: parent.correlationId,
-    parentEventId: parent.eventId,
-    source: module,
-    sourceJobId: jobId,
-    data: [],
-    files: [],
-    createdAt: nowIso(),
-  };
-  await store.commitAttempt({
-    jobId,
-    attempt: begun.attempt,
-    finishedAt: nowIso(),
-    durationMs: 1,
-    exitCode: 0,
-    logTail: '',
-    logBlob: null,
-    insights,
-    outputs: [],
-    children: [child],
-  });
-  return child;
-}
-
 const tick = () => new Promise((r) => setTimeout(r, 3));
 
 describe('GET /v1/events', () => {
@@ -144,7 +97,7 @@ describe('GET /v1/events', () => {
   it('filters by type, source, correlation id and time range', async () => {
     const root = await publish('file.uploaded');
     await tick();
-    const child = await runChild(root, 'split');
+    const child = await runChild(app.backends.store, root, 'split');
     await publish('other.thing');
     const ids = async (qs: string) =>
       (await inject({ method: 'GET', url: `/v1/events?${qs}` }))
@@ -200,9 +153,9 @@ describe('GET /v1/events', () => {
 describe('GET /v1/events/:eventId/lineage', () => {
   it('gives a grandchild its ancestry and a root its descendants', async () => {
     const root = await publish('file.uploaded');
-    const child = await runChild(root, 'split');
-    const grandchild = await runChild(child, 'merge', [], 'merged');
-    const sibling = await runChild(root, 'other');
+    const child = await runChild(app.backends.store, root, 'split');
+    const grandchild = await runChild(app.backends.store, child, 'merge', [], 'merged');
+    const sibling = await runChild(app.backends.store, root, 'other');
     const unrelated = await publish('file.uploaded');
 
     const res = await inject({ method: 'GET', url: `/v1/events/${grandchild.eventId}/lineage` });
@@ -233,13 +186,13 @@ describe('GET /v1/insights', () => {
   it('matches by value, prefix and time, naming the event, its correlation id and files', async () => {
     const blob = await uploadBlob(Buffer.from('hello'));
     const root = await publish('file.uploaded', [{ path: 'docs/report.pdf', sha256: blob.sha256 }]);
-    await runChild(root, 'lang', [
+    await runChild(app.backends.store, root, 'lang', [
       { key: 'lang', value: 'en-GB' },
       { key: 'lang', value: 'en_US' },
       { key: 'pages', value: '3' },
     ]);
     const other = await publish('file.uploaded');
-    await runChild(other, 'lang', [{ key: 'lang', value: 'fr' }]);
+    await runChild(app.backends.store, other, 'lang', [{ key: 'lang', value: 'fr' }]);
 
     type Hit = {
       value: string;

@@ -6,6 +6,10 @@ import { expect } from 'vitest';
 import { IonApp } from '../../src/app/ion-app.js';
 import { createLogger } from '../../src/app/logger.js';
 import { loadConfig } from '../../src/config/config.js';
+import { childEventId, jobIdFor } from '../../src/core/ids.js';
+import { nowIso } from '../../src/core/time.js';
+import type { IonEvent, KeyValue } from '../../src/core/types.js';
+import type { DocumentStore } from '../../src/store/document-store.js';
 
 /** A real IonApp for API tests: SQLite and files in a temp dir, API on a free port, no workers. */
 export interface ApiApp {
@@ -59,4 +63,49 @@ export function expectError(res: LightMyRequestResponse, status: number, code: s
   expect(res.body).not.toMatch(/\bat [^\s]+ \(.*:\d+:\d+\)/);
   expect(res.body).not.toContain('node_modules');
   return error.message as string;
+}
+
+/** Runs `module` on `parent` straight in the store: a job that succeeds with one child event. */
+export async function runChild(
+  store: DocumentStore,
+  parent: IonEvent,
+  module: string,
+  insights: KeyValue[] = [],
+  type = 'part.ready',
+): Promise<IonEvent> {
+  const jobId = jobIdFor(module, parent.eventId);
+  const begun = await store.beginAttempt({
+    jobId,
+    module,
+    moduleVersion: 1,
+    event: parent,
+    workerId: 'w',
+    startedAt: nowIso(),
+    leaseUntil: nowIso(),
+  });
+  if (begun.status !== 'started') throw new Error(begun.status);
+  const child: IonEvent = {
+    eventId: childEventId(parent.eventId, module, 'out.json'),
+    type,
+    correlationId: parent.correlationId,
+    parentEventId: parent.eventId,
+    source: module,
+    sourceJobId: jobId,
+    data: [],
+    files: [],
+    createdAt: nowIso(),
+  };
+  await store.commitAttempt({
+    jobId,
+    attempt: begun.attempt,
+    finishedAt: nowIso(),
+    durationMs: 1,
+    exitCode: 0,
+    logTail: '',
+    logBlob: null,
+    insights,
+    outputs: [],
+    children: [child],
+  });
+  return child;
 }

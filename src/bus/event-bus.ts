@@ -39,6 +39,18 @@ export interface Delivery {
   deadLetter(reason: string): Promise<void>;
 }
 
+/**
+ * How many messages one subscription holds, as the broker counts them at the moment asked.
+ * A delivery nacked with a delay counts as `ready` (it waits to be delivered again) on the
+ * SQLite and RabbitMQ buses; see each adapter's `depth` for what it can and cannot see.
+ */
+export interface QueueDepth {
+  /** Waiting to be delivered, including messages delayed by `nack({ delayMs })`. */
+  ready: number;
+  /** Delivered to a consumer and not yet settled (acked, nacked or dead-lettered). */
+  inFlight: number;
+}
+
 export interface ConsumeOptions {
   /** Ends the iteration (the iterator returns) when aborted. */
   signal: AbortSignal;
@@ -65,4 +77,11 @@ export interface EventBus {
    * as long as needed. Callers control concurrency by how many deliveries they hold.
    */
   consume(subscription: string, options: ConsumeOptions): AsyncIterable<Delivery>;
+  /**
+   * The subscription's queue depth (for monitoring: a snapshot, never used to decide
+   * delivery). Read-only. Rejects with NotFoundError when the subscription does not exist,
+   * so a monitor can tell "empty" from "missing". Dead-lettered and acked messages are not
+   * counted.
+   */
+  depth(subscription: string): Promise<QueueDepth>;
 }

@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { IonApp, type Roles } from '../../src/app/ion-app.js';
@@ -11,7 +12,7 @@ import { waitFor } from '../support/wait.js';
 let dir: string | undefined;
 let app: IonApp | undefined;
 
-async function startApp(roles: Roles): Promise<IonApp> {
+async function startApp(roles: Roles, logger = createLogger('silent')): Promise<IonApp> {
   dir = await mkdtemp(join(tmpdir(), 'ion-ops-'));
   const config = loadConfig({
     flags: {
@@ -20,7 +21,7 @@ async function startApp(roles: Roles): Promise<IonApp> {
       dispatcher: { retryBaseDelayMs: 10, retryMaxDelayMs: 20, moduleRefreshMs: 50 },
     },
   });
-  app = await IonApp.create(config, createLogger('silent'), roles, {});
+  app = await IonApp.create(config, logger, roles, {});
   await app.start();
   return app;
 }
@@ -53,6 +54,32 @@ function sample(
       return Number(match[3]);
   }
   return undefined;
+}
+
+/** A logger at `warn` whose lines (parsed) land in `lines`. */
+function capturingLogger(): {
+  logger: ReturnType<typeof createLogger>;
+  lines: Record<string, unknown>[];
+} {
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString('utf8').split('\n')) {
+        if (line.trim() !== '') lines.push(JSON.parse(line) as Record<string, unknown>);
+      }
+      done();
+    },
+  });
+  return { logger: createLogger('warn', sink), lines };
+}
+
+async function applyModules(modules: { name: string; subscribes: string[] }[]): Promise<void> {
+  const res = await inject({
+    method: 'POST',
+    url: '/v1/pipelines/apply',
+    payload: { pipeline: { modules: modules.map((m) => ({ ...m, run: { command: ['true'] } })) } },
+  });
+  expect(res.statusCode, res.body).toBe(200);
 }
 
 async function scrape(): Promise<string> {
@@ -166,5 +193,77 @@ describe('GET /metrics', () => {
     expect(sample(text, 'ion_job_duration_seconds_sum', { module: 'ok' })).toBeGreaterThan(0);
     expect(sample(text, 'ion_job_duration_seconds_bucket', { module: 'ok', le: '+Inf' })).toBe(1);
     expect(sample(text, 'ion_events_published_total', { type: 'file.uploaded' })).toBe(1);
+  });
+
+  it('reports the queue depth of every module subscription, ready and in flight', async () => {
+    await startApp({ api: true, relay: true, workers: false });
+    await applyModules([
+      { name: 'resizer', subscribes: ['image.uploaded'] },
+      { name: 'auditor', subscribes: ['order.placed'] },
+    ]);
+    for (let n = 0; n < 3; n++) {
+      const res = await inject({
+        method: 'POST',
+        url: '/v1/events',
+        payload: { type: 'image.uploaded' },
+      });
+      expect(res.statusCode).toBe(201);
+    }
+    // No worker consumes: the relay's copies wait in the subscription.
+    const text = await waitFor('the relayed events to be counted as ready', async () => {
+      const t = await scrape();
+      return sample(t, 'ion_queue_depth', { subscription: 'resizer', state: 'ready' }) === 3
+        ? t
+        : undefined;
+    });
+    expect(text).toContain('# TYPE ion_queue_depth gauge');
+    expect(sample(text, 'ion_queue_depth', { subscription: 'resizer', state: 'in_flight' })).toBe(
+      0,
+    );
+    expect(sample(text, 'ion_queue_depth', { subscription: 'auditor', state: 'ready' })).toBe(0);
+    expect(sample(text, 'ion_queue_depth', { subscription: 'auditor', state: 'in_flight' })).toBe(
+      0,
+    );
+
+    // A delivery taken and not settled is in flight.
+    const controller = new AbortController();
+    const deliveries = app!.backends.bus.consume('resizer', { signal: controller.signal });
+    const taken = await deliveries[Symbol.asyncIterator]().next();
+    expect(taken.done).toBe(false);
+    const after = await scrape();
+    expect(sample(after, 'ion_queue_depth', { subscription: 'resizer', state: 'ready' })).toBe(2);
+    expect(sample(after, 'ion_queue_depth', { subscription: 'resizer', state: 'in_flight' })).toBe(
+      1,
+    );
+    controller.abort();
+
+    // A deleted module's series goes with it.
+    expect((await inject({ method: 'DELETE', url: '/v1/modules/auditor' })).statusCode).toBe(204);
+    const pruned = await scrape();
+    expect(
+      sample(pruned, 'ion_queue_depth', { subscription: 'auditor', state: 'ready' }),
+    ).toBeUndefined();
+  });
+
+  it('still answers 200 without the queue depth, and logs a warning, when the bus fails', async () => {
+    const { logger, lines } = capturingLogger();
+    const ion = await startApp({ api: true, relay: false, workers: false }, logger);
+    await applyModules([{ name: 'resizer', subscribes: ['image.uploaded'] }]);
+    expect(
+      sample(await scrape(), 'ion_queue_depth', { subscription: 'resizer', state: 'ready' }),
+    ).toBe(0);
+
+    await ion.backends.bus.close();
+    const text = await scrape();
+    expect(text).toContain('# TYPE ion_events_published_total counter');
+    expect(text).toContain('# TYPE ion_queue_depth gauge');
+    expect(
+      sample(text, 'ion_queue_depth', { subscription: 'resizer', state: 'ready' }),
+    ).toBeUndefined();
+    const warning = lines.find((l) => String(l.msg).startsWith('ion_queue_depth left out'));
+    expect(warning, JSON.stringify(lines)).toMatchObject({
+      component: 'metrics',
+      failed: [{ subscription: 'resizer' }],
+    });
   });
 });

@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { NotFoundError } from '../../src/core/errors.js';
-import type { BusMessage, Delivery, EventBus } from '../../src/bus/event-bus.js';
+import type { BusMessage, Delivery, EventBus, QueueDepth } from '../../src/bus/event-bus.js';
+import { waitFor } from '../support/wait.js';
 
 /** What an adapter's test provides: a started bus and a way to dispose of it. */
 export type EventBusFactory = () => Promise<{ bus: EventBus; cleanup(): Promise<void> }>;
@@ -108,6 +109,28 @@ export function eventBusConformance(
       const d = await next(it);
       expect(d.message.id).toBe(marker.id);
       await d.ack();
+    }
+
+    /**
+     * Waits until the subscription's depth is `want`: brokers may report a change a moment
+     * after the call that made it returned.
+     */
+    async function expectDepth(sub: string, want: QueueDepth): Promise<void> {
+      let last: QueueDepth | undefined;
+      let failure = '';
+      try {
+        await waitFor(
+          `depth of ${sub} to be ${JSON.stringify(want)}`,
+          async () => {
+            last = await bus.depth(sub);
+            return last.ready === want.ready && last.inFlight === want.inFlight ? last : undefined;
+          },
+          deadlineMs,
+        );
+      } catch (err) {
+        failure = err instanceof Error ? err.message : String(err);
+      }
+      expect({ ready: last?.ready, inFlight: last?.inFlight }, failure).toEqual(want);
     }
 
     it('delivers a published message to a subscription bound to its topic, with deliveryCount 1', async () => {
@@ -503,6 +526,54 @@ export function eventBusConformance(
       await bus.close();
       await bus.close();
       expect((await within(pending, deadlineMs, 'end of iteration')).done).toBe(true);
+    });
+
+    it('depth counts the ready messages of every bound topic and those sent to the subscription', async () => {
+      const [topic, other] = [uid('topic'), uid('topic')];
+      const sub = await subscription([topic, other]);
+      const bystander = await subscription([uid('topic')]);
+      await expectDepth(sub, { ready: 0, inFlight: 0 });
+      for (let n = 0; n < 3; n++) await bus.publish(msg(topic, `{"n":${n}}`));
+      await bus.publish(msg(other));
+      await bus.sendTo(sub, msg(topic)); // as a redrive does
+      await expectDepth(sub, { ready: 5, inFlight: 0 });
+      await expectDepth(bystander, { ready: 0, inFlight: 0 });
+    });
+
+    it('depth counts deliveries in flight until they are acked', async () => {
+      // One topic: a consumer merging several may fetch ahead, and what it holds is in flight.
+      const topic = uid('topic');
+      const sub = await subscription([topic]);
+      for (let n = 0; n < 5; n++) await bus.publish(msg(topic, `{"n":${n}}`));
+      await expectDepth(sub, { ready: 5, inFlight: 0 });
+      const it = consumer(sub).it;
+      const taken = [await next(it), await next(it)];
+      await expectDepth(sub, { ready: 3, inFlight: 2 });
+      for (const d of taken) await d.ack();
+      await expectDepth(sub, { ready: 3, inFlight: 0 });
+      for (let n = 0; n < 3; n++) await (await next(it)).ack();
+      await expectDepth(sub, { ready: 0, inFlight: 0 });
+    });
+
+    it('depth still counts a message nacked with a delay while it waits', async () => {
+      const topic = uid('topic');
+      const sub = await subscription([topic]);
+      await bus.publish(msg(topic));
+      const d = await next(consumer(sub).it);
+      await expectDepth(sub, { ready: 0, inFlight: 1 });
+      await d.nack({ delayMs: 60_000 });
+      // Ready on SQLite and RabbitMQ; JetStream keeps it ack-pending until redelivered.
+      await waitFor('the delayed message to be counted once', async () => {
+        const { ready, inFlight } = await bus.depth(sub);
+        return ready + inFlight === 1 ? true : undefined;
+      });
+    });
+
+    it('depth rejects with NotFoundError for a subscription that does not exist or was deleted', async () => {
+      await expect(bus.depth(uid('missing'))).rejects.toBeInstanceOf(NotFoundError);
+      const sub = await subscription([uid('topic')]);
+      await bus.deleteSubscription(sub);
+      await expect(bus.depth(sub)).rejects.toBeInstanceOf(NotFoundError);
     });
 
     it('delivers bodies as opaque text: non-JSON, empty and unicode bodies are unchanged', async () => {

@@ -1,5 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import type { ConsumerConfig, JetStreamClient, JetStreamManager, NatsConnection } from 'nats';
+import type {
+  ConsumerConfig,
+  ConsumerInfo,
+  JetStreamClient,
+  JetStreamManager,
+  NatsConnection,
+} from 'nats';
 import {
   NotFoundError,
   UnavailableError,
@@ -11,6 +17,7 @@ import type {
   ConsumeOptions,
   Delivery,
   EventBus,
+  QueueDepth,
   SubscriptionSpec,
 } from '../event-bus.js';
 import { NatsNames, checkTopic, checkedMessage } from './nats-names.js';
@@ -57,6 +64,15 @@ const STREAM_NOT_FOUND = 10059;
 
 function isApiError(err: unknown, errCode: number): boolean {
   return (err as { api_error?: { err_code?: number } }).api_error?.err_code === errCode;
+}
+
+/** The subscription's metadata, kept in the description of its direct consumer. */
+function metaOf(direct: ConsumerInfo): SubscriptionMeta {
+  const meta = JSON.parse(direct.config.description ?? '{}') as Partial<SubscriptionMeta>;
+  return {
+    topics: meta.topics ?? [],
+    leaseMs: meta.leaseMs ?? (direct.config.ack_wait ?? 0) / MS,
+  };
 }
 
 /**
@@ -243,6 +259,45 @@ export class NatsEventBus implements EventBus {
     return { [Symbol.asyncIterator]: () => iterator };
   }
 
+  /**
+   * Sums the subscription's consumers (one per bound topic plus the direct one that redrive
+   * and replay send to): `ready` = `num_pending` (stored, not yet delivered), `inFlight` =
+   * `num_ack_pending`. JetStream keeps a message in its ack-pending set until it is acked or
+   * delivered again, so here a message nacked with a delay, or whose lease lapsed, counts
+   * as in flight until its redelivery (the SQLite and RabbitMQ buses count it as ready);
+   * messages this process fetched but holds for a consumer that stopped waiting count as in
+   * flight too. Counts every process. Rejects with NotFoundError when the subscription does
+   * not exist; a topic consumer missing for a moment (an ensure in progress) counts as empty.
+   */
+  async depth(subscription: string): Promise<QueueDepth> {
+    const { names } = this;
+    return this.run('depth', async ({ jsm }) => {
+      const infoOf = (durable: string) => jsm.consumers.info(names.stream, durable);
+      let direct: ConsumerInfo;
+      try {
+        direct = await infoOf(names.directConsumer(subscription));
+      } catch (err) {
+        if (!isApiError(err, CONSUMER_NOT_FOUND)) throw err;
+        throw new NotFoundError(`subscription "${subscription}" does not exist`, { cause: err });
+      }
+      const topics = await Promise.all(
+        metaOf(direct).topics.map((topic) =>
+          infoOf(names.topicConsumer(subscription, topic)).catch((err: unknown) => {
+            if (isApiError(err, CONSUMER_NOT_FOUND)) return undefined;
+            throw err;
+          }),
+        ),
+      );
+      const depth: QueueDepth = { ready: 0, inFlight: 0 };
+      for (const info of [direct, ...topics]) {
+        if (info === undefined) continue;
+        depth.ready += info.num_pending;
+        depth.inFlight += info.num_ack_pending;
+      }
+      return depth;
+    });
+  }
+
   /** Tells the pullers when the connection comes back (see {@link SubscriptionPuller.reconnected}). */
   private async watchStatus(nats: Nats, nc: NatsConnection): Promise<void> {
     try {
@@ -340,11 +395,7 @@ export class NatsEventBus implements EventBus {
         this.names.stream,
         this.names.directConsumer(subscription),
       );
-      const meta = JSON.parse(info.config.description ?? '{}') as Partial<SubscriptionMeta>;
-      return {
-        topics: meta.topics ?? [],
-        leaseMs: meta.leaseMs ?? (info.config.ack_wait ?? 0) / MS,
-      };
+      return metaOf(info);
     } catch (err) {
       if (isApiError(err, CONSUMER_NOT_FOUND)) return undefined;
       throw err;

@@ -108,6 +108,19 @@ export class AmqpSession {
     }
   }
 
+  /**
+   * The ready messages of `queue` (AMQP's queue.declare-ok count: unacked deliveries are not
+   * in it), or undefined when the queue does not exist.
+   */
+  async readyCount(queue: string): Promise<number | undefined> {
+    try {
+      return (await this.withChannel('checkQueue', (ch) => ch.checkQueue(queue))).messageCount;
+    } catch (err) {
+      if (isNotFound((err as { cause?: unknown }).cause)) return undefined;
+      throw err;
+    }
+  }
+
   /** Publishes and resolves once the broker confirmed. */
   async publish(
     action: string,

@@ -28,6 +28,8 @@ export interface ConsumerHost {
     reason: string,
   ): Promise<void>;
   forget(consumer: RabbitMqConsumer): void;
+  /** A delivery of `subscription` is now held (+1) or no longer held (-1) by this process. */
+  countHeld(subscription: string, delta: 1 | -1): void;
 }
 
 const RETRY_MIN_MS = 250;
@@ -204,6 +206,7 @@ export class RabbitMqConsumer implements AsyncIterator<Delivery> {
       clearTimeout(timer);
       state = final;
       this.held--;
+      host.countHeld(subscription, -1);
       this.maybeCloseChannel();
     };
     const lapse = (): void => {
@@ -251,6 +254,7 @@ export class RabbitMqConsumer implements AsyncIterator<Delivery> {
       }
     };
     this.held++;
+    host.countHeld(subscription, 1);
     arm();
     return {
       message: decodeMessage(msg),

@@ -6,6 +6,7 @@ import type {
   ConsumeOptions,
   Delivery,
   EventBus,
+  QueueDepth,
   SubscriptionSpec,
 } from '../event-bus.js';
 import { ADAPTER, AmqpSession, type BusLogger } from './amqp-session.js';
@@ -85,6 +86,8 @@ export class RabbitMqEventBus implements EventBus {
   private readonly logger: BusLogger | undefined;
   private readonly consumers = new Set<RabbitMqConsumer>();
   private readonly leases = new Map<string, { leaseMs: number; readAt: number }>();
+  /** Deliveries held (not yet settled nor lapsed) by this instance's consumers, per subscription. */
+  private readonly held = new Map<string, number>();
   private readonly host: ConsumerHost;
 
   constructor(options: RabbitMqEventBusOptions) {
@@ -101,6 +104,11 @@ export class RabbitMqEventBus implements EventBus {
       delay: (name, msg, count, delayMs) => this.delay(name, msg, count, delayMs),
       deadLetter: (name, msg, count, reason) => this.park(name, msg, count, reason),
       forget: (consumer) => this.consumers.delete(consumer),
+      countHeld: (name, delta) => {
+        const count = (this.held.get(name) ?? 0) + delta;
+        if (count > 0) this.held.set(name, count);
+        else this.held.delete(name);
+      },
     };
   }
 
@@ -179,6 +187,28 @@ export class RabbitMqEventBus implements EventBus {
       throw new NotFoundError(`subscription "${subscription}" does not exist`);
     }
     await this.session.publish('sendTo', '', queue, encodeBody(m), publishOptions(m));
+  }
+
+  /**
+   * `ready` = the ready messages of the main queue plus those waiting in its delay queues
+   * (delayed nacks; each bucket that exists is checked, one throwaway channel each, in
+   * parallel). `inFlight` = the deliveries **this instance** holds: AMQP 0-9-1 tells
+   * nobody how many messages other connections hold unacked (only the management plugin
+   * does), so deliveries held by other processes are in neither count. A lapsed lease is
+   * back in the queue, hence ready. Rejects with NotFoundError when the subscription does
+   * not exist.
+   */
+  async depth(subscription: string): Promise<QueueDepth> {
+    const { main } = queuesOf(this.prefix, subscription);
+    const [ready, ...delayed] = await Promise.all(
+      [main, ...allDelayQueues(main)].map((queue) => this.session.readyCount(queue)),
+    );
+    if (ready === undefined)
+      throw new NotFoundError(`subscription "${subscription}" does not exist`);
+    return {
+      ready: delayed.reduce<number>((sum, n) => sum + (n ?? 0), ready),
+      inFlight: this.held.get(subscription) ?? 0,
+    };
   }
 
   /**

@@ -13,6 +13,7 @@ import type {
   ConsumeOptions,
   Delivery,
   EventBus,
+  QueueDepth,
   SubscriptionSpec,
 } from '../event-bus.js';
 
@@ -142,6 +143,13 @@ function prepareStatements(db: Db) {
          WHERE subscription = ? AND state IN ('ready', 'leased')`,
       )
       .pluck(),
+    // A lease that lapsed is claimable again, so it counts as ready; a delayed nack is a
+    // ready row whose visible_at lies ahead, also ready. Answered by bus_messages_available.
+    depth: db.prepare(
+      `SELECT coalesce(sum(state = 'ready' OR visible_at <= @now), 0) AS ready,
+              coalesce(sum(state = 'leased' AND visible_at > @now), 0) AS inFlight
+       FROM bus_messages WHERE subscription = @sub AND state IN ('ready', 'leased')`,
+    ),
     // Changes whenever another connection (another process, or another instance) committed.
     dataVersion: db.prepare('PRAGMA data_version').pluck(),
     // Settles are fenced: they apply only while the row still carries this claim's token.
@@ -309,6 +317,22 @@ export class SqliteEventBus implements EventBus {
         .immediate(),
     );
     if (changes > 0) this.wakeOne(subscription);
+  }
+
+  /**
+   * Counts the subscription's rows: `ready` holds ready rows (delayed ones included) and
+   * leased rows whose lease lapsed (claimable again); `inFlight` holds live leases, of every
+   * process sharing the file. Rejects with NotFoundError when the subscription does not exist.
+   */
+  async depth(subscription: string): Promise<QueueDepth> {
+    return this.run('depth', (s, db) =>
+      db.transaction(() => {
+        if (!s.subscriptionExists.get(subscription)) {
+          throw new NotFoundError(`subscription "${subscription}" does not exist`);
+        }
+        return s.depth.get({ sub: subscription, now: Date.now() }) as QueueDepth;
+      })(),
+    );
   }
 
   /**

@@ -1,7 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import type { EventView, TraceView } from '../api/client.js';
 import type { Insight, Job } from '../core/types.js';
-import { renderTrace, summariseJobs, table } from './render.js';
+import {
+  formatBytes,
+  formatProgress,
+  progressLine,
+  renderTrace,
+  summariseJobs,
+  table,
+} from './render.js';
 
 const T0 = '2024-01-01T00:00:00.000Z';
 
@@ -40,6 +47,10 @@ function job(jobId: string, module: string, eventId: string, extra: Partial<Job>
     finishedAt: '2024-01-01T00:00:01.500Z',
     lastError: null,
     outputs: [],
+    replayId: null,
+    replayOf: null,
+    pinnedVersion: null,
+    cancelRequestedAt: null,
     ...extra,
   };
 }
@@ -191,10 +202,91 @@ describe('table and summariseJobs', () => {
     expect(out[2]).toBe('longer-name  failed');
   });
 
+  it('keeps a cell with line breaks on one line, so the columns hold', () => {
+    const out = table(
+      ['ID', 'REASON'],
+      [
+        ['d1', 'module_output_invalid: invalid output:\n  events[0]: bad\r\n  x'],
+        ['d2', 'short'],
+      ],
+    ).split('\n');
+    expect(out).toEqual([
+      'ID  REASON',
+      'd1  module_output_invalid: invalid output: events[0]: bad x',
+      'd2  short',
+    ]);
+  });
+
   it('counts jobs by state', () => {
     expect(summariseJobs(sampleTrace().jobs)).toBe(
       '1 succeeded, 1 failed, 1 dead_lettered, 1 running',
     );
     expect(summariseJobs([])).toBe('no jobs');
+  });
+});
+
+describe('upload progress', () => {
+  it('formats sizes in binary units', () => {
+    expect(formatBytes(0)).toBe('0 B');
+    expect(formatBytes(1023)).toBe('1023 B');
+    expect(formatBytes(1536)).toBe('1.5 KiB');
+    expect(formatBytes(12 * 1024 * 1024)).toBe('12.0 MiB');
+    expect(formatBytes(3.25 * 1024 ** 3)).toBe('3.3 GiB');
+  });
+
+  it('formats sent / total, a floored percent and the rate', () => {
+    const MiB = 1024 * 1024;
+    expect(
+      formatProgress({ label: 'up a.bin', sent: 12 * MiB, total: 100 * MiB, elapsedMs: 3000 }),
+    ).toBe('up a.bin  12.0 MiB / 100.0 MiB  12%  4.0 MiB/s');
+    // 99.9% is not done yet; an empty file is; no time elapsed has no rate.
+    expect(formatProgress({ label: 'x', sent: 999, total: 1000, elapsedMs: 1000 })).toContain(
+      ' 99% ',
+    );
+    expect(formatProgress({ label: 'x', sent: 0, total: 0, elapsedMs: 0 })).toBe(
+      'x  0 B / 0 B  100%  -',
+    );
+  });
+
+  it('draws the first update, then at most one per interval, and ends with the final state and a newline', () => {
+    let clock = 1000;
+    const writes: string[] = [];
+    const line = progressLine({
+      label: 'f',
+      total: 400,
+      write: (text) => writes.push(text),
+      now: () => clock,
+      intervalMs: 250,
+    });
+    line.update(100, 400); // drawn: the first
+    clock += 100;
+    line.update(200, 400); // throttled
+    clock += 100;
+    line.update(300, 400); // throttled (200 ms since the last draw)
+    clock += 50;
+    line.update(350, 400); // drawn: 250 ms since the last draw
+    clock += 10;
+    line.update(400, 400); // throttled, but done() shows it
+    line.done();
+    line.done(); // idempotent
+    line.update(400, 400); // after done: nothing
+    expect(writes).toEqual([
+      '\rf  100 B / 400 B  25%  -\x1b[K',
+      '\rf  350 B / 400 B  87%  1.4 KiB/s\x1b[K',
+      '\rf  400 B / 400 B  100%  1.5 KiB/s\x1b[K',
+      '\n',
+    ]);
+  });
+
+  it('ends the line showing the expected size when no byte was sent', () => {
+    const writes: string[] = [];
+    const line = progressLine({
+      label: 'f',
+      total: 2048,
+      write: (t) => writes.push(t),
+      now: () => 0,
+    });
+    line.done();
+    expect(writes).toEqual(['\rf  0 B / 2.0 KiB  0%  -\x1b[K', '\n']);
   });
 });

@@ -2,8 +2,12 @@ import type { TraceView, EventView } from '../api/client.js';
 import { formatDuration } from '../core/duration.js';
 import type { Job } from '../core/types.js';
 
-/** Fixed-width table for human output. */
-export function table(headers: string[], rows: string[][]): string {
+/**
+ * Fixed-width table for human output. A cell is one line: line breaks in a value (a dead
+ * letter's reason, an attempt's error) are shown as spaces so they cannot break the columns.
+ */
+export function table(headers: string[], cells: string[][]): string {
+  const rows = cells.map((row) => row.map((c) => c.replace(/\s*[\r\n]+\s*/g, ' ')));
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]) =>
     cells
@@ -97,4 +101,78 @@ export function summariseJobs(jobs: Job[]): string {
   const counts = new Map<string, number>();
   for (const job of jobs) counts.set(job.state, (counts.get(job.state) ?? 0) + 1);
   return [...counts].map(([state, n]) => `${n} ${state}`).join(', ') || 'no jobs';
+}
+
+/** Bytes for people: `512 B`, `1.5 KiB`, `12.0 MiB`, `3.2 GiB` (binary units). */
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${Math.round(bytes)} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${value.toFixed(1)} ${units[unit]}`;
+}
+
+/** One line of transfer progress: `notes.bin  12.0 MiB / 100.0 MiB  12%  4.0 MiB/s`. */
+export function formatProgress(p: {
+  label: string;
+  sent: number;
+  total: number;
+  elapsedMs: number;
+}): string {
+  // Floored, so 100% means every byte went; a file that grew while read stays at 100%.
+  const percent = p.total <= 0 ? 100 : Math.min(100, Math.floor((p.sent * 100) / p.total));
+  const rate = p.elapsedMs > 0 ? `${formatBytes((p.sent * 1000) / p.elapsedMs)}/s` : '-';
+  return `${p.label}  ${formatBytes(p.sent)} / ${formatBytes(p.total)}  ${percent}%  ${rate}`;
+}
+
+/** A progress line on a terminal: redrawn in place, at most every `intervalMs`. */
+export interface ProgressLine {
+  update(sent: number, total: number): void;
+  /** Draws the last state (even if throttled away) and ends the line. Idempotent. */
+  done(): void;
+}
+
+/**
+ * A throttled progress line written with `write` (stderr in the CLI): the first update and
+ * then at most one every `intervalMs` (default 250 ms, four a second) are drawn, each over
+ * the previous one (`\r`, then clear to the end of the line); `done()` ends it with a newline.
+ * The clock is injectable so the throttle is tested without waiting.
+ */
+export function progressLine(options: {
+  label: string;
+  /** The size expected, shown until the first update says otherwise. */
+  total?: number;
+  write: (text: string) => void;
+  now?: () => number;
+  intervalMs?: number;
+}): ProgressLine {
+  const now = options.now ?? Date.now;
+  const intervalMs = options.intervalMs ?? 250;
+  const startedAt = now();
+  let drawnAt: number | null = null;
+  let state = { sent: 0, total: options.total ?? 0 };
+  let finished = false;
+  const draw = (at: number) => {
+    drawnAt = at;
+    const line = formatProgress({ label: options.label, ...state, elapsedMs: at - startedAt });
+    options.write(`\r${line}\x1b[K`);
+  };
+  return {
+    update(sent, total) {
+      if (finished) return;
+      state = { sent, total };
+      const at = now();
+      if (drawnAt === null || at - drawnAt >= intervalMs) draw(at);
+    },
+    done() {
+      if (finished) return;
+      finished = true;
+      draw(now());
+      options.write('\n');
+    },
+  };
 }

@@ -3,6 +3,7 @@ import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type { IonClient } from '../../api/client.js';
 import { UsageError, clientFor, collect, print, printJson, type ApiOptions } from '../context.js';
+import { progressLine, type ProgressLine } from '../render.js';
 
 /** `--file PATH` carries the file as its base name; `--file EVENT_PATH=LOCAL_PATH` names it. */
 export function parseFileOption(spec: string): { path: string; from: string } {
@@ -17,7 +18,17 @@ export function parseDataOption(spec: string): { key: string; value: string } {
   return { key: spec.slice(0, eq), value: spec.slice(eq + 1) };
 }
 
-/** Uploads local files and publishes a root event carrying them. */
+/** A progress line on stderr for each upload, when stderr is a terminal (else nothing). */
+export function stderrProgress(): ((label: string, total: number) => ProgressLine) | undefined {
+  if (process.stderr.isTTY !== true) return undefined;
+  return (label, total) =>
+    progressLine({ label, total, write: (text) => void process.stderr.write(text) });
+}
+
+/**
+ * Uploads local files and publishes a root event carrying them. `progress`, when given, makes
+ * a progress line per file (its label and size) that follows the bytes read from the file.
+ */
 export async function publishWithFiles(
   client: IonClient,
   input: {
@@ -26,6 +37,7 @@ export async function publishWithFiles(
     files: { path: string; from: string }[];
     idempotencyKey?: string;
   },
+  progress?: (label: string, total: number) => ProgressLine,
 ): Promise<{ eventId: string; correlationId: string; created: boolean }> {
   const files = [];
   for (const file of input.files) {
@@ -33,7 +45,17 @@ export async function publishWithFiles(
     const info = await stat(file.from).catch(() => null);
     if (info === null) throw new UsageError(`--file ${file.from}: no such file`);
     if (!info.isFile()) throw new UsageError(`--file ${file.from}: not a regular file`);
-    const ref = await client.uploadFile(file.from);
+    const line = progress?.(`uploading ${file.from}`, info.size);
+    let ref;
+    try {
+      ref = await client.uploadFile(
+        file.from,
+        line === undefined ? {} : { onProgress: (sent, total) => line.update(sent, total) },
+      );
+    } finally {
+      // Ends the line on failure too, so an error message starts on a line of its own.
+      line?.done();
+    }
     files.push({ path: file.path, sha256: ref.sha256 });
   }
   return client.publish({
@@ -63,14 +85,19 @@ export function registerEvent(program: Command): void {
           json?: boolean;
         },
       ) => {
-        const result = await publishWithFiles(clientFor(options), {
-          type,
-          data: (options.data ?? []).map(parseDataOption),
-          files: (options.file ?? []).map(parseFileOption),
-          ...(options.idempotencyKey === undefined
-            ? {}
-            : { idempotencyKey: options.idempotencyKey }),
-        });
+        const result = await publishWithFiles(
+          clientFor(options),
+          {
+            type,
+            data: (options.data ?? []).map(parseDataOption),
+            files: (options.file ?? []).map(parseFileOption),
+            ...(options.idempotencyKey === undefined
+              ? {}
+              : { idempotencyKey: options.idempotencyKey }),
+          },
+          // Machine-readable output stays clean of progress lines.
+          options.json === true ? undefined : stderrProgress(),
+        );
         if (options.json === true) return printJson(result);
         print(
           `published ${type} ${result.eventId}${result.created ? '' : ' (already published with this idempotency key)'}`,

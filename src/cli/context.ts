@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { IonClient } from '../api/client.js';
 import { ValidationError } from '../core/errors.js';
 import { ProfileError, resolveCliSettings, type CliSettings } from './profiles.js';
@@ -16,6 +17,8 @@ export function positiveInt(flag: string, value: string): number {
 export interface ApiOptions {
   apiUrl?: string;
   profile?: string;
+  /** PEM CA file to trust for an HTTPS API (`--ca-file`, else `ION_CA_FILE`, else the profile). */
+  caFile?: string;
 }
 
 /**
@@ -36,7 +39,29 @@ export function settingsFor(
 
 export function clientFor(options: ApiOptions): IonClient {
   const settings = settingsFor(options);
-  return new IonClient(settings.apiUrl, settings.token);
+  return new IonClient(
+    settings.apiUrl,
+    settings.token,
+    settings.caFile === undefined ? {} : { ca: readCaFile(settings.caFile, settings.caFileFrom) },
+  );
+}
+
+/** Reads a CA file the CLI was told to trust, or says which one it cannot read and why. */
+export function readCaFile(path: string, from: CliSettings['caFileFrom'] = 'flag'): string {
+  const origin =
+    from === 'flag' ? '--ca-file' : from === 'env' ? 'ION_CA_FILE' : "the profile's caFile";
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new UsageError(
+      `cannot read the CA file ${path} (from ${origin}): ${code === 'ENOENT' ? 'no such file' : (code ?? 'unreadable')}`,
+    );
+  }
+  if (!text.includes('-----BEGIN CERTIFICATE-----'))
+    throw new UsageError(`the CA file ${path} (from ${origin}) holds no PEM certificate`);
+  return text;
 }
 
 export function printJson(value: unknown): void {

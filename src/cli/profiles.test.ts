@@ -82,4 +82,30 @@ profiles:
     await writeFile(file, 'profiles:\n  x: { apiUrl: not-a-url }\n');
     expect(() => resolveCliSettings({}, env())).toThrow(/profiles\.x\.apiUrl/);
   });
+
+  it('resolves the CA file flag > ION_CA_FILE > profile, a profile path relative to the file', async () => {
+    await writeFile(
+      file,
+      `current: tls
+profiles:
+  tls: { apiUrl: 'https://ion.internal', caFile: certs/ca.pem }
+  plain: { apiUrl: 'http://ion.internal' }
+`,
+    );
+    expect(resolveCliSettings({}, env())).toMatchObject({
+      caFile: join(dir, 'certs', 'ca.pem'),
+      caFileFrom: 'file',
+    });
+    expect(resolveCliSettings({}, env({ ION_CA_FILE: '/env/ca.pem' }))).toMatchObject({
+      caFile: '/env/ca.pem',
+      caFileFrom: 'env',
+    });
+    expect(
+      resolveCliSettings({ caFile: '/flag/ca.pem' }, env({ ION_CA_FILE: '/env/ca.pem' })),
+    ).toMatchObject({ caFile: '/flag/ca.pem', caFileFrom: 'flag' });
+    expect(resolveCliSettings({ profile: 'plain' }, env())).toMatchObject({
+      caFile: undefined,
+      caFileFrom: 'default',
+    });
+  });
 });

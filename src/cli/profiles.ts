@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { readYamlFile } from '../core/pipeline-file.js';
 import { parseOrThrow } from '../core/validation.js';
@@ -13,13 +13,21 @@ import { parseOrThrow } from '../core/validation.js';
  * profiles:
  *   local: { apiUrl: http://127.0.0.1:7411 }
  *   prod: { apiUrl: https://ion.example.com, token: ion_... }
+ *   staging: { apiUrl: https://ion.staging.internal, caFile: ca.pem }
  * ```
+ *
+ * `caFile` is a PEM file of certificate authorities to trust for an HTTPS API with a private
+ * CA or a self-signed certificate; a relative path is relative to this file.
  *
  * Found at `$ION_CLI_CONFIG`, else `$XDG_CONFIG_HOME/ion/config.yaml`, else
  * `~/.config/ion/config.yaml`. A missing file is no error; an invalid one is.
  */
 const profileSchema = z
-  .object({ apiUrl: z.string().url().optional(), token: z.string().min(1).optional() })
+  .object({
+    apiUrl: z.string().url().optional(),
+    token: z.string().min(1).optional(),
+    caFile: z.string().min(1).optional(),
+  })
   .strict();
 const fileSchema = z
   .object({
@@ -56,17 +64,20 @@ export interface CliSettings {
   apiUrlFrom: Source;
   token: string | undefined;
   tokenFrom: Source;
+  /** PEM file of CAs to trust besides the system ones (a private CA, a self-signed cert). */
+  caFile: string | undefined;
+  caFileFrom: Source;
   profile: string | undefined;
   file: string;
 }
 
 /**
- * Resolves the API URL, token and profile with the precedence flags > environment > file >
- * default. The profile is chosen by `--profile`, else `ION_PROFILE`, else the file's
+ * Resolves the API URL, token, CA file and profile with the precedence flags > environment >
+ * file > default. The profile is chosen by `--profile`, else `ION_PROFILE`, else the file's
  * `current`; naming a profile the file does not have is an error.
  */
 export function resolveCliSettings(
-  flags: { apiUrl?: string; profile?: string },
+  flags: { apiUrl?: string; profile?: string; caFile?: string },
   env: NodeJS.ProcessEnv,
 ): CliSettings {
   const file = cliConfigPath(env);
@@ -101,7 +112,26 @@ export function resolveCliSettings(
       : profile?.token !== undefined
         ? [profile.token, 'file']
         : [undefined, 'default'];
-  return { apiUrl, apiUrlFrom, token, tokenFrom, profile: profileName, file };
+  const envCa =
+    env.ION_CA_FILE !== undefined && env.ION_CA_FILE !== '' ? env.ION_CA_FILE : undefined;
+  const [caFile, caFileFrom]: [string | undefined, Source] =
+    flags.caFile !== undefined
+      ? [flags.caFile, 'flag']
+      : envCa !== undefined
+        ? [envCa, 'env']
+        : profile?.caFile !== undefined
+          ? [resolve(dirname(file), profile.caFile), 'file']
+          : [undefined, 'default'];
+  return {
+    apiUrl,
+    apiUrlFrom,
+    token,
+    tokenFrom,
+    caFile,
+    caFileFrom,
+    profile: profileName,
+    file,
+  };
 }
 
 export class ProfileError extends Error {}

@@ -13,6 +13,8 @@ export interface RunOptions {
   port?: string;
   host?: string;
   config?: string;
+  tlsCertFile?: string;
+  tlsKeyFile?: string;
 }
 
 export function addRunOptions(command: Command, withApi: boolean): Command {
@@ -22,7 +24,15 @@ export function addRunOptions(command: Command, withApi: boolean): Command {
   if (withApi) {
     command
       .option('--port <n>', 'API port (env ION_PORT; default 7411; 0 picks a free one)')
-      .option('--host <host>', 'API address (env ION_HOST; default 127.0.0.1)');
+      .option('--host <host>', 'API address (env ION_HOST; default 127.0.0.1)')
+      .option(
+        '--tls-cert-file <path>',
+        'serve the API over HTTPS with this PEM certificate (env ION_API_TLS_CERT_FILE; needs --tls-key-file)',
+      )
+      .option(
+        '--tls-key-file <path>',
+        'PEM private key of --tls-cert-file (env ION_API_TLS_KEY_FILE)',
+      );
   }
   return command;
 }
@@ -35,6 +45,8 @@ function flags(options: RunOptions): Record<string, unknown> {
     api.port = Number(options.port);
   }
   if (options.host !== undefined) api.host = options.host;
+  if (options.tlsCertFile !== undefined) api.tlsCertFile = options.tlsCertFile;
+  if (options.tlsKeyFile !== undefined) api.tlsKeyFile = options.tlsKeyFile;
   return {
     ...(options.dataDir === undefined ? {} : { dataDir: options.dataDir }),
     ...(Object.keys(api).length > 0 ? { api } : {}),

@@ -149,6 +149,35 @@ describe('loadConfig', () => {
     );
   });
 
+  it('takes the API TLS certificate and key paths from the file, ION_API_TLS_* and flags', async () => {
+    const file = await configFile(
+      'api:\n  tlsCertFile: /file/cert.pem\n  tlsKeyFile: /file/key.pem\n',
+    );
+    expect(loadConfig({ file }).api).toMatchObject({
+      tlsCertFile: '/file/cert.pem',
+      tlsKeyFile: '/file/key.pem',
+    });
+    const env = { ION_API_TLS_CERT_FILE: '/env/cert.pem', ION_API_TLS_KEY_FILE: '/env/key.pem' };
+    expect(loadConfig({ file, env }).api).toMatchObject({
+      tlsCertFile: '/env/cert.pem',
+      tlsKeyFile: '/env/key.pem',
+    });
+    expect(
+      loadConfig({ file, env, flags: { api: { tlsKeyFile: '/flag/key.pem' } } }).api,
+    ).toMatchObject({ tlsCertFile: '/env/cert.pem', tlsKeyFile: '/flag/key.pem' });
+    expect(loadConfig().api.tlsCertFile).toBeUndefined();
+  });
+
+  it('refuses a TLS certificate without its key, and a key without its certificate, naming the missing field', () => {
+    const noKey = failure(() => loadConfig({ env: { ION_API_TLS_CERT_FILE: '/x/cert.pem' } }));
+    expect(noKey.message).toContain('api.tlsKeyFile');
+    expect(noKey.message).toContain('required when api.tlsCertFile is set');
+    expect(noKey.issues.map((i) => i.path)).toEqual(['api.tlsKeyFile']);
+    const noCert = failure(() => loadConfig({ flags: { api: { tlsKeyFile: '/x/key.pem' } } }));
+    expect(noCert.message).toContain('api.tlsCertFile');
+    expect(noCert.message).toContain('required when api.tlsKeyFile is set');
+  });
+
   it('makes dataDir absolute', () => {
     const config = loadConfig({ flags: { dataDir: 'relative/data' } });
     expect(isAbsolute(config.dataDir)).toBe(true);
@@ -199,6 +228,19 @@ describe('redactConfig', () => {
   it('masks a secret that YAML parsed as a number', () => {
     const out = redactConfig({ store: { password: 123456 } }) as { store: { password: unknown } };
     expect(out.store.password).toBe('[redacted]');
+  });
+
+  it('prints the TLS key file path, which is no secret, but still masks a key value', () => {
+    const out = redactConfig({
+      api: { tlsCertFile: '/etc/ion/cert.pem', tlsKeyFile: '/etc/ion/key.pem', apiKey: 'k' },
+    });
+    expect(out).toEqual({
+      api: {
+        tlsCertFile: '/etc/ion/cert.pem',
+        tlsKeyFile: '/etc/ion/key.pem',
+        apiKey: '[redacted]',
+      },
+    });
   });
 
   it('redacts a loaded config without losing its non-secret values', () => {

@@ -93,8 +93,31 @@ export const configSchema = z
          * (docs/auth.md). Off when nothing says otherwise; `ion server` defaults to `on`.
          */
         auth: z.enum(['on', 'off']).default('off'),
+        /**
+         * PEM certificate (chain) and private key files: with both, the API serves HTTPS
+         * (docs/auth.md, "TLS"). Paths only: the files are read at start, never logged.
+         */
+        tlsCertFile: z.string().min(1).optional(),
+        tlsKeyFile: z.string().min(1).optional(),
       })
       .strict()
+      .superRefine((api, ctx) => {
+        // One without the other would silently serve plain HTTP: refuse it instead.
+        if (api.tlsCertFile !== undefined && api.tlsKeyFile === undefined)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['tlsKeyFile'],
+            message:
+              'required when api.tlsCertFile is set (TLS needs both the certificate and the key; env ION_API_TLS_KEY_FILE)',
+          });
+        if (api.tlsKeyFile !== undefined && api.tlsCertFile === undefined)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['tlsCertFile'],
+            message:
+              'required when api.tlsKeyFile is set (TLS needs both the certificate and the key; env ION_API_TLS_CERT_FILE)',
+          });
+      })
       .prefault({}),
     bus: busSchema.default({ kind: 'sqlite' }),
     store: storeSchema.default({ kind: 'sqlite' }),
@@ -132,6 +155,8 @@ const ENV_KEYS: Record<string, { path: string[]; type: 'string' | 'int' | 'bool'
   ION_HOST: { path: ['api', 'host'], type: 'string' },
   ION_PORT: { path: ['api', 'port'], type: 'int' },
   ION_AUTH: { path: ['api', 'auth'], type: 'string' },
+  ION_API_TLS_CERT_FILE: { path: ['api', 'tlsCertFile'], type: 'string' },
+  ION_API_TLS_KEY_FILE: { path: ['api', 'tlsKeyFile'], type: 'string' },
   ION_LEASE_MS: { path: ['dispatcher', 'leaseMs'], type: 'int' },
   ION_RETRY_BASE_DELAY_MS: { path: ['dispatcher', 'retryBaseDelayMs'], type: 'int' },
   ION_RETRY_MAX_DELAY_MS: { path: ['dispatcher', 'retryMaxDelayMs'], type: 'int' },
@@ -266,7 +291,8 @@ export function redactConfig(value: unknown): unknown {
   if (typeof value !== 'object' || value === null) return value;
   const out: Tree = {};
   for (const [k, v] of Object.entries(value)) {
-    const secret = SECRET_KEY.test(k) && v !== null && typeof v !== 'object';
+    // `tlsKeyFile` and the like hold a path, not the secret itself: print it.
+    const secret = SECRET_KEY.test(k) && !/File$/.test(k) && v !== null && typeof v !== 'object';
     if (secret) out[k] = '[redacted]';
     else if (typeof v === 'string') out[k] = v.replace(URL_PASSWORD, '$1[redacted]@');
     else out[k] = redactConfig(v);

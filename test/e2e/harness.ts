@@ -59,7 +59,7 @@ export async function startIon(
     () => {
       if (proc.exitCode !== null)
         throw new StopWaiting(`ion up exited with ${proc.exitCode}: ${out}`);
-      return /Ion is up at (http:\/\/\S+)/.exec(out)?.[1];
+      return /Ion is up at (https?:\/\/\S+)/.exec(out)?.[1];
     },
     30_000,
   );

@@ -17,12 +17,15 @@ export function registerConfig(program: Command): void {
         apiUrlFrom: s.apiUrlFrom,
         token: s.token === undefined ? null : '[set]',
         tokenFrom: s.tokenFrom,
+        caFile: s.caFile ?? null,
+        caFileFrom: s.caFileFrom,
         profile: s.profile ?? null,
         file: s.file,
       };
       if (options.json === true) return printJson(view);
       print(`api url  ${view.apiUrl}  (from ${view.apiUrlFrom})`);
       print(`token    ${view.token ?? '-'}  (from ${view.tokenFrom})`);
+      print(`ca file  ${view.caFile ?? '-'}  (from ${view.caFileFrom})`);
       print(`profile  ${view.profile ?? '-'}`);
       print(`file     ${view.file}`);
     });

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { createReadStream } from 'node:fs';
+import { createReadStream, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { IonClient } from '../../api/client.js';
@@ -89,7 +89,12 @@ export function registerUp(program: Command): void {
       if (options.submit !== undefined) {
         const event = await submitSample(app, options.submit);
         print(`submitted ${options.submit} as event ${event.eventId}; following its jobs...`);
-        const client = new IonClient(url!, process.env.ION_TOKEN);
+        // With TLS on, the certificate Ion serves is the one to trust (it may be self-signed).
+        const client = new IonClient(
+          url!,
+          process.env.ION_TOKEN,
+          config.api.tlsCertFile === undefined ? {} : { ca: readFileSync(config.api.tlsCertFile) },
+        );
         try {
           const trace = await waitForTrace(
             client,

@@ -1,8 +1,13 @@
 import type { Delivery } from '../bus/event-bus.js';
 import { errorMessage } from '../core/errors.js';
+import { sleep } from '../core/time.js';
 import type { ModuleRecord } from '../core/types.js';
 import type { DispatcherDeps } from './deps.js';
 import { JobRunner } from './job-runner.js';
+
+/** Pauses before a failed pull loop starts again: doubling from the base up to the max. */
+const RESTART_BASE_DELAY_MS = 500;
+const RESTART_MAX_DELAY_MS = 30_000;
 
 /**
  * Consumes one module's subscription with at most `module.concurrency` jobs in flight. The
@@ -35,12 +40,38 @@ export class ModuleDispatcher {
   }
 
   start(): void {
-    this.loop ??= this.pull().catch((err: unknown) => {
-      this.deps.logger.error(
-        { module: this.module.name, err: errorMessage(err) },
-        'dispatcher loop stopped',
+    this.loop ??= this.consumeUntilStopped();
+  }
+
+  /**
+   * Runs the pull loop until `stop`. A loop that fails (the bus lost the subscription, a
+   * broker error the adapter could not absorb) or ends on its own is started again after a
+   * backoff, so one bad moment never leaves a module without a consumer in this worker.
+   */
+  private async consumeUntilStopped(): Promise<void> {
+    const signal = this.stopPulling.signal;
+    let failures = 0;
+    while (!signal.aborted) {
+      let took = 0;
+      try {
+        took = await this.pull();
+        if (signal.aborted) return;
+        this.deps.logger.warn(
+          { module: this.module.name },
+          'the bus ended the consumption of this module; starting it again',
+        );
+      } catch (err) {
+        this.deps.logger.error(
+          { module: this.module.name, err: errorMessage(err) },
+          'dispatcher loop failed; starting it again after a pause',
+        );
+      }
+      failures = took > 0 ? 1 : failures + 1;
+      await sleep(
+        Math.min(RESTART_MAX_DELAY_MS, RESTART_BASE_DELAY_MS * 2 ** (failures - 1)),
+        signal,
       );
-    });
+    }
   }
 
   update(module: ModuleRecord): void {
@@ -62,21 +93,28 @@ export class ModuleDispatcher {
     }
   }
 
-  private async pull(): Promise<void> {
+  /** Pulls deliveries until stopped or the iteration ends; returns how many it took. */
+  private async pull(): Promise<number> {
     const signal = this.stopPulling.signal;
     const iterator = this.deps.bus.consume(this.module.name, { signal })[Symbol.asyncIterator]();
-    while (!signal.aborted) {
-      await this.waitForSlot();
-      if (signal.aborted) break;
-      const next = await iterator.next();
-      if (next.done === true) break;
-      if (signal.aborted) {
-        await this.release(next.value);
-        break;
+    let took = 0;
+    try {
+      while (!signal.aborted) {
+        await this.waitForSlot();
+        if (signal.aborted) break;
+        const next = await iterator.next();
+        if (next.done === true) break;
+        if (signal.aborted) {
+          await this.release(next.value);
+          break;
+        }
+        took += 1;
+        this.track(next.value);
       }
-      this.track(next.value);
+    } finally {
+      await iterator.return?.().catch(() => undefined);
     }
-    await iterator.return?.();
+    return took;
   }
 
   private track(delivery: Delivery): void {

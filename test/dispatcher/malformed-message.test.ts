@@ -53,4 +53,21 @@ describe('a malformed bus message', () => {
     });
     expect(job.module).toBe('reader');
   });
+
+  it('keeps consuming after its subscription went missing and came back', async () => {
+    await app.control.applyPipeline({
+      modules: [{ name: 'reader', subscribes: ['t.read'], run: { command: ['true'] }, retries: 0 }],
+    });
+    const { bus, store } = app.backends;
+    // The subscription vanishes under the running consumer (as a broker losing it would),
+    // which makes its pull fail; then it is back.
+    await bus.deleteSubscription('reader');
+    await bus.ensureSubscription({ name: 'reader', topics: ['t.read'], leaseMs: 30_000 });
+    const { event } = await app.control.publish({ type: 't.read' });
+    const job = await waitFor('the event published after the outage to run', async () => {
+      const [j] = await store.listJobs({ eventId: event.eventId });
+      return j?.state === 'succeeded' ? j : undefined;
+    });
+    expect(job.module).toBe('reader');
+  });
 });

@@ -241,7 +241,7 @@ describe('the NATS server restarted in the middle of a run', () => {
 
   it(
     'loses no published event: every job succeeds once, every event exists once, no process dies',
-    { timeout: 100_000 },
+    { timeout: 180_000 },
     async () => {
       nats = await startNatsServer();
       const dir = await tempDir('ion-res-');
@@ -311,7 +311,7 @@ describe('PostgreSQL unreachable for a few seconds', () => {
 
   it(
     'workers back off and recover: every job succeeds, nothing is duplicated, no process dies',
-    { timeout: 100_000 },
+    { timeout: 180_000 },
     async () => {
       const target = new URL(POSTGRES_URL);
       proxy = await startTcpProxy(Number(target.port || 5432), target.hostname);

@@ -1,7 +1,9 @@
 import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { ApplyResult } from '../app/control.js';
 import { IonError, UnavailableError, type ErrorCode, ERROR_CODES } from '../core/errors.js';
+import { fetchTrusting, unreachableMessage, type Transport } from './client-transport.js';
 import type {
   Attempt,
   BlobRef,
@@ -13,6 +15,8 @@ import type {
   KeyValue,
   ModuleRecord,
   ModuleSpec,
+  Replay,
+  ReplayStatus,
 } from '../core/types.js';
 
 /** An event as the API returns it: `data` as an object, `metadata` as the ordered pairs. */
@@ -55,11 +59,15 @@ function queryString(filter: Record<string, string | number | undefined>): strin
 /** The typed client of the v1 API, used by the CLI and tests. */
 export class IonClient {
   private readonly baseUrl: string;
+  private readonly transport: Transport;
   constructor(
     baseUrl: string,
     private readonly token?: string,
+    /** `ca`: PEM CA certificates to trust besides the system ones (private CA, self-signed). */
+    options: { ca?: string | Buffer } = {},
   ) {
     this.baseUrl = baseUrl.replace(/\/+$/, '');
+    this.transport = options.ca === undefined ? fetch : fetchTrusting(options.ca);
   }
 
   private headers(extra: Record<string, string> = {}): Record<string, string> {
@@ -76,7 +84,7 @@ export class IonClient {
   ): Promise<Response> {
     let response: Response;
     try {
-      response = await fetch(`${this.baseUrl}${path}`, {
+      response = await this.transport(`${this.baseUrl}${path}`, {
         method,
         headers: this.headers({
           ...(init.json === undefined ? {} : { 'content-type': 'application/json' }),
@@ -86,12 +94,7 @@ export class IonClient {
         ...(init.body instanceof ReadableStream ? { duplex: 'half' } : {}),
       });
     } catch (err) {
-      const cause =
-        err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err);
-      throw new UnavailableError(
-        `cannot reach Ion at ${this.baseUrl} (${cause}); is it running? (start it with "ion up")`,
-        { cause: err },
-      );
+      throw new UnavailableError(unreachableMessage(this.baseUrl, err), { cause: err });
     }
     if (!response.ok) {
       let code: ErrorCode = 'internal';
@@ -130,9 +133,29 @@ export class IonClient {
     return this.json('GET', `/v1/modules/${encodeURIComponent(name)}`);
   }
 
-  /** Streams a local file to the blob store. */
-  async uploadFile(path: string): Promise<BlobRef> {
-    const body = Readable.toWeb(createReadStream(path)) as ReadableStream<Uint8Array>;
+  /**
+   * Streams a local file to the blob store. `onProgress(sent, total)` is called as each chunk is
+   * read from the file into the request (bytes so far, and the file's size when the upload began).
+   */
+  async uploadFile(
+    path: string,
+    options: { onProgress?: (sent: number, total: number) => void } = {},
+  ): Promise<BlobRef> {
+    const onProgress = options.onProgress;
+    const total = onProgress === undefined ? 0 : (await stat(path)).size;
+    let body = Readable.toWeb(createReadStream(path)) as ReadableStream<Uint8Array>;
+    if (onProgress !== undefined) {
+      let sent = 0;
+      body = body.pipeThrough(
+        new TransformStream<Uint8Array, Uint8Array>({
+          transform(chunk, controller) {
+            sent += chunk.byteLength;
+            onProgress(sent, total);
+            controller.enqueue(chunk);
+          },
+        }),
+      );
+    }
     const response = await this.request('PUT', '/v1/blobs', {
       body,
       headers: { 'content-type': 'application/octet-stream' },
@@ -169,6 +192,7 @@ export class IonClient {
       state?: JobState;
       correlationId?: string;
       eventId?: string;
+      replayId?: string;
       limit?: number;
     } = {},
   ): Promise<Job[]> {
@@ -296,5 +320,52 @@ export class IonClient {
       contentType: response.headers.get('content-type'),
       size: length === null ? null : Number(length),
     };
+  }
+
+  // -- replays, cancel, followed logs, single modules ------------------------------------------
+
+  /** Runs a module again on one past event or on every event of a type in a time range. */
+  replay(request: {
+    module: string;
+    version?: number;
+    eventId?: string;
+    type?: string;
+    since?: string;
+    until?: string;
+    dryRun?: boolean;
+  }): Promise<{ replay: ReplayStatus; matched: number; dryRun: boolean }> {
+    return this.json('POST', '/v1/replays', request);
+  }
+
+  getReplay(replayId: string): Promise<ReplayStatus> {
+    return this.json('GET', `/v1/replays/${encodeURIComponent(replayId)}`);
+  }
+
+  async listReplays(filter: { module?: string; limit?: number } = {}): Promise<Replay[]> {
+    return (await this.json<{ replays: Replay[] }>('GET', `/v1/replays${queryString(filter)}`))
+      .replays;
+  }
+
+  /** Cancels a job: at once when it waits, within about a second when it runs. */
+  cancelJob(jobId: string): Promise<{ status: 'cancelled' | 'cancelling'; job: Job }> {
+    return this.json('POST', `/v1/jobs/${encodeURIComponent(jobId)}/cancel`);
+  }
+
+  /**
+   * Follows a job's log live: the stream ends when the attempt ends (with `attempt`), or when
+   * the job ends (without it, following its retries).
+   */
+  async followJobLog(jobId: string, attempt?: number): Promise<Readable> {
+    const qs = queryString({ follow: 'true', attempt });
+    const response = await this.request('GET', `/v1/jobs/${encodeURIComponent(jobId)}/logs${qs}`);
+    return Readable.fromWeb(response.body!);
+  }
+
+  /** Creates or updates one module from one pipeline-file entry. */
+  putModule(
+    name: string,
+    module: Record<string, unknown>,
+  ): Promise<{ module: ModuleRecord; change: 'created' | 'updated' | 'unchanged' }> {
+    return this.json('PUT', `/v1/modules/${encodeURIComponent(name)}`, module);
   }
 }

@@ -18,6 +18,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   module_failed: 422,
   module_timeout: 422,
   worker_lost: 503,
+  job_cancelled: 409,
   message_malformed: 400,
   range_not_satisfiable: 416,
 };

@@ -1,4 +1,5 @@
 /** JSON schemas of the v1 API: request validation, response serialisation, OpenAPI later. */
+import { JOB_STATES } from '../core/types.js';
 
 const keyValue = {
   type: 'object',
@@ -45,13 +46,17 @@ export const jobSchema = {
     moduleVersion: { type: 'integer' },
     eventId: { type: 'string' },
     correlationId: { type: 'string' },
-    state: { type: 'string', enum: ['pending', 'running', 'succeeded', 'failed', 'dead_lettered'] },
+    state: { type: 'string', enum: [...JOB_STATES] },
     attempts: { type: 'integer' },
     createdAt: { type: 'string' },
     updatedAt: { type: 'string' },
     finishedAt: { type: ['string', 'null'] },
     lastError: { type: ['string', 'null'] },
     outputs: { type: 'array', items: fileRef },
+    replayId: { type: ['string', 'null'] },
+    replayOf: { type: ['string', 'null'] },
+    pinnedVersion: { type: ['integer', 'null'] },
+    cancelRequestedAt: { type: ['string', 'null'] },
   },
 } as const;
 
@@ -70,6 +75,7 @@ export const attemptSchema = {
     errorKind: { type: ['string', 'null'] },
     error: { type: ['string', 'null'] },
     logTail: { type: 'string' },
+    logSize: { type: ['integer', 'null'] },
   },
 } as const;
 

@@ -6,6 +6,7 @@ import { registerOps } from './ops.js';
 import { registerQueryRoutes } from './queries.js';
 import { registerLiveRoutes } from './live.js';
 import { registerAdminRoutes } from './admin-routes.js';
+import { registerJobRoutes } from './job-routes.js';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Control } from '../app/control.js';
@@ -28,6 +29,8 @@ export interface ServerDeps {
   bodyLimitBytes?: number;
   /** Token checks and the token routes; without it the API has neither. */
   auth?: AuthDeps;
+  /** PEM certificate and key: the API serves HTTPS only (see config/tls.ts). */
+  https?: { cert: Buffer; key: Buffer };
 }
 
 const errors = {
@@ -62,6 +65,8 @@ function eventView(event: IonEvent) {
 export function buildServer(deps: ServerDeps) {
   const { control } = deps;
   const app = Fastify({
+    // Typed as plain HTTP either way: the instance's API is the same over TLS.
+    ...(deps.https === undefined ? {} : ({ https: deps.https } as object)),
     loggerInstance: deps.logger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: deps.bodyLimitBytes ?? 1024 * 1024,
@@ -247,6 +252,7 @@ export function buildServer(deps: ServerDeps) {
             state: { type: 'string', enum: [...JOB_STATES] },
             correlationId: { type: 'string' },
             eventId: { type: 'string' },
+            replayId: { type: 'string' },
             limit: { type: 'integer', minimum: 1, maximum: 1000 },
           },
         },
@@ -261,6 +267,7 @@ export function buildServer(deps: ServerDeps) {
           state?: JobState;
           correlationId?: string;
           eventId?: string;
+          replayId?: string;
           limit?: number;
         };
         return { jobs: await control.listJobs(q) };
@@ -282,27 +289,6 @@ export function buildServer(deps: ServerDeps) {
       },
       async (request) => control.getJob((request.params as { jobId: string }).jobId),
     );
-    app.get('/v1/jobs/:jobId/logs', {
-      schema: {
-        params: idParam('jobId'),
-        querystring: {
-          type: 'object',
-          additionalProperties: false,
-          properties: { attempt: { type: 'integer', minimum: 1 } },
-        },
-      },
-      handler: async (request, reply) => {
-        const { attempt, stream } = await control.jobLog(
-          (request.params as { jobId: string }).jobId,
-          (request.query as { attempt?: number }).attempt,
-        );
-        void reply
-          .header('content-type', 'text/plain; charset=utf-8')
-          .header('x-ion-attempt', String(attempt.attempt));
-        return reply.send(stream ?? attempt.logTail);
-      },
-    });
-
     app.get('/v1/dead-letters', {
       schema: {
         querystring: {
@@ -356,6 +342,7 @@ export function buildServer(deps: ServerDeps) {
     registerAdminRoutes(app, deps);
     registerQueryRoutes(app, deps);
     registerLiveRoutes(app, deps);
+    registerJobRoutes(app, deps);
     // [routes] further route groups are registered here, one line each.
     done();
   });

@@ -9,7 +9,7 @@ import {
   errorMessage,
 } from '../core/errors.js';
 import { newId, rootEventIdFromKey } from '../core/ids.js';
-import { EVENT_TYPE, moduleSpecSchema, parsePipeline } from '../core/pipeline.js';
+import { EVENT_TYPE, moduleSpecSchema, parseModule, parsePipeline } from '../core/pipeline.js';
 import { nowIso } from '../core/time.js';
 import type {
   Attempt,
@@ -20,13 +20,23 @@ import type {
   Job,
   KeyValue,
   ModuleRecord,
+  ModuleSpec,
+  Replay,
+  ReplayStatus,
   Trace,
 } from '../core/types.js';
 import { parseOrThrow } from '../core/validation.js';
 import { normaliseRelativePath } from '../handler/safe-path.js';
-import type { DocumentStore, JobFilter, ModuleVersion } from '../store/document-store.js';
+import type {
+  CancelResult,
+  DocumentStore,
+  JobFilter,
+  ModuleVersion,
+  UpsertModuleResult,
+} from '../store/document-store.js';
 import type { AttemptFinished } from '../dispatcher/deps.js';
 import * as eventQueries from './event-queries.js';
+import * as jobActions from './job-actions.js';
 
 export interface PublishInput {
   type: string;
@@ -176,14 +186,7 @@ export class Control {
     const { store, bus } = this.deps;
     const result: ApplyResult = { modules: [] };
     for (const spec of pipeline.modules) {
-      parseOrThrow(moduleSpecSchema, spec, `module ${spec.name}`);
-      // Subscribe first, so events published right after the apply are kept for the module.
-      await bus.ensureSubscription({
-        name: spec.name,
-        topics: spec.subscribes,
-        leaseMs: this.deps.leaseMs,
-      });
-      const { module, change } = await store.upsertModule(spec);
+      const { module, change } = await this.installModule(spec);
       result.modules.push({ name: module.name, version: module.version, change });
     }
     if (options.prune === true) {
@@ -195,6 +198,28 @@ export class Control {
         result.modules.push({ name: module.name, version: module.version, change: 'deleted' });
       }
     }
+    this.deps.onModulesChanged?.();
+    return result;
+  }
+
+  /** Subscribes a module, then stores it (a changed spec makes a new version). */
+  private async installModule(spec: ModuleSpec): Promise<UpsertModuleResult> {
+    parseOrThrow(moduleSpecSchema, spec, `module ${spec.name}`);
+    // Subscribe first, so events published right after the change are kept for the module.
+    await this.deps.bus.ensureSubscription({
+      name: spec.name,
+      topics: spec.subscribes,
+      leaseMs: this.deps.leaseMs,
+    });
+    return this.deps.store.upsertModule(spec);
+  }
+
+  /**
+   * Creates or updates one module from a document shaped like one entry of a pipeline file;
+   * the other modules are left as they are.
+   */
+  async putModule(name: string, doc: unknown): Promise<UpsertModuleResult> {
+    const result = await this.installModule(parseModule(name, doc));
     this.deps.onModulesChanged?.();
     return result;
   }
@@ -323,6 +348,36 @@ export class Control {
       return { attempt, stream: await this.deps.blobs.get(attempt.logBlob) };
     }
     return { attempt, stream: null };
+  }
+
+  /** Follows a job's log live (see {@link jobActions.followJobLog}). */
+  followJobLog(
+    jobId: string,
+    attempt: number | undefined,
+    signal: AbortSignal,
+  ): Promise<{ attempt: number | null; stream: Readable }> {
+    return jobActions.followJobLog(this.deps.store, this.deps.blobs, jobId, attempt, signal);
+  }
+
+  /** Cancels a job (see {@link jobActions.cancelJob}). */
+  cancelJob(jobId: string): Promise<Exclude<CancelResult, { status: 'settled' }>> {
+    return jobActions.cancelJob(this.deps.store, jobId);
+  }
+
+  // -- replays ----------------------------------------------------------------------------------
+
+  /** Runs a module again on past events (see {@link jobActions.startReplay}). */
+  replay(request: jobActions.ReplayRequest): Promise<jobActions.ReplayOutcome> {
+    return jobActions.startReplay(this.deps.store, request, () => this.deps.onPublished?.());
+  }
+
+  getReplay(replayId: string): Promise<ReplayStatus> {
+    return jobActions.getReplay(this.deps.store, replayId);
+  }
+
+  listReplays(filter: { module?: string; limit?: number }): Promise<Replay[]> {
+    checkLimit(filter.limit);
+    return this.deps.store.listReplays(filter);
   }
 
   listDeadLetters(filter: { module?: string; limit?: number }): Promise<DeadLetter[]> {

@@ -10,6 +10,7 @@ import { buildServer, type IonServer } from '../api/server.js';
 import { metricsOf } from '../api/metrics.js';
 import { Control } from './control.js';
 import { createBackends, type Backends } from './backends.js';
+import { readTlsFiles } from '../config/tls.js';
 
 /** Which parts of Ion this process runs. `ion up` runs all three. */
 export interface Roles {
@@ -55,6 +56,8 @@ export class IonApp {
     roles: Roles,
     env: NodeJS.ProcessEnv,
   ): Promise<IonApp> {
+    // A TLS file that cannot be used fails before any backend is opened.
+    if (roles.api) readTlsFiles(config.api);
     return new IonApp(config, logger, roles, env, await createBackends(config, logger));
   }
 
@@ -98,18 +101,23 @@ export class IonApp {
     });
     this.tokens = new TokenService(store);
     // Metrics count from start-up, not from the first scrape.
-    if (roles.api) metricsOf(this.control);
+    if (roles.api) metricsOf(this.control, { bus, logger: logger.child({ component: 'metrics' }) });
     this.server = roles.api
       ? buildServer({
           control: this.control,
           logger: logger.child({ component: 'api' }),
           bodyLimitBytes: config.api.bodyLimitBytes,
           auth: { mode: config.api.auth, tokens: this.tokens },
+          // HTTPS when api.tlsCertFile/tlsKeyFile are set; unreadable files fail here, by name.
+          https: readTlsFiles(config.api),
         })
       : null;
   }
 
-  /** Starts backends, then relay and workers, then the API (listening). Returns the API URL. */
+  /**
+   * Starts backends, then relay and workers, then the API (listening). Returns the API URL,
+   * `https://` when TLS is configured.
+   */
   async start(): Promise<string | null> {
     const { bus, store, blobs, executor } = this.backends;
     await store.start();

@@ -6,6 +6,7 @@ import { registerDev } from './commands/dev.js';
 import { registerEvent } from './commands/event.js';
 import { registerQueryCommands } from './commands/queries.js';
 import { registerDlq, registerJobs, registerModules } from './commands/jobs.js';
+import { registerReplay } from './commands/replay.js';
 import { registerTrace } from './commands/trace.js';
 import { registerUp } from './commands/up.js';
 import { registerServer } from './commands/server.js';
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
   registerJobs(program);
   registerDlq(program);
   registerModules(program);
+  registerReplay(program);
   registerDev(program);
   registerConfig(program);
   registerQueryCommands(program);
@@ -43,6 +45,12 @@ export function buildProgram(): Command {
       );
       cmd.addOption(
         new Option('--profile <name>', 'profile of the CLI config file to use (env ION_PROFILE)'),
+      );
+      cmd.addOption(
+        new Option(
+          '--ca-file <path>',
+          'PEM CA file to trust for an HTTPS API (env ION_CA_FILE; else the profile)',
+        ),
       );
     }
     cmd.commands.forEach(addApiUrl);

@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   module_failed: 'The module exited with a non-zero code.',
   module_timeout: 'The module ran longer than its timeout and was killed.',
   worker_lost: 'The worker running the job stopped before the job finished.',
+  job_cancelled: 'The job was cancelled on request while the attempt ran.',
   message_malformed: 'A bus message could not be parsed.',
   range_not_satisfiable: 'The requested byte range lies outside the blob.',
 } as const;

@@ -15,15 +15,27 @@ export function newId(): string {
 
 /**
  * A child event's id is a pure function of its parent, the module that raised it and the
- * name of the event file, so a retried job re-creates the same children, never new ones.
+ * name of the event file, so a retried job re-creates the same children, never new ones. A
+ * replayed job's children also depend on the replay, so a replay raises new events (which
+ * flow downstream) while its own retries still re-create the same ones.
  */
-export function childEventId(parentEventId: string, module: string, eventFileName: string): string {
-  return uuidFromHash(`child\0${parentEventId}\0${module}\0${eventFileName}`);
+export function childEventId(
+  parentEventId: string,
+  module: string,
+  eventFileName: string,
+  replayId: string | null = null,
+): string {
+  const base = `child\0${parentEventId}\0${module}\0${eventFileName}`;
+  return uuidFromHash(replayId === null ? base : `${base}\0replay\0${replayId}`);
 }
 
-/** A job is (module, eventId): its id is derived from both. */
-export function jobIdFor(module: string, eventId: string): string {
-  return uuidFromHash(`job\0${module}\0${eventId}`);
+/**
+ * A job is (module, eventId): its id is derived from both. A replay makes another job on the
+ * same (module, eventId), whose id also derives from the replay.
+ */
+export function jobIdFor(module: string, eventId: string, replayId: string | null = null): string {
+  const base = `job\0${module}\0${eventId}`;
+  return uuidFromHash(replayId === null ? base : `${base}\0replay\0${replayId}`);
 }
 
 /** A root event published with an idempotency key gets an id derived from it. */

@@ -30,17 +30,30 @@ export function loadPipelineDocument(path: string): unknown {
   const baseDir = dirname(resolve(path));
   const modules = (doc as { modules?: unknown } | null)?.modules;
   if (!Array.isArray(modules)) return doc;
-  for (const module of modules) {
-    const command = (module as { run?: { command?: unknown } } | null)?.run?.command;
-    if (!Array.isArray(command)) continue;
-    command.forEach((arg: unknown, i) => {
-      if (typeof arg !== 'string' || isAbsolute(arg) || arg.startsWith('-')) return;
-      if (i === 0 && !arg.includes('/')) return; // a program looked up on PATH
-      const candidate = resolve(baseDir, arg);
-      if (existsSync(candidate)) command[i] = candidate;
-    });
-  }
+  for (const module of modules) resolveCommandPaths(module, baseDir);
   return doc;
+}
+
+/**
+ * Reads a file holding one module, shaped like one entry of a pipeline file (for
+ * `ion module put`), with its command paths made absolute as {@link loadPipelineDocument} does.
+ */
+export function loadModuleDocument(path: string): unknown {
+  const doc = readYamlFile(path, 'module file');
+  resolveCommandPaths(doc, dirname(resolve(path)));
+  return doc;
+}
+
+/** Makes `run.command` arguments that name files beside the pipeline file absolute, in place. */
+function resolveCommandPaths(module: unknown, baseDir: string): void {
+  const command = (module as { run?: { command?: unknown } } | null)?.run?.command;
+  if (!Array.isArray(command)) return;
+  command.forEach((arg: unknown, i) => {
+    if (typeof arg !== 'string' || isAbsolute(arg) || arg.startsWith('-')) return;
+    if (i === 0 && !arg.includes('/')) return; // a program looked up on PATH
+    const candidate = resolve(baseDir, arg);
+    if (existsSync(candidate)) command[i] = candidate;
+  });
 }
 
 /** Loads and validates a pipeline file; errors name the file, the field and the problem. */

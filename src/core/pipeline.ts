@@ -96,18 +96,40 @@ export function parsePipeline(doc: unknown): Pipeline {
   });
   return {
     ...(parsed.name === undefined ? {} : { name: parsed.name }),
-    modules: parsed.modules.map((m): ModuleSpec => ({
-      name: m.name,
-      subscribes: m.subscribes,
-      publishes: m.publishes,
-      executor: m.executor,
-      run: { command: m.run.command },
-      retries: m.retries,
-      timeoutMs: m.timeout,
-      concurrency: m.concurrency,
-      env: m.env,
-    })),
+    modules: parsed.modules.map(toSpec),
   };
+}
+
+function toSpec(m: z.output<typeof moduleSchema>): ModuleSpec {
+  return {
+    name: m.name,
+    subscribes: m.subscribes,
+    publishes: m.publishes,
+    executor: m.executor,
+    run: { command: m.run.command },
+    retries: m.retries,
+    timeoutMs: m.timeout,
+    concurrency: m.concurrency,
+    env: m.env,
+  };
+}
+
+/**
+ * Validates one module as a pipeline file declares it (same fields and defaults), for the
+ * single-module API. `name` comes from the URL; a `name` in the document must agree with it.
+ */
+export function parseModule(name: string, doc: unknown): ModuleSpec {
+  if (typeof doc === 'object' && doc !== null && !Array.isArray(doc)) {
+    const given = (doc as Record<string, unknown>).name;
+    if (given !== undefined && given !== name) {
+      throw new ValidationError(
+        `invalid module:\n  name: ${JSON.stringify(given)} differs from the module named in the URL ("${name}")`,
+        [{ path: 'name', message: 'differs from the name in the URL' }],
+      );
+    }
+    return toSpec(parseOrThrow(moduleSchema, { ...doc, name }, 'module'));
+  }
+  return toSpec(parseOrThrow(moduleSchema, doc, 'module'));
 }
 
 /** Schema of one module spec as stored and sent over the API (already normalised). */

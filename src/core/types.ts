@@ -37,11 +37,18 @@ export interface IonEvent {
   createdAt: string;
 }
 
-export const JOB_STATES = ['pending', 'running', 'succeeded', 'failed', 'dead_lettered'] as const;
+export const JOB_STATES = [
+  'pending',
+  'running',
+  'succeeded',
+  'failed',
+  'dead_lettered',
+  'cancelled',
+] as const;
 /**
  * `pending`: created or released, waiting for a worker. `running`: an attempt is in flight.
- * `failed`: the last attempt failed and a retry is scheduled. `succeeded` and
- * `dead_lettered` are terminal (until a redrive).
+ * `failed`: the last attempt failed and a retry is scheduled. `succeeded`, `cancelled` and
+ * `dead_lettered` are terminal (`dead_lettered` until a redrive).
  */
 export type JobState = (typeof JOB_STATES)[number];
 
@@ -49,7 +56,7 @@ export type JobState = (typeof JOB_STATES)[number];
 export type FailureKind = 'module' | 'platform';
 
 export interface Job {
-  /** Deterministic from (module, eventId). */
+  /** Deterministic from (module, eventId), and from the replay id for a replayed job. */
   jobId: string;
   module: string;
   moduleVersion: number;
@@ -66,6 +73,14 @@ export interface Job {
   lastError: string | null;
   /** Every file the successful attempt left in out/data (empty until it succeeds). */
   outputs: FileRef[];
+  /** The replay that created this job; null for a job the event's publication created. */
+  replayId: string | null;
+  /** For a replayed job: the module's ordinary job on the same event, when there was one. */
+  replayOf: string | null;
+  /** The module version a replay asked for; null runs the module's current version. */
+  pinnedVersion: number | null;
+  /** When a cancel was asked for while the job ran; null when none was. */
+  cancelRequestedAt: string | null;
 }
 
 export type AttemptOutcome = 'running' | 'succeeded' | 'failed';
@@ -85,8 +100,13 @@ export interface Attempt {
   errorCode: string | null;
   errorKind: FailureKind | null;
   error: string | null;
-  /** Last few KiB of stdout+stderr. */
+  /**
+   * Last few KiB of stdout+stderr. While the attempt runs, the worker refreshes it (with
+   * `logSize`) about once a second, which is what following a log live reads.
+   */
   logTail: string;
+  /** Bytes of log written so far (live while running); null when not recorded. */
+  logSize: number | null;
   /** Blob holding the whole log of the attempt, when it was kept. */
   logBlob: string | null;
 }
@@ -142,6 +162,26 @@ export interface ModuleRecord extends ModuleSpec {
   paused: boolean;
   createdAt: string;
   updatedAt: string;
+}
+
+/** What a replay selects: one event, or every event of a type in a time range. */
+export type ReplaySelector = { eventId: string } | { type: string; since?: string; until?: string };
+
+/** A request to run a module again on past events; each selected event gets a new job. */
+export interface Replay {
+  replayId: string;
+  module: string;
+  /** The version to run; null runs whichever version is current when each job starts. */
+  moduleVersion: number | null;
+  selector: ReplaySelector;
+  /** Jobs created so far. */
+  jobs: number;
+  createdAt: string;
+}
+
+/** A replay with its jobs counted by state. */
+export interface ReplayStatus extends Replay {
+  states: Record<JobState, number>;
 }
 
 /** The lineage of one correlation id. */

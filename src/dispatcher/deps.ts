@@ -16,11 +16,11 @@ export interface DispatcherSettings {
 /**
  * How one job attempt ended, as reported to {@link DispatcherDeps.onAttemptFinished}:
  * `succeeded` (committed), `failed` (a retry is scheduled), `dead_lettered` (retries
- * exhausted), `released` (shutdown: handed back uncounted).
+ * exhausted), `released` (shutdown: handed back uncounted), `cancelled` (stopped on request).
  */
 export interface AttemptFinished {
   module: string;
-  outcome: 'succeeded' | 'failed' | 'dead_lettered' | 'released';
+  outcome: 'succeeded' | 'failed' | 'dead_lettered' | 'released' | 'cancelled';
   /** How long the module ran; null when it never started (e.g. preparing its inputs failed). */
   durationMs: number | null;
 }

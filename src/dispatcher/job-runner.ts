@@ -1,10 +1,11 @@
-import { lstat, rm, rmdir, stat } from 'node:fs/promises';
+import { lstat, open, rm, rmdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Delivery } from '../bus/event-bus.js';
 import { IonError, ModuleOutputError, errorMessage } from '../core/errors.js';
 import { childEventId, jobIdFor } from '../core/ids.js';
 import { nowIso } from '../core/time.js';
-import type { FailureKind, FileRef, IonEvent, KeyValue, ModuleRecord } from '../core/types.js';
+import type { FailureKind, FileRef, IonEvent, Job, KeyValue, ModuleRecord } from '../core/types.js';
+import type { LogProgress } from '../store/document-store.js';
 import { readJobOutputs } from '../handler/commit.js';
 import { prepareJobDir } from '../handler/prepare.js';
 import { retryDelayMs } from './backoff.js';
@@ -15,6 +16,50 @@ import type { ExecutionResult } from '../executors/executor.js';
 
 function leaseFromNow(leaseMs: number): string {
   return new Date(Date.now() + leaseMs).toISOString();
+}
+
+/** How much of a running attempt's log is kept live in the store, for `logs --follow`. */
+const LIVE_TAIL_BYTES = 64 * 1024;
+/** How often a running job reports its log progress and looks for a cancel request. */
+const PROGRESS_INTERVAL_MS = 1000;
+
+/** Where a running attempt's log is written, until it is kept in the blob store. */
+function attemptLogFile(dataDir: string, jobId: string, attempt: number): string {
+  return join(dataDir, 'logs', jobId, `${attempt}.log`);
+}
+
+/** The size of a running attempt's log file and its last bytes; null when there is none yet. */
+async function readLogProgress(logFile: string): Promise<LogProgress | null> {
+  const handle = await open(logFile, 'r').catch(() => null);
+  if (handle === null) return null;
+  try {
+    const { size } = await handle.stat();
+    const length = Math.min(size, LIVE_TAIL_BYTES);
+    const buf = Buffer.alloc(length);
+    const { bytesRead } = await handle.read(buf, 0, length, size - length);
+    // Start on a character boundary, so the stored text re-encodes to exactly the bytes it
+    // stands for and a follower can count bytes (UTF-8 output; other bytes come out replaced).
+    let start = 0;
+    while (start < Math.min(3, bytesRead) && length < size && (buf[start]! & 0xc0) === 0x80)
+      start += 1;
+    return { logSize: size, logTail: buf.subarray(start, bytesRead).toString('utf8') };
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Where the module of a job comes from: a replay may pin an older version of it. */
+async function moduleForJob(
+  deps: DispatcherDeps,
+  current: ModuleRecord,
+  job: Job,
+): Promise<ModuleRecord | string> {
+  if (job.pinnedVersion === null || job.pinnedVersion === current.version) return current;
+  const versions = await deps.store.listModuleVersions(current.name);
+  const pinned = versions.find((v) => v.version === job.pinnedVersion);
+  if (pinned === undefined)
+    return `version ${job.pinnedVersion} of module ${current.name} is not stored`;
+  return { ...current, ...pinned.spec, version: pinned.version };
 }
 
 interface LinkedInput {
@@ -54,6 +99,8 @@ type AttemptEnd =
   | {
       ok: false;
       released: boolean;
+      /** Stopped on a cancel request: the job ends `cancelled`, no retry. */
+      cancelled?: boolean;
       code: string;
       kind: FailureKind;
       message: string;
@@ -156,7 +203,25 @@ export class JobRunner {
       await this.deadLetterWithoutJob(delivery, module, notice.eventId, reason);
       return;
     }
-    const jobId = jobIdFor(module.name, event.eventId);
+    let jobId = jobIdFor(module.name, event.eventId);
+    let replayId: string | null = null;
+    if (notice.jobId !== undefined) {
+      // A replayed job: created beforehand with its own id, maybe pinned to a version.
+      const job = await store.getJob(notice.jobId);
+      if (job === null || job.module !== module.name || job.eventId !== event.eventId) {
+        const reason = `message_malformed: bus message ${delivery.message.id}: job ${notice.jobId} of module ${module.name} on event ${event.eventId} is not in the store`;
+        await this.deadLetterWithoutJob(delivery, module, event.eventId, reason);
+        return;
+      }
+      const chosen = await moduleForJob(this.deps, module, job);
+      if (typeof chosen === 'string') {
+        await this.deadLetterWithoutJob(delivery, module, event.eventId, chosen);
+        return;
+      }
+      module = chosen;
+      jobId = job.jobId;
+      replayId = job.replayId;
+    }
     const begin = await store.beginAttempt({
       jobId,
       module: module.name,
@@ -207,28 +272,57 @@ export class JobRunner {
       );
       return;
     }
-    // While the job runs, keep both leases alive: the bus delivery's and the attempt's.
+    // While the job runs, keep both leases alive (the bus delivery's and the attempt's),
+    // report how far its log has got, and watch for a cancel request.
+    const stop = new AbortController();
+    const logFile = attemptLogFile(this.deps.dataDir, jobId, attempt);
     const lease = setInterval(
       () => {
         delivery
           .extend()
           .catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'lease extension failed'));
-        store
-          .renewAttempt(jobId, attempt, leaseFromNow(settings.leaseMs))
-          .then((held) => {
-            if (!held) log.warn({ jobId, attempt }, 'attempt was closed elsewhere while it ran');
-          })
-          .catch((err: unknown) =>
-            log.warn({ err: errorMessage(err) }, 'attempt lease renewal failed'),
-          );
       },
       Math.max(50, Math.floor(settings.leaseMs / 3)),
     );
+    let lastSize = -1;
+    let renewing = false;
+    const renew = async (): Promise<void> => {
+      const progress = await readLogProgress(logFile).catch(() => null);
+      const changed = progress !== null && progress.logSize !== lastSize;
+      const found = await store.renewAttempt(
+        jobId,
+        attempt,
+        leaseFromNow(settings.leaseMs),
+        changed ? progress : undefined,
+      );
+      if (changed) lastSize = progress.logSize;
+      if (found === 'closed')
+        log.warn({ jobId, attempt }, 'attempt was closed elsewhere while it ran');
+      if (found === 'cancel_requested' && !stop.signal.aborted) {
+        log.info({ jobId, attempt }, 'cancel requested; stopping the module');
+        stop.abort();
+      }
+    };
+    const progress = setInterval(
+      () => {
+        if (renewing) return;
+        renewing = true;
+        renew()
+          .catch((err: unknown) =>
+            log.warn({ err: errorMessage(err) }, 'attempt lease renewal failed'),
+          )
+          .finally(() => {
+            renewing = false;
+          });
+      },
+      Math.max(50, Math.min(PROGRESS_INTERVAL_MS, Math.floor(settings.leaseMs / 3))),
+    );
     let end: AttemptEnd;
     try {
-      end = await this.runAttempt(module, event, jobId, attempt, cancel);
+      end = await this.runAttempt(module, event, jobId, attempt, cancel, stop.signal, replayId);
     } finally {
       clearInterval(lease);
+      clearInterval(progress);
     }
     if (end.ok) {
       const duration = end.result.durationMs;
@@ -292,9 +386,21 @@ export class JobRunner {
     };
     this.deps.onAttemptFinished?.({
       module: module.name,
-      outcome: end.released ? 'released' : failures > module.retries ? 'dead_lettered' : 'failed',
+      outcome: end.cancelled
+        ? 'cancelled'
+        : end.released
+          ? 'released'
+          : failures > module.retries
+            ? 'dead_lettered'
+            : 'failed',
       durationMs: base.durationMs,
     });
+    if (end.cancelled === true) {
+      await store.failAttempt({ ...base, nextState: 'cancelled', countsAsFailure: false });
+      await delivery.ack();
+      log.info({ jobId, attempt }, 'job cancelled on request');
+      return;
+    }
     if (end.released) {
       await store.failAttempt({ ...base, nextState: 'pending', countsAsFailure: false });
       await delivery.nack({ delayMs: 0 });
@@ -328,11 +434,13 @@ export class JobRunner {
     event: IonEvent,
     jobId: string,
     attempt: number,
-    cancel: AbortSignal,
+    shutdown: AbortSignal,
+    cancelRequest: AbortSignal,
+    replayId: string | null,
   ): Promise<AttemptEnd> {
     const { blobs, executor, dataDir, settings } = this.deps;
     const dir = join(dataDir, 'jobs', jobId, String(attempt));
-    const logFile = join(dataDir, 'logs', jobId, `${attempt}.log`);
+    const logFile = attemptLogFile(dataDir, jobId, attempt);
     let result: ExecutionResult | null = null;
     let logBlob: string | null = null;
     try {
@@ -346,7 +454,7 @@ export class JobRunner {
         env: moduleEnv(this.deps.baseEnv, module, event, dir, attempt),
         timeoutMs: module.timeoutMs,
         logFile,
-        signal: cancel,
+        signal: AbortSignal.any([shutdown, cancelRequest]),
       });
       logBlob = await this.keepLog(logFile);
       const modified = await this.modifiedInputs(layout.inData, linked);
@@ -357,6 +465,18 @@ export class JobRunner {
           code: 'module_output_invalid',
           kind: 'module',
           message: `the module modified its input in/data/${modified[0]} in place; inputs are read-only`,
+          result,
+          logBlob,
+        };
+      }
+      if (result.cancelled && cancelRequest.aborted) {
+        return {
+          ok: false,
+          released: false,
+          cancelled: true,
+          code: 'job_cancelled',
+          kind: 'platform',
+          message: 'cancelled on request; the module was stopped',
           result,
           logBlob,
         };
@@ -406,7 +526,7 @@ export class JobRunner {
       }
       const createdAt = nowIso();
       const children: IonEvent[] = plan.events.map((raised) => ({
-        eventId: childEventId(event.eventId, module.name, raised.fileName),
+        eventId: childEventId(event.eventId, module.name, raised.fileName, replayId),
         type: raised.type,
         correlationId: event.correlationId,
         parentEventId: event.eventId,

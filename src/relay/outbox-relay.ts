@@ -66,7 +66,7 @@ export class OutboxRelay {
     if (entries.length === 0) return 0;
     const done: string[] = [];
     for (const entry of entries) {
-      const message = noticeMessage(entry);
+      const message = noticeMessage(entry, entry.jobId);
       try {
         if (entry.subscription === null) await this.bus.publish(message);
         else await this.bus.sendTo(entry.subscription, message);

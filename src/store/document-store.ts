@@ -10,6 +10,8 @@ import type {
   KeyValue,
   ModuleRecord,
   ModuleSpec,
+  Replay,
+  ReplayStatus,
   Trace,
 } from '../core/types.js';
 import type { TokenRecord } from '../core/tokens.js';
@@ -49,7 +51,31 @@ export type BeginAttemptResult =
   /** The job already succeeded: the caller acks and does nothing else. */
   | { status: 'succeeded'; job: Job }
   /** The job is dead-lettered: the caller acks (a redrive re-sends it). */
-  | { status: 'dead_lettered'; job: Job };
+  | { status: 'dead_lettered'; job: Job }
+  /** The job was cancelled: the caller acks and does nothing else. */
+  | { status: 'cancelled'; job: Job };
+
+/**
+ * What `renewAttempt` found: `held` (the lease was pushed out), `closed` (the attempt is no
+ * longer running: closed elsewhere), `cancel_requested` (held, but a cancel was asked for:
+ * the worker stops the module and records the attempt with `nextState: 'cancelled'`).
+ */
+export type RenewResult = 'held' | 'closed' | 'cancel_requested';
+
+/** How far a running attempt's log has got, refreshed with each renewal. */
+export interface LogProgress {
+  logTail: string;
+  logSize: number;
+}
+
+/** What `requestCancel` did. */
+export type CancelResult =
+  /** The job was waiting (pending, or failed with a retry due): it is cancelled now. */
+  | { status: 'cancelled'; job: Job }
+  /** An attempt is running: its worker will stop it and record the job as cancelled. */
+  | { status: 'cancelling'; job: Job }
+  /** The job had already ended (succeeded, dead-lettered or cancelled): nothing changed. */
+  | { status: 'settled'; job: Job };
 
 export interface FailAttemptInput {
   jobId: string;
@@ -64,9 +90,10 @@ export interface FailAttemptInput {
   logBlob: string | null;
   /**
    * `failed`: a retry follows. `pending`: released without blame (shutdown). `dead_lettered`:
-   * no retry; a dead letter row is written in the same transaction.
+   * no retry; a dead letter row is written in the same transaction. `cancelled`: stopped on
+   * request; no retry.
    */
-  nextState: Extract<JobState, 'failed' | 'pending' | 'dead_lettered'>;
+  nextState: Extract<JobState, 'failed' | 'pending' | 'dead_lettered' | 'cancelled'>;
   /** Whether this attempt counts against the module's retry budget. */
   countsAsFailure: boolean;
   deadLetterReason?: string;
@@ -92,6 +119,7 @@ export interface JobFilter {
   state?: JobState;
   correlationId?: string;
   eventId?: string;
+  replayId?: string;
   /** Most recent first; default 100. */
   limit?: number;
 }
@@ -135,7 +163,15 @@ export interface OutboxEntry {
   correlationId: string;
   /** Set when the entry targets one subscription only (redrive); null means publish by topic. */
   subscription: string | null;
+  /**
+   * The job the entry asks to run, when it is not the module's ordinary job on the event
+   * (a replayed job); null otherwise.
+   */
+  jobId: string | null;
 }
+
+/** One event a replay runs its module on. */
+export type ReplayTarget = Pick<IonEvent, 'eventId' | 'correlationId'>;
 
 export interface UpsertModuleResult {
   module: ModuleRecord;
@@ -194,8 +230,21 @@ export interface DocumentStore {
    * with `worker_lost` first.
    */
   beginAttempt(input: BeginAttemptInput): Promise<BeginAttemptResult>;
-  /** Pushes a running attempt's lease out; false when the attempt is no longer running. */
-  renewAttempt(jobId: string, attempt: number, leaseUntil: string): Promise<boolean>;
+  /**
+   * Pushes a running attempt's lease out and, when given, records how far its log has got.
+   * Tells the worker whether the attempt is still its own and whether a cancel was asked for.
+   */
+  renewAttempt(
+    jobId: string,
+    attempt: number,
+    leaseUntil: string,
+    progress?: LogProgress,
+  ): Promise<RenewResult>;
+  /**
+   * Cancels a job: a waiting one at once (a later delivery of it is acked without running),
+   * a running one by flagging it for its worker. Null when the job does not exist.
+   */
+  requestCancel(jobId: string, at: string): Promise<CancelResult | null>;
   /** Records a failed attempt and moves the job to `nextState` (one transaction). */
   failAttempt(input: FailAttemptInput): Promise<Job>;
   /**
@@ -223,6 +272,19 @@ export interface DocumentStore {
   redriveDeadLetter(id: string): Promise<Job | null>;
   /** Removes a dead letter without redriving it. */
   discardDeadLetter(id: string): Promise<boolean>;
+
+  // -- replays -----------------------------------------------------------------------------
+  /**
+   * Adds jobs to a replay (creating the replay on its first call): per target, in one
+   * transaction, a `pending` job `jobIdFor(module, eventId, replayId)` and an outbox entry
+   * that sends it to the module's subscription. A target whose job exists is skipped, so a
+   * repeated call adds nothing twice. Returns how many jobs were created.
+   */
+  addReplayJobs(replay: Replay, targets: ReplayTarget[]): Promise<number>;
+  /** The replay with its jobs counted by state; null when unknown. */
+  getReplay(replayId: string): Promise<ReplayStatus | null>;
+  /** Replays, newest first. */
+  listReplays(filter?: { module?: string; limit?: number }): Promise<Replay[]>;
 
   // -- queries ------------------------------------------------------------------------------
   listInsights(filter?: InsightFilter): Promise<Insight[]>;

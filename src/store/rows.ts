@@ -10,7 +10,11 @@ import type {
   KeyValue,
   ModuleRecord,
   ModuleSpec,
+  Replay,
+  ReplaySelector,
+  ReplayStatus,
 } from '../core/types.js';
+import { JOB_STATES } from '../core/types.js';
 
 /**
  * Rows and row mappers both document-store adapters share: their tables have the same
@@ -63,6 +67,10 @@ export interface DecodedJobRow {
   finished_at: string | null;
   last_error: string | null;
   outputs_json: FileRef[];
+  replay_id: string | null;
+  replay_of: string | null;
+  pinned_version: number | null;
+  cancel_requested_at: string | null;
 }
 
 export function moduleFromRow(r: DecodedModuleRow): ModuleRecord {
@@ -113,6 +121,10 @@ export function jobFromRow(r: DecodedJobRow): Job {
     finishedAt: r.finished_at,
     lastError: r.last_error,
     outputs: r.outputs_json,
+    replayId: r.replay_id,
+    replayOf: r.replay_of,
+    pinnedVersion: r.pinned_version,
+    cancelRequestedAt: r.cancel_requested_at,
   };
 }
 
@@ -132,6 +144,8 @@ export interface AttemptRow {
   error: string | null;
   log_tail: string;
   log_blob: string | null;
+  /** PostgreSQL returns bigint as text. */
+  log_size: number | string | null;
 }
 
 export interface InsightRow {
@@ -170,8 +184,38 @@ export function toAttempt(r: AttemptRow): Attempt {
     errorKind: r.error_kind as FailureKind | null,
     error: r.error,
     logTail: r.log_tail,
+    logSize: r.log_size === null ? null : Number(r.log_size),
     logBlob: r.log_blob,
   };
+}
+
+export interface DecodedReplayRow {
+  replay_id: string;
+  module: string;
+  module_version: number | null;
+  selector: ReplaySelector;
+  jobs: number;
+  created_at: string;
+}
+
+export function replayFromRow(r: DecodedReplayRow): Replay {
+  return {
+    replayId: r.replay_id,
+    module: r.module,
+    moduleVersion: r.module_version,
+    selector: r.selector,
+    jobs: Number(r.jobs),
+    createdAt: r.created_at,
+  };
+}
+
+/** A replay's job counts by state, every state present (zero when it has no such job). */
+export function replayStates(
+  counts: { state: string; n: number | string }[],
+): ReplayStatus['states'] {
+  const states = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as ReplayStatus['states'];
+  for (const c of counts) if (c.state in states) states[c.state as JobState] = Number(c.n);
+  return states;
 }
 
 export function toInsight(r: InsightRow): Insight {

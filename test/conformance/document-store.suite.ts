@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { childEventId, jobIdFor } from '../../src/core/ids.js';
-import type { IonEvent, KeyValue, ModuleSpec } from '../../src/core/types.js';
+import type { IonEvent, KeyValue, ModuleSpec, Replay } from '../../src/core/types.js';
 import type { TokenRecord } from '../../src/core/tokens.js';
 import type { DocumentStore, FailAttemptInput } from '../../src/store/document-store.js';
 
@@ -324,14 +324,239 @@ export function documentStoreConformance(name: string, factory: DocumentStoreFac
 
       // Renewing pushes the lease past the next few ticks; a closed attempt cannot be renewed.
       const renewed = new Date(Date.UTC(2030, 0, 1) + (tick + 10) * 1000).toISOString();
-      expect(await store.renewAttempt(first.job.jobId, 1, renewed)).toBe(true);
+      expect(await store.renewAttempt(first.job.jobId, 1, renewed)).toBe('held');
       for (let i = 0; i < 5; i += 1) expect((await begin(root, module, 'w2')).status).toBe('busy');
-      expect(await store.renewAttempt(first.job.jobId, 2, renewed)).toBe(false);
+      expect(await store.renewAttempt(first.job.jobId, 2, renewed)).toBe('closed');
 
       tick += 10; // the lease lapses: the next delivery closes the attempt as lost
       const takeover = await begin(root, module, 'w2');
       expect(takeover).toMatchObject({ status: 'started', attempt: 2, failures: 1 });
-      expect(await store.renewAttempt(first.job.jobId, 1, renewed)).toBe(false);
+      expect(await store.renewAttempt(first.job.jobId, 1, renewed)).toBe('closed');
+    });
+
+    it("records a running attempt's log progress with each renewal", async () => {
+      const module = `mod-${randomUUID()}`;
+      const root = rootEvent();
+      await store.insertRootEvent(root);
+      const b = await begin(root, module, 'w1', 60);
+      const lease = new Date(Date.UTC(2030, 0, 1) + (tick + 60) * 1000).toISOString();
+      expect(
+        await store.renewAttempt(b.job.jobId, 1, lease, { logTail: 'line 1\n', logSize: 7 }),
+      ).toBe('held');
+      expect((await store.listAttempts(b.job.jobId))[0]).toMatchObject({
+        logTail: 'line 1\n',
+        logSize: 7,
+      });
+      // A renewal without progress keeps what was recorded.
+      expect(await store.renewAttempt(b.job.jobId, 1, lease)).toBe('held');
+      expect((await store.listAttempts(b.job.jobId))[0]).toMatchObject({ logSize: 7 });
+    });
+
+    describe('cancel', () => {
+      it('cancels a waiting job at once; a later delivery of it is acked, not run', async () => {
+        const module = `mod-${randomUUID()}`;
+        const root = rootEvent();
+        await store.insertRootEvent(root);
+        const b1 = await begin(root, module);
+        await store.failAttempt(failure(b1.job.jobId, 1)); // failed, a retry is due
+        const cancelled = await store.requestCancel(b1.job.jobId, at());
+        expect(cancelled).toMatchObject({ status: 'cancelled', job: { state: 'cancelled' } });
+        expect(cancelled?.job.finishedAt).not.toBeNull();
+        expect(await begin(root, module)).toMatchObject({ status: 'cancelled' });
+        expect(await store.listAttempts(b1.job.jobId)).toHaveLength(1);
+        expect(await store.requestCancel(b1.job.jobId, at())).toMatchObject({ status: 'settled' });
+      });
+
+      it('flags a running job; its renewal says so, and its failure ends it cancelled', async () => {
+        const module = `mod-${randomUUID()}`;
+        const root = rootEvent();
+        await store.insertRootEvent(root);
+        const b = await begin(root, module, 'w1', 60);
+        const lease = new Date(Date.UTC(2030, 0, 1) + (tick + 60) * 1000).toISOString();
+        const asked = await store.requestCancel(b.job.jobId, at());
+        expect(asked).toMatchObject({ status: 'cancelling', job: { state: 'running' } });
+        expect(asked?.job.cancelRequestedAt).not.toBeNull();
+        expect(await store.renewAttempt(b.job.jobId, 1, lease)).toBe('cancel_requested');
+        // Even a worker that reports an ordinary failure cannot schedule a retry any more.
+        const job = await store.failAttempt(failure(b.job.jobId, 1, { nextState: 'failed' }));
+        expect(job.state).toBe('cancelled');
+        expect(await store.listDeadLetters({ module })).toEqual([]);
+      });
+
+      it('lets a success that wins the race stand', async () => {
+        const module = `mod-${randomUUID()}`;
+        const root = rootEvent();
+        await store.insertRootEvent(root);
+        const b = await begin(root, module, 'w1', 60);
+        await store.requestCancel(b.job.jobId, at());
+        const job = await store.commitAttempt({
+          jobId: b.job.jobId,
+          attempt: 1,
+          finishedAt: at(),
+          durationMs: 5,
+          exitCode: 0,
+          logTail: '',
+          logBlob: null,
+          insights: [],
+          outputs: [],
+          children: [],
+        });
+        expect(job.state).toBe('succeeded');
+        expect(await store.requestCancel(b.job.jobId, at())).toMatchObject({ status: 'settled' });
+      });
+
+      it('completes the cancel of a job whose worker died', async () => {
+        const module = `mod-${randomUUID()}`;
+        const root = rootEvent();
+        await store.insertRootEvent(root);
+        const b = await begin(root, module, 'w1', 1);
+        await store.requestCancel(b.job.jobId, at());
+        tick += 5; // the lease lapses
+        expect(await begin(root, module, 'w2')).toMatchObject({
+          status: 'cancelled',
+          job: { state: 'cancelled' },
+        });
+      });
+
+      it('answers null for an unknown job', async () => {
+        expect(await store.requestCancel(randomUUID(), at())).toBeNull();
+      });
+    });
+
+    describe('replays', () => {
+      function replayOf(
+        module: string,
+        selector: Replay['selector'],
+        version: number | null = null,
+      ): Replay {
+        return {
+          replayId: randomUUID(),
+          module,
+          moduleVersion: version,
+          selector,
+          jobs: 0,
+          createdAt: at(),
+        };
+      }
+
+      it('creates one pending job per event, linked to the ordinary job, with an outbox entry for it', async () => {
+        const s = spec();
+        await store.upsertModule(s);
+        const ran = rootEvent();
+        const never = rootEvent();
+        await store.insertRootEvent(ran);
+        await store.insertRootEvent(never);
+        const ordinary = await begin(ran, s.name);
+        const replay = replayOf(s.name, { type: ran.type });
+        expect(await store.addReplayJobs(replay, [ran, never])).toBe(2);
+
+        const jobs = await store.listJobs({ replayId: replay.replayId });
+        expect(jobs).toHaveLength(2);
+        const onRan = jobs.find((j) => j.eventId === ran.eventId)!;
+        expect(onRan).toMatchObject({
+          jobId: jobIdFor(s.name, ran.eventId, replay.replayId),
+          state: 'pending',
+          attempts: 0,
+          replayId: replay.replayId,
+          replayOf: ordinary.job.jobId,
+          pinnedVersion: null,
+          moduleVersion: 1,
+        });
+        expect(jobs.find((j) => j.eventId === never.eventId)?.replayOf).toBeNull();
+
+        const outbox = (await store.pendingOutbox(100_000)).filter(
+          (o) => o.jobId !== null && jobs.some((j) => j.jobId === o.jobId),
+        );
+        expect(outbox).toHaveLength(2);
+        expect(outbox.every((o) => o.subscription === s.name)).toBe(true);
+
+        // The replayed job runs through the ordinary lifecycle under its own id.
+        const startedAt = at();
+        const begun = await store.beginAttempt({
+          jobId: onRan.jobId,
+          module: s.name,
+          moduleVersion: 1,
+          event: ran,
+          workerId: 'w1',
+          startedAt,
+          leaseUntil: startedAt,
+        });
+        expect(begun).toMatchObject({ status: 'started', attempt: 1, failures: 0 });
+        expect((await store.getJob(ordinary.job.jobId))?.attempts).toBe(1);
+      });
+
+      it('adds nothing twice when the same targets are added again, and counts jobs by state', async () => {
+        const s = spec();
+        await store.upsertModule(s);
+        const events = [rootEvent(), rootEvent(), rootEvent()];
+        for (const e of events) await store.insertRootEvent(e);
+        const replay = replayOf(s.name, { eventId: events[0]!.eventId }, 1);
+        expect(await store.addReplayJobs(replay, events.slice(0, 2))).toBe(2);
+        expect(await store.addReplayJobs(replay, events)).toBe(1);
+        const status = await store.getReplay(replay.replayId);
+        expect(status).toMatchObject({
+          replayId: replay.replayId,
+          module: s.name,
+          moduleVersion: 1,
+          selector: { eventId: events[0]!.eventId },
+          jobs: 3,
+        });
+        expect(status?.states).toMatchObject({ pending: 3, running: 0, succeeded: 0 });
+        expect((await store.listJobs({ replayId: replay.replayId }))[0]?.pinnedVersion).toBe(1);
+      });
+
+      it('lists replays newest first, by module, and answers null for an unknown one', async () => {
+        const a = spec();
+        const b = spec();
+        await store.upsertModule(a);
+        await store.upsertModule(b);
+        const first = replayOf(a.name, { type: 't' });
+        const second = replayOf(b.name, { type: 't', since: at() });
+        const third = replayOf(a.name, { type: 't' });
+        for (const r of [first, second, third]) await store.addReplayJobs(r, []);
+        const mine = (await store.listReplays()).filter((r) =>
+          [first, second, third].some((x) => x.replayId === r.replayId),
+        );
+        expect(mine.map((r) => r.replayId)).toEqual([
+          third.replayId,
+          second.replayId,
+          first.replayId,
+        ]);
+        expect((await store.listReplays({ module: a.name })).map((r) => r.replayId)).toEqual([
+          third.replayId,
+          first.replayId,
+        ]);
+        expect(await store.getReplay(randomUUID())).toBeNull();
+      });
+
+      it('redrives a dead-lettered replayed job to its own job again', async () => {
+        const s = spec();
+        await store.upsertModule(s);
+        const e = rootEvent();
+        await store.insertRootEvent(e);
+        const replay = replayOf(s.name, { eventId: e.eventId });
+        await store.addReplayJobs(replay, [e]);
+        const jobId = jobIdFor(s.name, e.eventId, replay.replayId);
+        const startedAt = at();
+        await store.beginAttempt({
+          jobId,
+          module: s.name,
+          moduleVersion: 1,
+          event: e,
+          workerId: 'w1',
+          startedAt,
+          leaseUntil: startedAt,
+        });
+        await store.failAttempt(
+          failure(jobId, 1, { nextState: 'dead_lettered', deadLetterReason: 'boom' }),
+        );
+        const before = new Set((await store.pendingOutbox(100_000)).map((o) => o.id));
+        await store.redriveDeadLetter(jobId);
+        const fresh = (await store.pendingOutbox(100_000)).filter((o) => !before.has(o.id));
+        expect(fresh).toEqual([
+          expect.objectContaining({ eventId: e.eventId, subscription: s.name, jobId }),
+        ]);
+      });
     });
 
     it('does not count an attempt released without blame against the budget', async () => {

@@ -10,6 +10,8 @@ import {
   type ApiOptions,
 } from '../context.js';
 import { jobDuration, table } from '../render.js';
+import { loadModuleDocument } from '../../core/pipeline-file.js';
+import { ValidationError } from '../../core/errors.js';
 
 function parseState(state: string | undefined): JobState | undefined {
   if (state === undefined) return undefined;
@@ -26,6 +28,7 @@ export function registerJobs(program: Command): void {
     .option('--module <name>', 'only this module')
     .option('--state <state>', `only this state (${JOB_STATES.join(', ')})`)
     .option('--correlation-id <id>', 'only this trace')
+    .option('--replay <replayId>', 'only the jobs of this replay')
     .option('--limit <n>', 'at most this many', '50')
     .option('--json', 'print JSON')
     .action(
@@ -34,6 +37,7 @@ export function registerJobs(program: Command): void {
           module?: string;
           state?: string;
           correlationId?: string;
+          replay?: string;
           limit: string;
           json?: boolean;
         },
@@ -43,6 +47,7 @@ export function registerJobs(program: Command): void {
           ...(options.module === undefined ? {} : { module: options.module }),
           ...(state === undefined ? {} : { state }),
           ...(options.correlationId === undefined ? {} : { correlationId: options.correlationId }),
+          ...(options.replay === undefined ? {} : { replayId: options.replay }),
           limit: positiveInt('--limit', options.limit),
         });
         if (options.json === true) return printJson({ jobs });
@@ -90,12 +95,36 @@ export function registerJobs(program: Command): void {
     .command('logs <jobId>')
     .description("print an attempt's stdout and stderr (the last attempt by default)")
     .option('--attempt <n>', 'which attempt')
-    .action(async (jobId: string, options: ApiOptions & { attempt?: string }) => {
-      const { text } = await clientFor(options).jobLogs(
-        jobId,
-        options.attempt === undefined ? undefined : positiveInt('--attempt', options.attempt),
-      );
+    .option(
+      '-f, --follow',
+      'stream the log while the job runs, until it ends (with --attempt: until that attempt ends)',
+    )
+    .action(async (jobId: string, options: ApiOptions & { attempt?: string; follow?: boolean }) => {
+      const attempt =
+        options.attempt === undefined ? undefined : positiveInt('--attempt', options.attempt);
+      const client = clientFor(options);
+      if (options.follow === true) {
+        const stream = await client.followJobLog(jobId, attempt);
+        for await (const chunk of stream) process.stdout.write(chunk as Buffer);
+        return;
+      }
+      const { text } = await client.jobLogs(jobId, attempt);
       process.stdout.write(text);
+    });
+  job
+    .command('cancel <jobId>')
+    .description(
+      'cancel a job: a waiting one at once, a running one is stopped within about a second',
+    )
+    .option('--json', 'print JSON')
+    .action(async (jobId: string, options: ApiOptions & { json?: boolean }) => {
+      const result = await clientFor(options).cancelJob(jobId);
+      if (options.json === true) return printJson(result);
+      print(
+        result.status === 'cancelled'
+          ? `job ${jobId} cancelled`
+          : `job ${jobId} is running; its worker is stopping it (see: ion job get ${jobId})`,
+      );
     });
 }
 
@@ -208,12 +237,14 @@ async function inBatches(
     });
     const fresh = page.map((d) => d.id).filter((i) => !seen.has(i));
     if (fresh.length === 0) return done;
-    const many = seen.size + fresh.length > BATCH;
+    // Every id listed so far, acted on or not yet: the "of" of the progress lines.
+    const listed = seen.size + fresh.length;
+    const many = listed > BATCH;
     for (let i = 0; i < fresh.length; i += BATCH) {
       const ids = fresh.slice(i, i + BATCH);
       ids.forEach((x) => seen.add(x));
       done += await act(ids);
-      if (many) process.stderr.write(`${verb} ${done} of ${seen.size} so far\n`);
+      if (many) process.stderr.write(`${verb} ${done} of ${listed} so far\n`);
     }
   }
 }
@@ -229,10 +260,20 @@ export function registerModules(program: Command): void {
       if (options.json === true) return printJson({ modules });
       print(
         table(
-          ['MODULE', 'VERSION', 'SUBSCRIBES', 'PUBLISHES', 'CONCURRENCY', 'RETRIES', 'TIMEOUT'],
+          [
+            'MODULE',
+            'VERSION',
+            'STATE',
+            'SUBSCRIBES',
+            'PUBLISHES',
+            'CONCURRENCY',
+            'RETRIES',
+            'TIMEOUT',
+          ],
           modules.map((m) => [
             m.name,
             String(m.version),
+            m.paused ? 'paused' : 'active',
             m.subscribes.join(','),
             m.publishes.join(','),
             String(m.concurrency),
@@ -259,6 +300,21 @@ export function registerModules(program: Command): void {
           `  updated ${m.updatedAt}`,
         ].join('\n'),
       );
+    });
+  module
+    .command('put <name>')
+    .description(
+      'create or update one module from a file holding one pipeline-file entry (YAML or JSON)',
+    )
+    .requiredOption('-f, --file <path>', 'the module file')
+    .option('--json', 'print JSON')
+    .action(async (name: string, options: ApiOptions & { file: string; json?: boolean }) => {
+      const doc = loadModuleDocument(options.file);
+      if (typeof doc !== 'object' || doc === null || Array.isArray(doc))
+        throw new ValidationError(`module file ${options.file} must hold one module (a mapping)`);
+      const result = await clientFor(options).putModule(name, doc as Record<string, unknown>);
+      if (options.json === true) return printJson(result);
+      print(`module ${result.module.name} v${result.module.version}: ${result.change}`);
     });
   module
     .command('rm <name>')

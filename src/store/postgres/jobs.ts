@@ -4,8 +4,11 @@ import type { Job } from '../../core/types.js';
 import type {
   BeginAttemptInput,
   BeginAttemptResult,
+  CancelResult,
   CommitAttemptInput,
   FailAttemptInput,
+  LogProgress,
+  RenewResult,
 } from '../document-store.js';
 import {
   insertDeadLetter,
@@ -26,6 +29,7 @@ import type { Ctx, DeadLetterRow, JobRow } from './rows.js';
  */
 
 const WORKER_LOST_MESSAGE = 'the worker running this attempt stopped before it finished';
+const CANCELLED_MESSAGE = 'cancelled on request';
 
 /**
  * Creates the job if absent and records a new running attempt, closing a stale running attempt
@@ -65,6 +69,7 @@ export async function beginAttempt(
   if (existing.state === 'dead_lettered') {
     return { status: 'dead_lettered', job: toJob(existing) };
   }
+  if (existing.state === 'cancelled') return { status: 'cancelled', job: toJob(existing) };
   const live = await q.query<{ attempt: number; lease_until: string }>(
     `SELECT attempt, lease_until FROM ${t.attempts}
      WHERE job_id = $1 AND outcome = 'running' AND lease_until > $2
@@ -85,6 +90,16 @@ export async function beginAttempt(
         [input.startedAt, WORKER_LOST_MESSAGE, input.jobId],
       )
     ).rowCount ?? 0;
+  if (existing.cancel_requested_at !== null) {
+    // Its worker died after a cancel was asked for: the cancel completes here.
+    const { rows } = await q.query<JobRow>(
+      `UPDATE ${t.jobs} SET state = 'cancelled', finished_at = $1, updated_at = $1,
+         last_error = $2
+       WHERE job_id = $3 RETURNING *`,
+      [input.startedAt, CANCELLED_MESSAGE, input.jobId],
+    );
+    return { status: 'cancelled', job: toJob(rows[0]!) };
+  }
   const attempt = existing.attempts + 1;
   const failures = existing.failures_since_redrive + lost;
   const { rows } = await q.query<JobRow>(
@@ -132,19 +147,15 @@ export async function failAttempt(ctx: Ctx, input: FailAttemptInput): Promise<Jo
     ],
   );
   if (!res.rowCount || job.state === 'succeeded') return job;
+  // A cancel asked for while the attempt ran wins over a retry or a dead letter.
+  const nextState = job.cancelRequestedAt === null ? input.nextState : 'cancelled';
   const { rows } = await q.query<JobRow>(
     `UPDATE ${t.jobs} SET state = $1, last_error = $2, finished_at = $3, updated_at = $3,
        failures_since_redrive = failures_since_redrive + $4
      WHERE job_id = $5 RETURNING *`,
-    [
-      input.nextState,
-      pgText(input.error),
-      input.finishedAt,
-      input.countsAsFailure ? 1 : 0,
-      input.jobId,
-    ],
+    [nextState, pgText(input.error), input.finishedAt, input.countsAsFailure ? 1 : 0, input.jobId],
   );
-  if (input.nextState === 'dead_lettered') {
+  if (nextState === 'dead_lettered') {
     await insertDeadLetter(ctx, {
       id: input.jobId,
       jobId: input.jobId,
@@ -239,6 +250,69 @@ export async function redriveDeadLetter(ctx: Ctx, id: string): Promise<Job | nul
      WHERE job_id = $2 RETURNING *`,
     [now, job.job_id],
   );
-  await insertOutbox(ctx, job.event_id, job.module, now);
+  await insertOutbox(
+    ctx,
+    job.event_id,
+    job.module,
+    now,
+    job.replay_id === null ? null : job.job_id,
+  );
   return toJob(rows[0]!);
+}
+
+/** Pushes a running attempt's lease out (and records its log progress); see the port. */
+export async function renewAttempt(
+  { q, t }: Ctx,
+  jobId: string,
+  attempt: number,
+  leaseUntil: string,
+  progress?: LogProgress,
+): Promise<RenewResult> {
+  const res =
+    progress === undefined
+      ? await q.query(
+          `UPDATE ${t.attempts} SET lease_until = $1
+           WHERE job_id = $2 AND attempt = $3 AND outcome = 'running'`,
+          [leaseUntil, jobId, attempt],
+        )
+      : await q.query(
+          `UPDATE ${t.attempts} SET lease_until = $1, log_tail = $2, log_size = $3
+           WHERE job_id = $4 AND attempt = $5 AND outcome = 'running'`,
+          [leaseUntil, pgText(progress.logTail), progress.logSize, jobId, attempt],
+        );
+  if (!res.rowCount) return 'closed';
+  const { rows } = await q.query<{ cancel_requested_at: string | null }>(
+    `SELECT cancel_requested_at FROM ${t.jobs} WHERE job_id = $1`,
+    [jobId],
+  );
+  return rows[0]?.cancel_requested_at == null ? 'held' : 'cancel_requested';
+}
+
+/** Cancels a waiting job at once, or flags a running one for its worker; see the port. */
+export async function requestCancel(
+  ctx: Ctx,
+  jobId: string,
+  at: string,
+): Promise<CancelResult | null> {
+  const { q, t } = ctx;
+  const row = await jobRow(ctx, jobId, true);
+  if (!row) return null;
+  if (row.state === 'succeeded' || row.state === 'dead_lettered' || row.state === 'cancelled')
+    return { status: 'settled', job: toJob(row) };
+  if (row.state === 'running') {
+    const { rows } = await q.query<JobRow>(
+      `UPDATE ${t.jobs} SET cancel_requested_at = COALESCE(cancel_requested_at, $1),
+         updated_at = $1
+       WHERE job_id = $2 RETURNING *`,
+      [at, jobId],
+    );
+    return { status: 'cancelling', job: toJob(rows[0]!) };
+  }
+  const { rows } = await q.query<JobRow>(
+    `UPDATE ${t.jobs} SET state = 'cancelled', cancel_requested_at = $1, finished_at = $1,
+       updated_at = $1, last_error = $2
+     WHERE job_id = $3 RETURNING *`,
+    [at, CANCELLED_MESSAGE, jobId],
+  );
+  return { status: 'cancelled', job: toJob(rows[0]!) };
 }

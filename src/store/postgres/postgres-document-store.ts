@@ -9,24 +9,38 @@ import type {
   Job,
   ModuleRecord,
   ModuleSpec,
+  Replay,
+  ReplayStatus,
   Trace,
 } from '../../core/types.js';
 import type {
   BeginAttemptInput,
   BeginAttemptResult,
+  CancelResult,
   CommitAttemptInput,
   DocumentStore,
   EventFilter,
   FailAttemptInput,
   InsightFilter,
   JobFilter,
+  LogProgress,
   ModuleVersion,
   OutboxEntry,
+  RenewResult,
+  ReplayTarget,
   UpsertModuleResult,
 } from '../document-store.js';
 import { createPool, inTransaction } from './connection.js';
 import type { WarnLogger } from './connection.js';
-import { beginAttempt, commitAttempt, failAttempt, redriveDeadLetter } from './jobs.js';
+import {
+  beginAttempt,
+  commitAttempt,
+  failAttempt,
+  redriveDeadLetter,
+  renewAttempt,
+  requestCancel,
+} from './jobs.js';
+import { addReplayJobs, getReplay, listReplays } from './replays.js';
 import {
   bumpRevision,
   canonicalSpec,
@@ -231,6 +245,7 @@ export class PostgresDocumentStore implements DocumentStore {
         state: filter.state,
         correlation_id: filter.correlationId,
         event_id: filter.eventId,
+        replay_id: filter.replayId,
       });
       const { rows } = await q.query<JobRow>(
         `SELECT * FROM ${t.jobs} ${where} ORDER BY updated_at DESC, seq DESC
@@ -255,15 +270,19 @@ export class PostgresDocumentStore implements DocumentStore {
     return this.write('begin attempt', (ctx) => beginAttempt(ctx, input));
   }
 
-  async renewAttempt(jobId: string, attempt: number, leaseUntil: string): Promise<boolean> {
-    return this.write('renew attempt', async ({ q, t }) => {
-      const res = await q.query(
-        `UPDATE ${t.attempts} SET lease_until = $1
-         WHERE job_id = $2 AND attempt = $3 AND outcome = 'running'`,
-        [leaseUntil, jobId, attempt],
-      );
-      return (res.rowCount ?? 0) > 0;
-    });
+  renewAttempt(
+    jobId: string,
+    attempt: number,
+    leaseUntil: string,
+    progress?: LogProgress,
+  ): Promise<RenewResult> {
+    return this.write('renew attempt', (ctx) =>
+      renewAttempt(ctx, jobId, attempt, leaseUntil, progress),
+    );
+  }
+
+  requestCancel(jobId: string, at: string): Promise<CancelResult | null> {
+    return this.write('cancel job', (ctx) => requestCancel(ctx, jobId, at));
   }
 
   failAttempt(input: FailAttemptInput): Promise<Job> {
@@ -279,7 +298,7 @@ export class PostgresDocumentStore implements DocumentStore {
   pendingOutbox(limit: number): Promise<OutboxEntry[]> {
     return this.read('read outbox', async ({ q, t }) => {
       const { rows } = await q.query<OutboxRow>(
-        `SELECT o.id, o.event_id, e.type, e.correlation_id, o.subscription
+        `SELECT o.id, o.event_id, e.type, e.correlation_id, o.subscription, o.job_id
          FROM ${t.outbox} o JOIN ${t.events} e ON e.event_id = o.event_id
          WHERE o.published_at IS NULL ORDER BY o.id LIMIT $1`,
         [limit],
@@ -290,6 +309,7 @@ export class PostgresDocumentStore implements DocumentStore {
         type: r.type,
         correlationId: r.correlation_id,
         subscription: r.subscription,
+        jobId: r.job_id,
       }));
     });
   }
@@ -337,6 +357,20 @@ export class PostgresDocumentStore implements DocumentStore {
 
   redriveDeadLetter(id: string): Promise<Job | null> {
     return this.write('redrive dead letter', (ctx) => redriveDeadLetter(ctx, id));
+  }
+
+  // -- replays ---------------------------------------------------------------------------
+
+  addReplayJobs(replay: Replay, targets: ReplayTarget[]): Promise<number> {
+    return this.write('add replay jobs', (ctx) => addReplayJobs(ctx, replay, targets));
+  }
+
+  getReplay(replayId: string): Promise<ReplayStatus | null> {
+    return this.read('get replay', (ctx) => getReplay(ctx, replayId));
+  }
+
+  listReplays(filter: { module?: string; limit?: number } = {}): Promise<Replay[]> {
+    return this.read('list replays', (ctx) => listReplays(ctx, filter));
   }
 
   discardDeadLetter(id: string): Promise<boolean> {

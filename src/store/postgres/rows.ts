@@ -42,6 +42,7 @@ export interface Tables {
   insights: string;
   outbox: string;
   deadLetters: string;
+  replays: string;
 }
 
 export function tables(schema: string): Tables {
@@ -56,6 +57,7 @@ export function tables(schema: string): Tables {
     insights: `${s}.insights`,
     outbox: `${s}.outbox`,
     deadLetters: `${s}.dead_letters`,
+    replays: `${s}.replays`,
   };
 }
 
@@ -112,6 +114,10 @@ export interface JobRow {
   finished_at: string | null;
   last_error: string | null;
   outputs_json: FileRef[];
+  replay_id: string | null;
+  replay_of: string | null;
+  pinned_version: number | null;
+  cancel_requested_at: string | null;
 }
 
 export interface OutboxRow {
@@ -120,6 +126,7 @@ export interface OutboxRow {
   type: string;
   correlation_id: string;
   subscription: string | null;
+  job_id: string | null;
 }
 
 /**
@@ -218,15 +225,18 @@ export async function insertEventIfAbsent({ q, t }: Ctx, e: IonEvent): Promise<b
   return (res.rowCount ?? 0) > 0;
 }
 
+/** An outbox row: publish by topic, or (`subscription` set) send to one module's queue. */
 export async function insertOutbox(
   { q, t }: Ctx,
   eventId: string,
   subscription: string | null,
   at: string,
+  jobId: string | null = null,
 ): Promise<void> {
   await q.query(
-    `INSERT INTO ${t.outbox} (event_id, subscription, created_at) VALUES ($1, $2, $3)`,
-    [eventId, subscription, at],
+    `INSERT INTO ${t.outbox} (event_id, subscription, created_at, job_id)
+     VALUES ($1, $2, $3, $4)`,
+    [eventId, subscription, at, jobId],
   );
 }
 

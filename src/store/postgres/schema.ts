@@ -191,6 +191,29 @@ export const MIGRATIONS: readonly Migration[] = [
     description: 'list events newest first without scanning the table',
     sql: `CREATE INDEX events_created ON events (created_at DESC, event_id DESC);`,
   },
+  {
+    version: 6,
+    description: 'replays, job cancel and live log progress',
+    sql: `
+      ALTER TABLE jobs ADD COLUMN replay_id text;
+      ALTER TABLE jobs ADD COLUMN replay_of text;
+      ALTER TABLE jobs ADD COLUMN pinned_version integer;
+      ALTER TABLE jobs ADD COLUMN cancel_requested_at text COLLATE "C";
+      CREATE INDEX jobs_replay ON jobs (replay_id, state);
+      ALTER TABLE attempts ADD COLUMN log_size bigint;
+      -- The job an outbox row asks to run when it is not the ordinary one (a replayed job).
+      ALTER TABLE outbox ADD COLUMN job_id text;
+      CREATE TABLE replays (
+        replay_id       text PRIMARY KEY,
+        module          text NOT NULL,
+        module_version  integer,                 -- null: the version current when each job runs
+        selector        jsonb NOT NULL,          -- ReplaySelector
+        jobs            integer NOT NULL DEFAULT 0,
+        created_at      text COLLATE "C" NOT NULL
+      );
+      CREATE INDEX replays_created ON replays (created_at DESC, replay_id DESC);
+    `,
+  },
 ];
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;

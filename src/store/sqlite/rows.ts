@@ -72,6 +72,10 @@ export interface JobRow {
   finished_at: string | null;
   last_error: string | null;
   outputs_json: string;
+  replay_id: string | null;
+  replay_of: string | null;
+  pinned_version: number | null;
+  cancel_requested_at: string | null;
 }
 
 export interface OutboxRow {
@@ -80,6 +84,7 @@ export interface OutboxRow {
   type: string;
   correlation_id: string;
   subscription: string | null;
+  job_id: string | null;
 }
 
 export function toModule(r: ModuleRow): ModuleRecord {
@@ -182,17 +187,17 @@ export function insertEventIfAbsent(db: Database, e: IonEvent): boolean {
   );
 }
 
+/** An outbox row: publish by topic, or (`subscription` set) send to one module's queue. */
 export function insertOutbox(
   db: Database,
   eventId: string,
   subscription: string | null,
   at: string,
+  jobId: string | null = null,
 ): void {
-  db.prepare('INSERT INTO outbox (event_id, subscription, created_at) VALUES (?, ?, ?)').run(
-    eventId,
-    subscription,
-    at,
-  );
+  db.prepare(
+    'INSERT INTO outbox (event_id, subscription, created_at, job_id) VALUES (?, ?, ?, ?)',
+  ).run(eventId, subscription, at, jobId);
 }
 
 export function insertRunningAttempt(

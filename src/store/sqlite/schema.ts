@@ -169,6 +169,29 @@ export const MIGRATIONS: readonly Migration[] = [
     description: 'list events newest first without scanning the table',
     sql: `CREATE INDEX events_created ON events (created_at DESC, event_id DESC);`,
   },
+  {
+    version: 6,
+    description: 'replays, job cancel and live log progress',
+    sql: `
+      ALTER TABLE jobs ADD COLUMN replay_id TEXT;
+      ALTER TABLE jobs ADD COLUMN replay_of TEXT;
+      ALTER TABLE jobs ADD COLUMN pinned_version INTEGER;
+      ALTER TABLE jobs ADD COLUMN cancel_requested_at TEXT;
+      CREATE INDEX jobs_replay ON jobs (replay_id, state);
+      ALTER TABLE attempts ADD COLUMN log_size INTEGER;
+      -- The job an outbox row asks to run when it is not the ordinary one (a replayed job).
+      ALTER TABLE outbox ADD COLUMN job_id TEXT;
+      CREATE TABLE replays (
+        replay_id       TEXT PRIMARY KEY,
+        module          TEXT NOT NULL,
+        module_version  INTEGER,              -- null: the version current when each job runs
+        selector        TEXT NOT NULL,        -- JSON ReplaySelector
+        jobs            INTEGER NOT NULL DEFAULT 0,
+        created_at      TEXT NOT NULL
+      );
+      CREATE INDEX replays_created ON replays (created_at DESC, replay_id DESC);
+    `,
+  },
 ];
 
 /**

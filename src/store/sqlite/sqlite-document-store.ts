@@ -4,6 +4,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import type { Database } from 'better-sqlite3';
 import { NotFoundError, UnavailableError, wrapDriverError } from '../../core/errors.js';
 import { nowIso } from '../../core/time.js';
+import { jobIdFor } from '../../core/ids.js';
 import type {
   Attempt,
   DeadLetter,
@@ -12,19 +13,25 @@ import type {
   Job,
   ModuleRecord,
   ModuleSpec,
+  Replay,
+  ReplayStatus,
   Trace,
 } from '../../core/types.js';
 import type {
   BeginAttemptInput,
   BeginAttemptResult,
+  CancelResult,
   CommitAttemptInput,
   DocumentStore,
   EventFilter,
   FailAttemptInput,
   InsightFilter,
   JobFilter,
+  LogProgress,
   ModuleVersion,
   OutboxEntry,
+  RenewResult,
+  ReplayTarget,
   UpsertModuleResult,
 } from '../document-store.js';
 import type { TokenRecord } from '../../core/tokens.js';
@@ -59,10 +66,25 @@ import type {
 import { migrate } from './schema.js';
 import { eventPage, eventQuery, insightExtraConditions } from '../event-cursor.js';
 import { toModuleVersion } from '../module-version.js';
+import { replayFromRow, replayStates } from '../rows.js';
 import { allTokens, insertToken, revokeToken, tokenByHash, touchToken } from './tokens.js';
 
 const ADAPTER = 'sqlite-store';
+
+function toReplay(r: ReplayRow): Replay {
+  return replayFromRow({ ...r, selector: JSON.parse(r.selector) as Replay['selector'] });
+}
 const WORKER_LOST_MESSAGE = 'the worker running this attempt stopped before it finished';
+const CANCELLED_MESSAGE = 'cancelled on request';
+
+interface ReplayRow {
+  replay_id: string;
+  module: string;
+  module_version: number | null;
+  selector: string;
+  jobs: number;
+  created_at: string;
+}
 
 export interface SqliteDocumentStoreOptions {
   /** Database file; `:memory:` for a private in-process store. Parent dirs are created. */
@@ -201,6 +223,7 @@ export class SqliteDocumentStore implements DocumentStore {
         state: filter.state,
         correlation_id: filter.correlationId,
         event_id: filter.eventId,
+        replay_id: filter.replayId,
       });
       const rows = db
         .prepare(`SELECT * FROM jobs ${where} ORDER BY updated_at DESC, rowid DESC LIMIT ?`)
@@ -246,6 +269,7 @@ export class SqliteDocumentStore implements DocumentStore {
       if (existing.state === 'dead_lettered') {
         return { status: 'dead_lettered', job: toJob(existing) };
       }
+      if (existing.state === 'cancelled') return { status: 'cancelled', job: toJob(existing) };
       const live = db
         .prepare(
           `SELECT attempt, lease_until FROM attempts
@@ -268,6 +292,14 @@ export class SqliteDocumentStore implements DocumentStore {
            WHERE job_id = ? AND outcome = 'running'`,
         )
         .run(input.startedAt, WORKER_LOST_MESSAGE, input.jobId).changes;
+      if (existing.cancel_requested_at !== null) {
+        // Its worker died after a cancel was asked for: the cancel completes here.
+        db.prepare(
+          `UPDATE jobs SET state = 'cancelled', finished_at = ?, updated_at = ?, last_error = ?
+           WHERE job_id = ?`,
+        ).run(input.startedAt, input.startedAt, CANCELLED_MESSAGE, input.jobId);
+        return { status: 'cancelled', job: requireJob(db, input.jobId) };
+      }
       const attempt = existing.attempts + 1;
       const failures = existing.failures_since_redrive + lost;
       db.prepare(
@@ -289,15 +321,51 @@ export class SqliteDocumentStore implements DocumentStore {
     });
   }
 
-  renewAttempt(jobId: string, attempt: number, leaseUntil: string): Promise<boolean> {
-    return this.write('renew attempt', (db) => {
-      const res = db
-        .prepare(
-          `UPDATE attempts SET lease_until = ?
-           WHERE job_id = ? AND attempt = ? AND outcome = 'running'`,
-        )
-        .run(leaseUntil, jobId, attempt);
-      return res.changes > 0;
+  renewAttempt(
+    jobId: string,
+    attempt: number,
+    leaseUntil: string,
+    progress?: LogProgress,
+  ): Promise<RenewResult> {
+    return this.write('renew attempt', (db): RenewResult => {
+      const res =
+        progress === undefined
+          ? db
+              .prepare(
+                `UPDATE attempts SET lease_until = ?
+                 WHERE job_id = ? AND attempt = ? AND outcome = 'running'`,
+              )
+              .run(leaseUntil, jobId, attempt)
+          : db
+              .prepare(
+                `UPDATE attempts SET lease_until = ?, log_tail = ?, log_size = ?
+                 WHERE job_id = ? AND attempt = ? AND outcome = 'running'`,
+              )
+              .run(leaseUntil, progress.logTail, progress.logSize, jobId, attempt);
+      if (res.changes === 0) return 'closed';
+      return jobRow(db, jobId)?.cancel_requested_at == null ? 'held' : 'cancel_requested';
+    });
+  }
+
+  requestCancel(jobId: string, at: string): Promise<CancelResult | null> {
+    return this.write('cancel job', (db): CancelResult | null => {
+      const row = jobRow(db, jobId);
+      if (!row) return null;
+      const job = toJob(row);
+      if (row.state === 'succeeded' || row.state === 'dead_lettered' || row.state === 'cancelled')
+        return { status: 'settled', job };
+      if (row.state === 'running') {
+        db.prepare(
+          'UPDATE jobs SET cancel_requested_at = COALESCE(cancel_requested_at, ?), updated_at = ? WHERE job_id = ?',
+        ).run(at, at, jobId);
+        return { status: 'cancelling', job: requireJob(db, jobId) };
+      }
+      db.prepare(
+        `UPDATE jobs SET state = 'cancelled', cancel_requested_at = ?, finished_at = ?,
+           updated_at = ?, last_error = ?
+         WHERE job_id = ?`,
+      ).run(at, at, at, CANCELLED_MESSAGE, jobId);
+      return { status: 'cancelled', job: requireJob(db, jobId) };
     });
   }
 
@@ -327,19 +395,21 @@ export class SqliteDocumentStore implements DocumentStore {
           input.attempt,
         );
       if (res.changes === 0 || job.state === 'succeeded') return job;
+      // A cancel asked for while the attempt ran wins over a retry or a dead letter.
+      const nextState = job.cancelRequestedAt === null ? input.nextState : 'cancelled';
       db.prepare(
         `UPDATE jobs SET state = ?, last_error = ?, finished_at = ?, updated_at = ?,
            failures_since_redrive = failures_since_redrive + ?
          WHERE job_id = ?`,
       ).run(
-        input.nextState,
+        nextState,
         input.error,
         input.finishedAt,
         input.finishedAt,
         input.countsAsFailure ? 1 : 0,
         input.jobId,
       );
-      if (input.nextState === 'dead_lettered') {
+      if (nextState === 'dead_lettered') {
         insertDeadLetter(db, {
           id: input.jobId,
           jobId: input.jobId,
@@ -418,7 +488,7 @@ export class SqliteDocumentStore implements DocumentStore {
     return this.read('read outbox', (db) => {
       const rows = db
         .prepare(
-          `SELECT o.id, o.event_id, e.type, e.correlation_id, o.subscription
+          `SELECT o.id, o.event_id, e.type, e.correlation_id, o.subscription, o.job_id
            FROM outbox o JOIN events e ON e.event_id = o.event_id
            WHERE o.published_at IS NULL ORDER BY o.id LIMIT ?`,
         )
@@ -429,6 +499,7 @@ export class SqliteDocumentStore implements DocumentStore {
         type: r.type,
         correlationId: r.correlation_id,
         subscription: r.subscription,
+        jobId: r.job_id,
       }));
     });
   }
@@ -483,7 +554,7 @@ export class SqliteDocumentStore implements DocumentStore {
         `UPDATE jobs SET state = 'pending', failures_since_redrive = 0, updated_at = ?
          WHERE job_id = ?`,
       ).run(now, job.job_id);
-      insertOutbox(db, job.event_id, job.module, now);
+      insertOutbox(db, job.event_id, job.module, now, job.replay_id === null ? null : job.job_id);
       return requireJob(db, job.job_id);
     });
   }
@@ -493,6 +564,83 @@ export class SqliteDocumentStore implements DocumentStore {
       'discard dead letter',
       (db) => db.prepare('DELETE FROM dead_letters WHERE id = ?').run(id).changes > 0,
     );
+  }
+
+  // -- replays ---------------------------------------------------------------------------
+
+  addReplayJobs(replay: Replay, targets: ReplayTarget[]): Promise<number> {
+    return this.write('add replay jobs', (db) => {
+      db.prepare(
+        `INSERT OR IGNORE INTO replays (replay_id, module, module_version, selector, jobs, created_at)
+         VALUES (?, ?, ?, ?, 0, ?)`,
+      ).run(
+        replay.replayId,
+        replay.module,
+        replay.moduleVersion,
+        JSON.stringify(replay.selector),
+        replay.createdAt,
+      );
+      const insert = db.prepare(
+        `INSERT OR IGNORE INTO jobs (job_id, module, module_version, event_id, correlation_id,
+           state, attempts, failures_since_redrive, created_at, updated_at, replay_id, replay_of,
+           pinned_version)
+         VALUES (?, ?, ?, ?, ?, 'pending', 0, 0, ?, ?, ?, ?, ?)`,
+      );
+      const now = nowIso();
+      // Until a job starts it shows the version it will run: the pinned one, else the current.
+      const current = db
+        .prepare('SELECT version FROM modules WHERE name = ?')
+        .get(replay.module) as { version: number } | undefined;
+      const version = replay.moduleVersion ?? current?.version ?? 0;
+      let created = 0;
+      for (const target of targets) {
+        const jobId = jobIdFor(replay.module, target.eventId, replay.replayId);
+        const ordinary = jobIdFor(replay.module, target.eventId);
+        const replayOf = jobRow(db, ordinary) ? ordinary : null;
+        const res = insert.run(
+          jobId,
+          replay.module,
+          version,
+          target.eventId,
+          target.correlationId,
+          now,
+          now,
+          replay.replayId,
+          replayOf,
+          replay.moduleVersion,
+        );
+        if (res.changes === 0) continue;
+        insertOutbox(db, target.eventId, replay.module, now, jobId);
+        created += 1;
+      }
+      db.prepare('UPDATE replays SET jobs = jobs + ? WHERE replay_id = ?').run(
+        created,
+        replay.replayId,
+      );
+      return created;
+    });
+  }
+
+  getReplay(replayId: string): Promise<ReplayStatus | null> {
+    return this.read('get replay', (db) => {
+      const row = db.prepare('SELECT * FROM replays WHERE replay_id = ?').get(replayId) as
+        ReplayRow | undefined;
+      if (!row) return null;
+      const counts = db
+        .prepare('SELECT state, COUNT(*) AS n FROM jobs WHERE replay_id = ? GROUP BY state')
+        .all(replayId) as { state: string; n: number }[];
+      return { ...toReplay(row), states: replayStates(counts) };
+    });
+  }
+
+  listReplays(filter: { module?: string; limit?: number } = {}): Promise<Replay[]> {
+    return this.read('list replays', (db) => {
+      const { where, params } = conditions({ module: filter.module });
+      const rows = db
+        .prepare(`SELECT * FROM replays ${where} ORDER BY created_at DESC, replay_id DESC LIMIT ?`)
+        .all(...params, filter.limit ?? 100) as ReplayRow[];
+      return rows.map(toReplay);
+    });
   }
 
   // -- queries ----------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import { IonError, ModuleOutputError, errorMessage } from '../core/errors.js';
 import { childEventId, jobIdFor } from '../core/ids.js';
 import { nowIso } from '../core/time.js';
 import type { FailureKind, FileRef, IonEvent, Job, KeyValue, ModuleRecord } from '../core/types.js';
-import type { LogProgress } from '../store/document-store.js';
+import type { LogProgress, RenewResult } from '../store/document-store.js';
 import { readJobOutputs } from '../handler/commit.js';
 import { prepareJobDir } from '../handler/prepare.js';
 import { retryDelayMs } from './backoff.js';
@@ -16,6 +16,11 @@ import type { ExecutionResult } from '../executors/executor.js';
 
 function leaseFromNow(leaseMs: number): string {
   return new Date(Date.now() + leaseMs).toISOString();
+}
+
+/** How often a running job's leases are pushed out: a third of the lease, so two may fail. */
+function leaseEveryMsFor(leaseMs: number): number {
+  return Math.max(50, Math.floor(leaseMs / 3));
 }
 
 /** How much of a running attempt's log is kept live in the store, for `logs --follow`. */
@@ -276,26 +281,33 @@ export class JobRunner {
     // report how far its log has got, and watch for a cancel request.
     const stop = new AbortController();
     const logFile = attemptLogFile(this.deps.dataDir, jobId, attempt);
-    const lease = setInterval(
-      () => {
-        delivery
-          .extend()
-          .catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'lease extension failed'));
-      },
-      Math.max(50, Math.floor(settings.leaseMs / 3)),
-    );
+    const lease = setInterval(() => {
+      delivery
+        .extend()
+        .catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'lease extension failed'));
+    }, leaseEveryMsFor(settings.leaseMs));
     let lastSize = -1;
+    let renewedAt = Date.now();
     let renewing = false;
+    const leaseEveryMs = leaseEveryMsFor(settings.leaseMs);
     const renew = async (): Promise<void> => {
       const progress = await readLogProgress(logFile).catch(() => null);
       const changed = progress !== null && progress.logSize !== lastSize;
-      const found = await store.renewAttempt(
-        jobId,
-        attempt,
-        leaseFromNow(settings.leaseMs),
-        changed ? progress : undefined,
-      );
-      if (changed) lastSize = progress.logSize;
+      let found: RenewResult;
+      if (changed || Date.now() - renewedAt >= leaseEveryMs) {
+        // A write only when there is news or the lease is due; otherwise a read of the flag.
+        found = await store.renewAttempt(
+          jobId,
+          attempt,
+          leaseFromNow(settings.leaseMs),
+          changed ? progress : undefined,
+        );
+        renewedAt = Date.now();
+        if (changed) lastSize = progress.logSize;
+      } else {
+        const job = await store.getJob(jobId);
+        found = job?.cancelRequestedAt == null ? 'held' : 'cancel_requested';
+      }
       if (found === 'closed')
         log.warn({ jobId, attempt }, 'attempt was closed elsewhere while it ran');
       if (found === 'cancel_requested' && !stop.signal.aborted) {
@@ -315,7 +327,7 @@ export class JobRunner {
             renewing = false;
           });
       },
-      Math.max(50, Math.min(PROGRESS_INTERVAL_MS, Math.floor(settings.leaseMs / 3))),
+      Math.min(PROGRESS_INTERVAL_MS, leaseEveryMsFor(settings.leaseMs)),
     );
     let end: AttemptEnd;
     try {

@@ -152,6 +152,14 @@ describe('renderTrace', () => {
     expect(lineWith(lines, '[dead_lettered]').line).toContain('error: module timed out');
   });
 
+  it('marks a replayed job with its replay id, beside the original job of the same event', () => {
+    const trace = sampleTrace();
+    trace.jobs.push(job('job-split-2', 'split', 'root-1', { replayId: 'rp-1' }));
+    const lines = renderTrace(trace).split('\n');
+    expect(lineWith(lines, 'job split', 'replay=rp-1').line).toContain('[succeeded]');
+    expect(lineWith(lines, 'job split [succeeded] attempts').line).not.toContain('replay=');
+  });
+
   it("lists a job's insights directly under it", () => {
     const lines = renderTrace(sampleTrace()).split('\n');
     const split = lineWith(lines, 'job split');

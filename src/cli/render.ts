@@ -67,7 +67,7 @@ export function renderTrace(trace: TraceView): string {
     const error =
       job.lastError !== null && job.state !== 'succeeded' ? `  error: ${job.lastError}` : '';
     out.push(
-      `${prefix}${last ? '└─ ' : '├─ '}job ${job.module} [${job.state}] attempts=${job.attempts} duration=${jobDuration(job)}${error}`,
+      `${prefix}${last ? '└─ ' : '├─ '}job ${job.module} [${job.state}]${job.replayId ? ` replay=${job.replayId}` : ''} attempts=${job.attempts} duration=${jobDuration(job)}${error}`,
     );
     const inner = prefix + (last ? '   ' : '│  ');
     const insights = insightsOf.get(job.jobId) ?? [];

@@ -20,6 +20,7 @@ import { ROOT, cleanup, cli, tempDir, writePipeline } from './harness.js';
 
 async function runExample(url: string, client: IonClient, token: string): Promise<void> {
   const opts = { apiUrl: url, env: { ION_TOKEN: token } };
+  const before = new Date(Date.now() - 1000).toISOString();
   const applied = await cli(['apply', '-f', join(ROOT, 'examples/docs/ion.yaml')], opts);
   expect(applied.code, applied.stderr).toBe(0);
   const published = await cli(
@@ -58,6 +59,88 @@ async function runExample(url: string, client: IonClient, token: string): Promis
   const workers = new Set<string>();
   for (const job of trace.jobs) workers.add((await client.getJob(job.jobId)).attempts[0]!.workerId);
   expect(workers.size).toBeGreaterThan(1);
+
+  // Backfill: wordcount again on every chunk since the start; the new counts flow downstream.
+  const replayed = await cli(
+    [
+      'replay',
+      'start',
+      'wordcount',
+      '--type',
+      'chunk.ready',
+      '--since',
+      before,
+      '--wait',
+      '--json',
+    ],
+    opts,
+  );
+  expect(replayed.code, replayed.stderr).toBe(0);
+  const { replay } = JSON.parse(replayed.stdout) as {
+    replay: { replayId: string; jobs: number; states: Record<string, number> };
+  };
+  expect(replay.jobs).toBe(chunks.length);
+  expect(replay.states.succeeded).toBe(chunks.length);
+  const after = await waitFor(
+    'the replayed counts to be summarised',
+    async () => {
+      const t = await client.trace(correlationId);
+      const summaries = t.jobs.filter((j) => j.module === 'summarise');
+      return summaries.length === 2 * chunks.length &&
+        summaries.every((j) => j.state === 'succeeded')
+        ? t
+        : undefined;
+    },
+    60_000,
+  );
+  expect(after.jobs.filter((j) => j.replayId === replay.replayId)).toHaveLength(chunks.length);
+  expect(new Set(after.events.map((e) => e.eventId)).size).toBe(after.events.length);
+}
+
+/** Cancels a running job through the server; a worker process stops the module. */
+async function cancelAcrossProcesses(url: string, client: IonClient, token: string): Promise<void> {
+  const dir = await tempDir();
+  try {
+    const pipeline = await writePipeline(
+      dir,
+      `modules:
+  - name: sleeper
+    subscribes: [sleep.go]
+    run: { command: [sh, -c, 'echo started; sleep 120'] }
+    timeout: 5m
+`,
+    );
+    const opts = { apiUrl: url, env: { ION_TOKEN: token } };
+    expect((await cli(['apply', '-f', pipeline], opts)).code).toBe(0);
+    const { eventId } = await client.publish({ type: 'sleep.go' });
+    const running = await waitFor(
+      'the sleeper to run',
+      async () => {
+        const [job] = await client.listJobs({ module: 'sleeper', eventId });
+        return job?.state === 'running' ? job : undefined;
+      },
+      60_000,
+    );
+    const follower = cli(['job', 'logs', running.jobId, '--follow'], opts);
+    expect((await client.cancelJob(running.jobId)).status).toBe('cancelling');
+    const { job, attempts } = await waitFor(
+      'the sleeper to be cancelled',
+      async () => {
+        const found = await client.getJob(running.jobId);
+        return found.job.state === 'cancelled' ? found : undefined;
+      },
+      30_000,
+    );
+    expect(job.attempts).toBe(1);
+    expect(attempts[0]).toMatchObject({ outcome: 'failed', errorCode: 'job_cancelled' });
+    // Killed, not slept out: the attempt ended long before the module's 120 s.
+    expect(attempts[0]!.durationMs ?? Infinity).toBeLessThan(60_000);
+    const followed = await follower;
+    expect(followed.code, followed.stderr).toBe(0);
+    expect(followed.stdout).toContain('started');
+  } finally {
+    await cleanup(dir);
+  }
 }
 
 describe('NATS JetStream + PostgreSQL + S3, one server and three workers', () => {
@@ -93,6 +176,7 @@ describe('NATS JetStream + PostgreSQL + S3, one server and three workers', () =>
     const cluster = await startCluster(env);
     try {
       await runExample(cluster.url, cluster.client, cluster.token);
+      await cancelAcrossProcesses(cluster.url, cluster.client, cluster.token);
     } finally {
       await cluster.stop();
     }
@@ -189,6 +273,7 @@ describe('RabbitMQ + PostgreSQL + Azure Blob, one server and three workers', () 
     });
     try {
       await runExample(cluster.url, cluster.client, cluster.token);
+      await cancelAcrossProcesses(cluster.url, cluster.client, cluster.token);
     } finally {
       await cluster.stop();
     }

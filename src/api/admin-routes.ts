@@ -1,21 +1,11 @@
 import type { FastifyInstance } from 'fastify';
 import type { DeadLetterSelector } from '../app/control.js';
-import { errorBodySchema } from './errors.js';
+import { errorResponses, idParams } from './errors.js';
 import { jobSchema, moduleSchema } from './schemas.js';
 import type { ServerDeps } from './server.js';
 
-const errors = {
-  400: errorBodySchema,
-  404: errorBodySchema,
-  500: errorBodySchema,
-  503: errorBodySchema,
-};
-
-const nameParams = {
-  type: 'object',
-  required: ['name'],
-  properties: { name: { type: 'string', minLength: 1, maxLength: 200 } },
-} as const;
+const errors = errorResponses;
+const nameParams = idParams('name');
 
 const moduleVersionSchema = {
   type: 'object',

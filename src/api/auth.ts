@@ -6,7 +6,7 @@ import {
   type TokenService,
   type TokenView,
 } from '../core/tokens.js';
-import { errorBodySchema } from './errors.js';
+import { errorBodySchema, errorResponses } from './errors.js';
 
 /**
  * API authentication: bearer tokens with scopes, checked in one `onRequest` hook before any
@@ -154,13 +154,7 @@ const tokenViewSchema = {
   },
 } as const;
 
-const errors = {
-  400: errorBodySchema,
-  404: errorBodySchema,
-  409: errorBodySchema,
-  500: errorBodySchema,
-  503: errorBodySchema,
-};
+const errors = errorResponses;
 
 /** `POST/GET/DELETE /v1/tokens` (scope `admin` by the table above). */
 function registerTokenRoutes(app: FastifyInstance, tokens: TokenService): void {

@@ -50,6 +50,28 @@ export const errorBodySchema = {
   },
 } as const;
 
+/**
+ * The error answers a route documents in its schema (and OpenAPI): every status the one error
+ * format may come with, whatever the route, bar the auth refusals auth.ts adds.
+ */
+export const errorResponses = {
+  400: errorBodySchema,
+  404: errorBodySchema,
+  409: errorBodySchema,
+  413: errorBodySchema,
+  415: errorBodySchema,
+  500: errorBodySchema,
+  503: errorBodySchema,
+} as const;
+
+/** Params schema of a route with one id in its path (`/v1/jobs/:jobId`). */
+export const idParams = (name: string) =>
+  ({
+    type: 'object',
+    required: [name],
+    properties: { [name]: { type: 'string', minLength: 1, maxLength: 200 } },
+  }) as const;
+
 function fromFastify(
   err: FastifyError,
 ): { status: number; code: ErrorCode; message: string } | null {

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ReplayRequest } from '../app/job-actions.js';
 import { JOB_STATES } from '../core/types.js';
-import { errorBodySchema } from './errors.js';
+import { errorResponses, idParams } from './errors.js';
 import { jobSchema, moduleSchema } from './schemas.js';
 import type { ServerDeps } from './server.js';
 
@@ -10,20 +10,7 @@ import type { ServerDeps } from './server.js';
  * auth.ts: GET needs `read`, everything else `admin`.
  */
 
-const errors = {
-  400: errorBodySchema,
-  404: errorBodySchema,
-  409: errorBodySchema,
-  500: errorBodySchema,
-  503: errorBodySchema,
-};
-
-const idParams = (name: string) =>
-  ({
-    type: 'object',
-    required: [name],
-    properties: { [name]: { type: 'string', minLength: 1, maxLength: 200 } },
-  }) as const;
+const errors = errorResponses;
 
 const selectorSchema = {
   type: 'object',

@@ -11,7 +11,7 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Control } from '../app/control.js';
 import { JOB_STATES, type IonEvent, type JobState } from '../core/types.js';
-import { errorBodySchema, errorHandler } from './errors.js';
+import { errorHandler, errorResponses, idParams } from './errors.js';
 import {
   attemptSchema,
   deadLetterSchema,
@@ -33,21 +33,7 @@ export interface ServerDeps {
   https?: { cert: Buffer; key: Buffer };
 }
 
-const errors = {
-  400: errorBodySchema,
-  404: errorBodySchema,
-  409: errorBodySchema,
-  413: errorBodySchema,
-  415: errorBodySchema,
-  500: errorBodySchema,
-  503: errorBodySchema,
-};
-const idParam = (name: string) =>
-  ({
-    type: 'object',
-    required: [name],
-    properties: { [name]: { type: 'string', minLength: 1, maxLength: 200 } },
-  }) as const;
+const errors = errorResponses;
 
 /** The API's view of an event: metadata both as an ordered list and as an object. */
 function eventView(event: IonEvent) {
@@ -150,7 +136,7 @@ export function buildServer(deps: ServerDeps) {
     );
     app.get(
       '/v1/modules/:name',
-      { schema: { params: idParam('name'), response: { 200: moduleSchema, ...errors } } },
+      { schema: { params: idParams('name'), response: { 200: moduleSchema, ...errors } } },
       async (request) => control.getModule((request.params as { name: string }).name),
     );
 
@@ -226,14 +212,14 @@ export function buildServer(deps: ServerDeps) {
     });
     app.get(
       '/v1/events/:eventId',
-      { schema: { params: idParam('eventId'), response: { 200: eventSchema, ...errors } } },
+      { schema: { params: idParams('eventId'), response: { 200: eventSchema, ...errors } } },
       async (request) =>
         eventView(await control.getEvent((request.params as { eventId: string }).eventId)),
     );
 
     app.get(
       '/v1/traces/:correlationId',
-      { schema: { params: idParam('correlationId'), response: { 200: traceSchema, ...errors } } },
+      { schema: { params: idParams('correlationId'), response: { 200: traceSchema, ...errors } } },
       async (request) => {
         const trace = await control.trace(
           (request.params as { correlationId: string }).correlationId,
@@ -277,7 +263,7 @@ export function buildServer(deps: ServerDeps) {
       '/v1/jobs/:jobId',
       {
         schema: {
-          params: idParam('jobId'),
+          params: idParams('jobId'),
           response: {
             200: {
               type: 'object',
@@ -317,7 +303,7 @@ export function buildServer(deps: ServerDeps) {
       '/v1/dead-letters/:id/redrive',
       {
         schema: {
-          params: idParam('id'),
+          params: idParams('id'),
           response: {
             200: { type: 'object', properties: { job: { anyOf: [jobSchema, { type: 'null' }] } } },
             ...errors,
@@ -330,7 +316,7 @@ export function buildServer(deps: ServerDeps) {
     );
     app.delete(
       '/v1/dead-letters/:id',
-      { schema: { params: idParam('id') } },
+      { schema: { params: idParams('id') } },
       async (request, reply) => {
         await control.discard((request.params as { id: string }).id);
         return reply.status(204).send();

@@ -2,6 +2,7 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { ApplyResult } from '../app/control.js';
+import type { ReplayOutcome, ReplayRequest } from '../app/job-actions.js';
 import { IonError, UnavailableError, type ErrorCode, ERROR_CODES } from '../core/errors.js';
 import { fetchTrusting, unreachableMessage, type Transport } from './client-transport.js';
 import type {
@@ -96,19 +97,7 @@ export class IonClient {
     } catch (err) {
       throw new UnavailableError(unreachableMessage(this.baseUrl, err), { cause: err });
     }
-    if (!response.ok) {
-      let code: ErrorCode = 'internal';
-      let message = `${method} ${path} answered ${response.status}`;
-      try {
-        const body = (await response.json()) as { error?: { code?: string; message?: string } };
-        if (body.error?.code !== undefined && body.error.code in ERROR_CODES)
-          code = body.error.code as ErrorCode;
-        if (body.error?.message !== undefined) message = body.error.message;
-      } catch {
-        // not our error format: keep the status line
-      }
-      throw new ApiError(response.status, code, message);
-    }
+    if (!response.ok) throw await this.errorOf(response, method, path);
     return response;
   }
 
@@ -325,15 +314,7 @@ export class IonClient {
   // -- replays, cancel, followed logs, single modules ------------------------------------------
 
   /** Runs a module again on one past event or on every event of a type in a time range. */
-  replay(request: {
-    module: string;
-    version?: number;
-    eventId?: string;
-    type?: string;
-    since?: string;
-    until?: string;
-    dryRun?: boolean;
-  }): Promise<{ replay: ReplayStatus; matched: number; dryRun: boolean }> {
+  replay(request: ReplayRequest): Promise<ReplayOutcome> {
     return this.json('POST', '/v1/replays', request);
   }
 
@@ -367,5 +348,73 @@ export class IonClient {
     module: Record<string, unknown>,
   ): Promise<{ module: ModuleRecord; change: 'created' | 'updated' | 'unchanged' }> {
     return this.json('PUT', `/v1/modules/${encodeURIComponent(name)}`, module);
+  }
+
+  // -- live stream, tokens ---------------------------------------------------------------------
+
+  /**
+   * Opens the live stream (`GET /v1/stream`: Server-Sent Events of job and event changes, see
+   * docs/api.md) and returns its body once the server answered 200; read it with an SSE parser
+   * (src/cli/sse.ts). `lastEventId` resumes after that message (sent as `Last-Event-ID`).
+   * `signal` aborts the request, also while it is being opened, which the other calls cannot:
+   * a stream stays open until its reader goes. Refusals throw ApiError like every other call.
+   */
+  async openLiveStream(
+    filter: { correlationId?: string; module?: string } = {},
+    options: { lastEventId?: string; signal?: AbortSignal } = {},
+  ): Promise<Readable> {
+    const path = `/v1/stream${queryString(filter)}`;
+    const lastEventId = options.lastEventId ?? '';
+    let response: Response;
+    try {
+      response = await this.transport(`${this.baseUrl}${path}`, {
+        method: 'GET',
+        headers: this.headers({
+          accept: 'text/event-stream',
+          ...(lastEventId === '' ? {} : { 'last-event-id': lastEventId }),
+        }),
+        ...(options.signal === undefined ? {} : { signal: options.signal }),
+      });
+    } catch (err) {
+      if (options.signal?.aborted === true) throw err;
+      throw new UnavailableError(unreachableMessage(this.baseUrl, err), { cause: err });
+    }
+    if (!response.ok) throw await this.errorOf(response, 'GET', path);
+    return Readable.fromWeb(response.body!);
+  }
+
+  /** Creates a token (`POST /v1/tokens`, scope admin); its value is in the answer only. */
+  createToken(input: {
+    name: string;
+    scopes: string[];
+  }): Promise<{ token: string } & import('../core/tokens.js').TokenView> {
+    return this.json('POST', '/v1/tokens', input);
+  }
+
+  /** Every token, revoked ones included, oldest first; never their values. */
+  async listTokens(): Promise<import('../core/tokens.js').TokenView[]> {
+    return (
+      await this.json<{ tokens: import('../core/tokens.js').TokenView[] }>('GET', '/v1/tokens')
+    ).tokens;
+  }
+
+  /** Revokes a token: requests carrying it are refused from now on. */
+  revokeToken(id: string): Promise<import('../core/tokens.js').TokenView> {
+    return this.json('DELETE', `/v1/tokens/${encodeURIComponent(id)}`);
+  }
+
+  /** The ApiError of a non-2xx answer, read from the one error format (else its status line). */
+  private async errorOf(response: Response, method: string, path: string): Promise<ApiError> {
+    let code: ErrorCode = 'internal';
+    let message = `${method} ${path} answered ${response.status}`;
+    try {
+      const body = (await response.json()) as { error?: { code?: string; message?: string } };
+      if (body.error?.code !== undefined && body.error.code in ERROR_CODES)
+        code = body.error.code as ErrorCode;
+      if (body.error?.message !== undefined) message = body.error.message;
+    } catch {
+      // not our error format: keep the status line
+    }
+    return new ApiError(response.status, code, message);
   }
 }

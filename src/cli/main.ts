@@ -11,6 +11,7 @@ import { registerTrace } from './commands/trace.js';
 import { registerUp } from './commands/up.js';
 import { registerServer } from './commands/server.js';
 import { registerToken } from './commands/token.js';
+import { registerWatch } from './commands/watch.js';
 import { UsageError } from './context.js';
 
 /** Exit codes: 0 success, 1 failure, 2 usage error. */
@@ -34,6 +35,7 @@ export function buildProgram(): Command {
   registerDev(program);
   registerConfig(program);
   registerQueryCommands(program);
+  registerWatch(program);
   // Every command that talks to a running Ion takes --api-url and --profile.
   const addApiUrl = (cmd: Command): void => {
     if (!['up', 'server', 'worker'].includes(cmd.name()) && cmd.commands.length === 0) {
@@ -56,7 +58,8 @@ export function buildProgram(): Command {
     cmd.commands.forEach(addApiUrl);
   };
   program.commands.forEach(addApiUrl);
-  // Token commands open the configured store directly (bootstrap with auth on): no --api-url.
+  // Token commands open the configured store directly (bootstrap with auth on), or call the
+  // API with --remote: they add --api-url, --profile and --ca-file themselves (token.ts).
   registerToken(program);
   program.commands.forEach(function override(cmd: Command): void {
     cmd.exitOverride();

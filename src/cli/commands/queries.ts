@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { createWriteStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import type { EventView } from '../../api/client.js';
 import {
@@ -11,6 +12,7 @@ import {
   type ApiOptions,
 } from '../context.js';
 import { table } from '../render.js';
+import { stderrProgress } from './event.js';
 
 /** Keeps only the options that were given, so the client sends no empty filters. */
 function given<T extends Record<string, unknown>>(options: T): Partial<T> {
@@ -24,7 +26,7 @@ function eventRows(events: EventView[]): string[][] {
 }
 
 /**
- * `ion event ls`, `ion event lineage`, `ion insight ls` and `ion blob get`. Call after
+ * `ion event ls`, `ion event lineage`, `ion insight ls`, `ion blob put` and `ion blob get`. Call after
  * `registerEvent`, whose `event` command gains the two sub-commands.
  */
 export function registerQueryCommands(program: Command): void {
@@ -150,7 +152,33 @@ export function registerQueryCommands(program: Command): void {
       },
     );
 
-  const blob = program.command('blob').description('download stored files');
+  const blob = program.command('blob').description('upload and download stored files');
+  blob
+    .command('put <file>')
+    .description('upload a file to the blob store and print its sha256 and size')
+    .option('--json', 'print JSON')
+    .action(async (file: string, options: ApiOptions & { json?: boolean }) => {
+      // Checked here: a stream error inside the upload would read as "Ion unreachable".
+      const info = await stat(file).catch(() => null);
+      if (info === null) throw new UsageError(`${file}: no such file`);
+      if (!info.isFile()) throw new UsageError(`${file}: not a regular file`);
+      const client = clientFor(options);
+      // Machine-readable output stays clean of progress lines.
+      const line =
+        options.json === true ? undefined : stderrProgress()?.(`uploading ${file}`, info.size);
+      let ref;
+      try {
+        ref = await client.uploadFile(
+          file,
+          line === undefined ? {} : { onProgress: (sent, total) => line.update(sent, total) },
+        );
+      } finally {
+        // Ends the line on failure too, so an error message starts on a line of its own.
+        line?.done();
+      }
+      if (options.json === true) return printJson(ref);
+      print(`${ref.sha256} ${ref.size}`);
+    });
   blob
     .command('get <sha256>')
     .description('download a blob to a file (-o) or to stdout')

@@ -12,8 +12,10 @@
  *                      outside (src/ untouched): bus-sync-normal, no-log-blob, no-instrument
  *
  *   BENCH_SUITE        default (this bench), backends (bench/backends.ts: the same pipeline on
- *                      NATS/RabbitMQ + PostgreSQL + S3/Azure against the embedded defaults) or
- *                      large (bench/large.ts: 256 MiB and 1 GiB blobs through fs, S3, Azure)
+ *                      NATS/RabbitMQ + PostgreSQL + S3/Azure against the embedded defaults),
+ *                      large (bench/large.ts: 256 MiB and 1 GiB blobs through fs, S3, Azure) or
+ *                      replay (bench/replay.ts: a backfill's request and jobs against ordinary
+ *                      processing of the same events)
  *
  * Nothing is written into the repository: data lives in mkdtemp dirs, removed at the end.
  */
@@ -709,13 +711,14 @@ async function main(): Promise<void> {
   console.log(`\nbench finished in ${f((performance.now() - started) / 1000)} s`);
 }
 
-/** `BENCH_SUITE` picks what `npm run bench` runs: the default bench, `backends` or `large`. */
+/** `BENCH_SUITE` picks what `npm run bench` runs: the default bench, `backends`, `large` or `replay`. */
 async function entry(): Promise<void> {
   const suite = process.env.BENCH_SUITE ?? 'default';
   if (suite === 'default' || suite === '') return main();
   if (suite === 'backends') return (await import('./backends.js')).runBackendsSuite();
   if (suite === 'large') return (await import('./large.js')).runLargeSuite();
-  throw new Error(`unknown BENCH_SUITE "${suite}": use default, backends or large`);
+  if (suite === 'replay') return (await import('./replay.js')).runReplaySuite();
+  throw new Error(`unknown BENCH_SUITE "${suite}": use default, backends, large or replay`);
 }
 
 entry().catch((err: unknown) => {

@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import type { BlobStore } from '../blob/blob-store.js';
 import { ConflictError, NotFoundError, ValidationError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
-import { nowIso, sleep } from '../core/time.js';
+import { nowIso, sleep, yieldToEventLoop } from '../core/time.js';
 import type {
   Attempt,
   Job,
@@ -140,6 +140,8 @@ export async function startReplay(
         onJobsCreated();
       }
       cursor = page.nextCursor ?? undefined;
+      // Between pages, let the API, running jobs and their lease renewals have their turn.
+      await yieldToEventLoop();
     } while (cursor !== undefined);
     // A replay that matched nothing is still recorded, so it can be looked up like any other.
     if (!dryRun && matched === 0) await store.addReplayJobs(replay, []);

@@ -15,3 +15,12 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     signal?.addEventListener('abort', done, { once: true });
   });
 }
+
+/**
+ * Lets timers and I/O run before going on. Loops over embedded (synchronous) adapters resolve
+ * every await at once, so without this a long one would hold the event loop: no API answer,
+ * no child exit handled, no lease extended until it ends.
+ */
+export function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}

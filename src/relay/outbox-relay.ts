@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { EventBus } from '../bus/event-bus.js';
 import { NotFoundError, errorMessage } from '../core/errors.js';
-import { sleep } from '../core/time.js';
+import { sleep, yieldToEventLoop } from '../core/time.js';
 import { Waker } from '../core/waker.js';
 import { noticeMessage } from '../dispatcher/bus-notice.js';
 import type { DocumentStore } from '../store/document-store.js';
@@ -57,6 +57,7 @@ export class OutboxRelay {
         continue;
       }
       if (published < this.batchSize) await this.waker.wait(this.pollIntervalMs, signal);
+      else await yieldToEventLoop(); // a long drain must not hold the event loop
     }
   }
 

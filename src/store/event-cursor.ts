@@ -73,9 +73,10 @@ export function eventQuery(
   if (filter.until !== undefined) cols.push(`created_at < ${p(filter.until)}`);
   if (filter.cursor !== undefined) {
     const c = decodeEventCursor(filter.cursor);
-    cols.push(
-      `(created_at < ${p(c.createdAt)} OR (created_at = ${p(c.createdAt)} AND event_id < ${p(c.eventId)}))`,
-    );
+    // A row-value comparison: both databases read it as one range of the
+    // (created_at, event_id) index. The equivalent OR form made SQLite read and sort every
+    // event between `since` and the cursor on each page (a backfill went quadratic).
+    cols.push(`(created_at, event_id) < (${p(c.createdAt)}, ${p(c.eventId)})`);
   }
   const limit = filter.limit ?? DEFAULT_EVENT_LIMIT;
   params.push(limit + 1);

@@ -182,6 +182,8 @@ export class IonClient {
       correlationId?: string;
       eventId?: string;
       replayId?: string;
+      since?: string;
+      until?: string;
       limit?: number;
     } = {},
   ): Promise<Job[]> {

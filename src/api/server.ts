@@ -239,6 +239,8 @@ export function buildServer(deps: ServerDeps) {
             correlationId: { type: 'string' },
             eventId: { type: 'string' },
             replayId: { type: 'string' },
+            since: { type: 'string', maxLength: 100 },
+            until: { type: 'string', maxLength: 100 },
             limit: { type: 'integer', minimum: 1, maximum: 1000 },
           },
         },
@@ -254,6 +256,8 @@ export function buildServer(deps: ServerDeps) {
           correlationId?: string;
           eventId?: string;
           replayId?: string;
+          since?: string;
+          until?: string;
           limit?: number;
         };
         return { jobs: await control.listJobs(q) };

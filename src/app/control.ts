@@ -317,9 +317,16 @@ export class Control {
     return trace;
   }
 
+  /** Jobs, most recently updated first; `since`/`until` bound when they last changed. */
   listJobs(filter: JobFilter): Promise<Job[]> {
     checkLimit(filter.limit);
-    return this.deps.store.listJobs(filter);
+    const since = eventQueries.isoTime('since', filter.since);
+    const until = eventQueries.isoTime('until', filter.until);
+    return this.deps.store.listJobs({
+      ...filter,
+      ...(since === undefined ? {} : { since }),
+      ...(until === undefined ? {} : { until }),
+    });
   }
 
   async getJob(jobId: string): Promise<{ job: Job; attempts: Attempt[] }> {

@@ -120,6 +120,10 @@ export interface JobFilter {
   correlationId?: string;
   eventId?: string;
   replayId?: string;
+  /** Inclusive lower bound on `updatedAt` (ISO 8601): jobs that changed since. */
+  since?: string;
+  /** Exclusive upper bound on `updatedAt` (ISO 8601). */
+  until?: string;
   /** Most recent first; default 100. */
   limit?: number;
 }

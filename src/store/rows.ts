@@ -16,6 +16,13 @@ import type {
 } from '../core/types.js';
 import { JOB_STATES } from '../core/types.js';
 
+/** A time range on a column: `since` inclusive, `until` exclusive (ISO 8601 text compares in order). */
+export interface TimeRange {
+  col: string;
+  since: string | undefined;
+  until: string | undefined;
+}
+
 /**
  * Rows and row mappers both document-store adapters share: their tables have the same
  * columns, so a row reads back into the domain the same way whatever the database.

@@ -230,6 +230,26 @@ describe('POST /v1/jobs/:jobId/cancel', () => {
   });
 });
 
+describe('GET /v1/jobs with a time range', () => {
+  it('keeps the jobs that changed in [since, until), and refuses a time that is not one', async () => {
+    await putModule('tag', { subscribes: ['doc.new'], run: { command: ['true'] } });
+    const event = await publish('doc.new');
+    await runChild(store(), event, 'tag');
+    const [job] = await store().listJobs({ module: 'tag' });
+    const at = Date.parse(job!.updatedAt);
+    const list = async (query: string) =>
+      (await inject({ url: `/v1/jobs?module=tag&${query}` })).json<{ jobs: Job[] }>().jobs;
+    const iso = (ms: number) => new Date(ms).toISOString();
+    expect(await list(`since=${iso(at)}`)).toHaveLength(1);
+    expect(await list(`since=${iso(at + 1)}`)).toHaveLength(0);
+    expect(await list(`until=${iso(at)}`)).toHaveLength(0);
+    expect(await list(`since=${iso(at - 1000)}&until=${iso(at + 1)}`)).toHaveLength(1);
+    expect(
+      expectError(await inject({ url: '/v1/jobs?since=last-week' }), 400, 'validation_failed'),
+    ).toContain('since "last-week" is not a date-time');
+  });
+});
+
 describe('GET /v1/jobs/:jobId/logs?follow=true', () => {
   it('streams the rest of a finished attempt and ends', async () => {
     await putModule('tag', { subscribes: ['doc.new'], run: { command: ['true'] } });

@@ -702,6 +702,29 @@ export function documentStoreConformance(name: string, factory: DocumentStoreFac
       expect(await store.trace(randomUUID())).toMatchObject({ events: [], jobs: [], insights: [] });
     });
 
+    it('filters jobs by when they last changed: since inclusive, until exclusive', async () => {
+      const module = `mod-${randomUUID()}`;
+      const jobs = [];
+      for (let i = 0; i < 3; i += 1) {
+        const root = rootEvent();
+        await store.insertRootEvent(root);
+        jobs.push((await begin(root, module)).job); // updatedAt = the fake clock, one tick apart
+      }
+      const [a, b, c] = jobs.map((j) => j.updatedAt) as [string, string, string];
+      const ids = async (since?: string, until?: string) =>
+        (
+          await store.listJobs({
+            module,
+            ...(since === undefined ? {} : { since }),
+            ...(until === undefined ? {} : { until }),
+          })
+        ).map((j) => j.updatedAt);
+      expect(await ids(b)).toEqual([c, b]);
+      expect(await ids(undefined, b)).toEqual([a]);
+      expect(await ids(a, c)).toEqual([b, a]);
+      expect(await ids(c, c)).toEqual([]);
+    });
+
     it('filters jobs and lists the most recently updated first', async () => {
       const module = `mod-${randomUUID()}`;
       const a = rootEvent();

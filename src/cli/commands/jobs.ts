@@ -29,6 +29,8 @@ export function registerJobs(program: Command): void {
     .option('--state <state>', `only this state (${JOB_STATES.join(', ')})`)
     .option('--correlation-id <id>', 'only this trace')
     .option('--replay <replayId>', 'only the jobs of this replay')
+    .option('--since <time>', 'only jobs that changed at or after this time (ISO 8601)')
+    .option('--until <time>', 'only jobs that changed before this time (ISO 8601)')
     .option('--limit <n>', 'at most this many', '50')
     .option('--json', 'print JSON')
     .action(
@@ -38,6 +40,8 @@ export function registerJobs(program: Command): void {
           state?: string;
           correlationId?: string;
           replay?: string;
+          since?: string;
+          until?: string;
           limit: string;
           json?: boolean;
         },
@@ -48,6 +52,8 @@ export function registerJobs(program: Command): void {
           ...(state === undefined ? {} : { state }),
           ...(options.correlationId === undefined ? {} : { correlationId: options.correlationId }),
           ...(options.replay === undefined ? {} : { replayId: options.replay }),
+          ...(options.since === undefined ? {} : { since: options.since }),
+          ...(options.until === undefined ? {} : { until: options.until }),
           limit: positiveInt('--limit', options.limit),
         });
         if (options.json === true) return printJson({ jobs });

@@ -240,13 +240,16 @@ export class PostgresDocumentStore implements DocumentStore {
 
   listJobs(filter: JobFilter = {}): Promise<Job[]> {
     return this.read('list jobs', async ({ q, t }) => {
-      const { where, params } = conditions({
-        module: filter.module,
-        state: filter.state,
-        correlation_id: filter.correlationId,
-        event_id: filter.eventId,
-        replay_id: filter.replayId,
-      });
+      const { where, params } = conditions(
+        {
+          module: filter.module,
+          state: filter.state,
+          correlation_id: filter.correlationId,
+          event_id: filter.eventId,
+          replay_id: filter.replayId,
+        },
+        [{ col: 'updated_at', since: filter.since, until: filter.until }],
+      );
       const { rows } = await q.query<JobRow>(
         `SELECT * FROM ${t.jobs} ${where} ORDER BY updated_at DESC, seq DESC
          LIMIT $${params.length + 1}`,

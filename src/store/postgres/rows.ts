@@ -11,7 +11,7 @@ export {
   type DeadLetterRow,
   type InsightRow,
 } from '../rows.js';
-import { eventFromRow, jobFromRow, moduleFromRow } from '../rows.js';
+import { eventFromRow, jobFromRow, moduleFromRow, type TimeRange } from '../rows.js';
 
 // jsonb columns arrive decoded, so the shared mappers read these rows as they are.
 export const toModule = moduleFromRow;
@@ -298,7 +298,10 @@ export async function requireJob(ctx: Ctx, jobId: string, forUpdate = false): Pr
  * Builds `WHERE a = $1 AND b = $2` from the defined entries (column names are ours, not
  * input); `params` holds their values, so further placeholders start at `params.length + 1`.
  */
-export function conditions(filters: Record<string, string | undefined>): {
+export function conditions(
+  filters: Record<string, string | undefined>,
+  ranges: readonly TimeRange[] = [],
+): {
   where: string;
   params: string[];
 } {
@@ -308,6 +311,16 @@ export function conditions(filters: Record<string, string | undefined>): {
     if (value === undefined) continue;
     params.push(value);
     cols.push(`${col} = $${params.length}`);
+  }
+  for (const { col, since, until } of ranges) {
+    if (since !== undefined) {
+      params.push(since);
+      cols.push(`${col} >= $${params.length}`);
+    }
+    if (until !== undefined) {
+      params.push(until);
+      cols.push(`${col} < $${params.length}`);
+    }
   }
   return { where: cols.length ? `WHERE ${cols.join(' AND ')}` : '', params };
 }

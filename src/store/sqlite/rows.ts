@@ -19,6 +19,7 @@ export {
   type InsightRow,
 } from '../rows.js';
 import type { BeginAttemptInput } from '../document-store.js';
+import type { TimeRange } from '../rows.js';
 import { eventFromRow, jobFromRow, moduleFromRow } from '../rows.js';
 
 /**
@@ -238,7 +239,10 @@ export function requireJob(db: Database, jobId: string): Job {
 }
 
 /** Builds `WHERE a = ? AND b = ?` from the defined entries (column names are ours, not input). */
-export function conditions(filters: Record<string, string | undefined>): {
+export function conditions(
+  filters: Record<string, string | undefined>,
+  ranges: readonly TimeRange[] = [],
+): {
   where: string;
   params: string[];
 } {
@@ -248,6 +252,16 @@ export function conditions(filters: Record<string, string | undefined>): {
     if (value === undefined) continue;
     cols.push(`${col} = ?`);
     params.push(value);
+  }
+  for (const { col, since, until } of ranges) {
+    if (since !== undefined) {
+      cols.push(`${col} >= ?`);
+      params.push(since);
+    }
+    if (until !== undefined) {
+      cols.push(`${col} < ?`);
+      params.push(until);
+    }
   }
   return { where: cols.length ? `WHERE ${cols.join(' AND ')}` : '', params };
 }

@@ -218,13 +218,16 @@ export class SqliteDocumentStore implements DocumentStore {
 
   listJobs(filter: JobFilter = {}): Promise<Job[]> {
     return this.read('list jobs', (db) => {
-      const { where, params } = conditions({
-        module: filter.module,
-        state: filter.state,
-        correlation_id: filter.correlationId,
-        event_id: filter.eventId,
-        replay_id: filter.replayId,
-      });
+      const { where, params } = conditions(
+        {
+          module: filter.module,
+          state: filter.state,
+          correlation_id: filter.correlationId,
+          event_id: filter.eventId,
+          replay_id: filter.replayId,
+        },
+        [{ col: 'updated_at', since: filter.since, until: filter.until }],
+      );
       const rows = db
         .prepare(`SELECT * FROM jobs ${where} ORDER BY updated_at DESC, rowid DESC LIMIT ?`)
         .all(...params, filter.limit ?? 100) as JobRow[];

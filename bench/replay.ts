@@ -37,7 +37,16 @@ import Database from 'better-sqlite3';
 import { IonApp } from '../src/app/ion-app.js';
 import { createLogger } from '../src/app/logger.js';
 import { loadConfig } from '../src/config/config.js';
-import { f, intEnv, loadAverage, RssSampler, table, wallMs } from './util.js';
+import {
+  f,
+  instrumentSqlite,
+  intEnv,
+  loadAverage,
+  RssSampler,
+  table,
+  wallMs,
+  type SqlTimes,
+} from './util.js';
 
 const N = intEnv('BENCH_EVENTS', 500);
 const CONCURRENCY = intEnv('BENCH_CONCURRENCY', 4);
@@ -127,8 +136,6 @@ function timeCalls<K extends 'listEvents' | 'addReplayJobs'>(
 const sum = (v: number[]): number => v.reduce((a, b) => a + b, 0);
 const mean = (v: number[]): number => (v.length === 0 ? NaN : sum(v) / v.length);
 
-type SqlTimes = Map<string, { ms: number; count: number }>;
-
 /** Module processes in flight (executor.run), integrated over time for the mean parallelism. */
 interface Parallelism {
   reset(): void;
@@ -173,29 +180,10 @@ function instrumentExecutor(app: IonApp): Parallelism {
   };
 }
 
-/** Wraps the adapters' synchronous driver helpers so each action's blocking time is summed. */
+/** Sums each SQLite action's blocking time (see instrumentSqlite). */
 function instrumentSql(app: IonApp): SqlTimes {
   const times: SqlTimes = new Map();
-  const timeSync = (target: object, method: string, key: (args: unknown[]) => string): void => {
-    const holder = target as Record<string, (...args: unknown[]) => unknown>;
-    const original = holder[method]!.bind(target);
-    holder[method] = (...args: unknown[]) => {
-      const t = performance.now();
-      try {
-        return original(...args);
-      } finally {
-        const k = key(args);
-        const entry = times.get(k) ?? { ms: 0, count: 0 };
-        entry.ms += performance.now() - t;
-        entry.count += 1;
-        times.set(k, entry);
-      }
-    };
-  };
-  const { store, bus } = app.backends;
-  timeSync(store, 'attempt', (a) => `store ${String(a[0])}`);
-  timeSync(bus, 'run', (a) => `bus ${String(a[0])}`);
-  timeSync(bus, 'claim', () => 'bus claim (incl. empty polls)');
+  instrumentSqlite(app.backends, times);
   return times;
 }
 

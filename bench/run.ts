@@ -30,6 +30,7 @@ import Database from 'better-sqlite3';
 import { IonApp, moduleBaseEnv } from '../src/app/ion-app.js';
 import { createLogger } from '../src/app/logger.js';
 import { loadConfig } from '../src/config/config.js';
+import { instrumentSqlite, type SqlTimes } from './util.js';
 
 const N = intEnv('BENCH_EVENTS', 200);
 const CONCURRENCY = intEnv('BENCH_CONCURRENCY', 4);
@@ -230,7 +231,7 @@ interface Instrument {
   putFileMs: number;
   putFileCount: number;
   /** Synchronous time inside SQLite calls, per adapter and action. */
-  sql: Map<string, { ms: number; count: number }>;
+  sql: SqlTimes;
   reset(): void;
 }
 
@@ -289,27 +290,7 @@ function instrument(app: IonApp, logDir: string): Instrument {
     }
   };
   if (TWEAKS.has('no-instrument')) return stats;
-  const timeSync = (target: object, method: string, key: (args: unknown[]) => string): void => {
-    const holder = target as Record<string, (...args: unknown[]) => unknown>;
-    const original = holder[method]!.bind(target);
-    holder[method] = (...args: unknown[]) => {
-      const t = performance.now();
-      try {
-        return original(...args);
-      } finally {
-        const k = key(args);
-        const entry = stats.sql.get(k) ?? { ms: 0, count: 0 };
-        entry.ms += performance.now() - t;
-        entry.count += 1;
-        stats.sql.set(k, entry);
-      }
-    };
-  };
-  // Both SQLite adapters funnel their driver calls through one private helper; the bus's
-  // claim (a write statement, run on every wake-up and every 25 ms poll) bypasses it.
-  timeSync(store, 'attempt', (a) => `store ${String(a[0])}`);
-  timeSync(bus, 'run', (a) => `bus ${String(a[0])}`);
-  timeSync(bus, 'claim', () => 'bus claim (incl. empty polls)');
+  instrumentSqlite({ store, bus }, stats.sql);
   return stats;
 }
 
@@ -336,7 +317,7 @@ interface IonResult {
   elu: number;
   execWallMsPerJob: number;
   putFileMsPerJob: number;
-  sql: Map<string, { ms: number; count: number }>;
+  sql: SqlTimes;
 }
 
 async function runIon(stages: 1 | 3, events: number, concurrency: number): Promise<IonResult> {

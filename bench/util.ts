@@ -100,3 +100,34 @@ export function loadAverage(): string {
     return '?';
   }
 }
+
+/** Blocking time of the embedded adapters' SQLite calls, summed per action. */
+export type SqlTimes = Map<string, { ms: number; count: number }>;
+
+/**
+ * Wraps the embedded adapters' synchronous driver helpers from outside (src/ untouched), so
+ * the event-loop time of each SQLite action is summed into `times`. Both SQLite adapters
+ * funnel their driver calls through one private helper; the bus's claim (a write statement,
+ * run on every wake-up and every 25 ms poll) bypasses it and is wrapped on its own.
+ */
+export function instrumentSqlite(backends: { store: object; bus: object }, times: SqlTimes): void {
+  const timeSync = (target: object, method: string, key: (args: unknown[]) => string): void => {
+    const holder = target as Record<string, (...args: unknown[]) => unknown>;
+    const original = holder[method]!.bind(target);
+    holder[method] = (...args: unknown[]) => {
+      const t = performance.now();
+      try {
+        return original(...args);
+      } finally {
+        const k = key(args);
+        const entry = times.get(k) ?? { ms: 0, count: 0 };
+        entry.ms += performance.now() - t;
+        entry.count += 1;
+        times.set(k, entry);
+      }
+    };
+  };
+  timeSync(backends.store, 'attempt', (a) => `store ${String(a[0])}`);
+  timeSync(backends.bus, 'run', (a) => `bus ${String(a[0])}`);
+  timeSync(backends.bus, 'claim', () => 'bus claim (incl. empty polls)');
+}

@@ -9,7 +9,8 @@
  *   BENCH_ONE_STAGE    0 skips the 1-stage run (default 1; it uses min(BENCH_EVENTS, 200) events)
  *   BENCH_ONLY         ion: skip the baselines and the 1-stage run (for profiling)
  *   BENCH_TWEAKS       comma list of what-if experiments applied to Ion's adapters from
- *                      outside (src/ untouched): bus-sync-normal, no-log-blob, no-instrument
+ *                      outside (src/ untouched): bus-sync-normal, no-log-blob, no-instrument;
+ *                      thread-spawn sets executor.spawnOn to thread (the fork on a worker thread)
  *
  *   BENCH_SUITE        default (this bench), backends (bench/backends.ts: the same pipeline on
  *                      NATS/RabbitMQ + PostgreSQL + S3/Azure against the embedded defaults),
@@ -322,7 +323,13 @@ interface IonResult {
 
 async function runIon(stages: 1 | 3, events: number, concurrency: number): Promise<IonResult> {
   const dataDir = await mkdtemp(join(tmpdir(), 'ion-bench-'));
-  const config = loadConfig({ flags: { dataDir, logLevel: 'silent' } });
+  const config = loadConfig({
+    flags: {
+      dataDir,
+      logLevel: 'silent',
+      executor: { kind: 'local', spawnOn: TWEAKS.has('thread-spawn') ? 'thread' : 'inline' },
+    },
+  });
   const app = await IonApp.create(
     config,
     createLogger('silent'),

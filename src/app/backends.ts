@@ -27,7 +27,7 @@ export async function createBackends(config: IonConfig, logger: Logger): Promise
     bus: await createBus(config, logger.child({ component: 'bus' })),
     store: await createStore(config, logger.child({ component: 'store' })),
     blobs: await createBlobStore(config),
-    executor: new LocalExecutor(),
+    executor: new LocalExecutor({ spawnOn: config.executor.spawnOn }),
   };
 }
 

@@ -43,7 +43,7 @@ describe('loadConfig', () => {
     expect(config.bus).toEqual({ kind: 'sqlite' });
     expect(config.store).toEqual({ kind: 'sqlite' });
     expect(config.blob).toEqual({ kind: 'fs' });
-    expect(config.executor).toEqual({ kind: 'local' });
+    expect(config.executor).toEqual({ kind: 'local', spawnOn: 'inline' });
     expect(config.dispatcher).toEqual({
       leaseMs: 30_000,
       retryBaseDelayMs: 1000,
@@ -176,6 +176,16 @@ describe('loadConfig', () => {
     const noCert = failure(() => loadConfig({ flags: { api: { tlsKeyFile: '/x/key.pem' } } }));
     expect(noCert.message).toContain('api.tlsCertFile');
     expect(noCert.message).toContain('required when api.tlsKeyFile is set');
+  });
+
+  it('takes where module processes are spawned from ION_EXECUTOR_SPAWN_ON, refusing other values', () => {
+    expect(loadConfig({ env: { ION_EXECUTOR_SPAWN_ON: 'thread' } }).executor).toEqual({
+      kind: 'local',
+      spawnOn: 'thread',
+    });
+    expect(() => loadConfig({ env: { ION_EXECUTOR_SPAWN_ON: 'fork' } })).toThrow(
+      /executor\.spawnOn/,
+    );
   });
 
   it('makes dataDir absolute', () => {

@@ -70,7 +70,13 @@ const blobSchema = z.discriminatedUnion('kind', [
     .strict(),
 ]);
 const executorSchema = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('local') }).strict(),
+  z
+    .object({
+      kind: z.literal('local'),
+      /** `thread`: module processes are forked on a worker thread, off the event loop. */
+      spawnOn: z.enum(['thread', 'inline']).default('inline'),
+    })
+    .strict(),
 ]);
 
 export const configSchema = z
@@ -122,7 +128,7 @@ export const configSchema = z
     bus: busSchema.default({ kind: 'sqlite' }),
     store: storeSchema.default({ kind: 'sqlite' }),
     blob: blobSchema.default({ kind: 'fs' }),
-    executor: executorSchema.default({ kind: 'local' }),
+    executor: executorSchema.default({ kind: 'local', spawnOn: 'inline' }),
     dispatcher: z
       .object({
         /** How long a delivery stays leased without an extension. */
@@ -184,6 +190,7 @@ const ENV_KEYS: Record<string, { path: string[]; type: 'string' | 'int' | 'bool'
   ION_S3_CHECKSUMS: { path: ['blob', 'checksums'], type: 'string' },
   ION_AZURE_CONNECTION_STRING: { path: ['blob', 'connectionString'], type: 'string' },
   ION_AZURE_CONTAINER: { path: ['blob', 'container'], type: 'string' },
+  ION_EXECUTOR_SPAWN_ON: { path: ['executor', 'spawnOn'], type: 'string' },
 };
 
 type Tree = Record<string, unknown>;
@@ -258,7 +265,8 @@ export interface LoadConfigInput {
 export function loadConfig(input: LoadConfigInput = {}): IonConfig {
   const env = input.env ?? {};
   const file = input.file ?? env.ION_CONFIG;
-  let merged: Tree = { ...input.defaults };
+  // `local` is the only executor: its settings need not name it.
+  let merged: Tree = deepMerge({ executor: { kind: 'local' } }, { ...input.defaults });
   if (file !== undefined && file !== '') {
     const doc = readYamlFile(file, 'config file');
     if (doc !== null && doc !== undefined) {

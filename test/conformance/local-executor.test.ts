@@ -5,11 +5,14 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LocalExecutor } from '../../src/executors/local/local-executor.js';
 import { executorConformance } from './executor.suite.js';
 
-executorConformance('local', async () => {
-  const executor = new LocalExecutor({ killGraceMs: 500 });
-  await executor.start();
-  return { executor, cleanup: () => executor.close() };
-});
+// Both places a process can be spawned from pass the whole suite.
+for (const spawnOn of ['inline', 'thread'] as const) {
+  executorConformance(`local (spawned ${spawnOn})`, async () => {
+    const executor = new LocalExecutor({ killGraceMs: 500, spawnOn });
+    await executor.start();
+    return { executor, cleanup: () => executor.close() };
+  });
+}
 
 describe('LocalExecutor specifics', () => {
   let root: string;

@@ -1,4 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import type { ExecutionResult, ExecutionSpec, Executor } from '../executor.js';
 import {
@@ -8,6 +7,7 @@ import {
   errorMessage,
 } from '../../core/errors.js';
 import { LogSink, errnoCode } from './log-sink.js';
+import { InlineSpawner, ThreadSpawner, type SpawnedChild, type Spawner } from './spawner.js';
 
 /** Options of {@link LocalExecutor}. */
 export interface LocalExecutorOptions {
@@ -15,6 +15,12 @@ export interface LocalExecutorOptions {
   logTailBytes?: number;
   /** Time between SIGTERM and SIGKILL of a run's process group. Default 2000. */
   killGraceMs?: number;
+  /**
+   * Where processes are spawned: `inline` (default) on the calling thread; `thread` on a
+   * worker thread, so the fork does not hold the event loop (docs/benchmarks.md measures
+   * both).
+   */
+  spawnOn?: 'thread' | 'inline';
 }
 
 /** Largest delay setTimeout honours; beyond it Node fires at once, so no timer is set. */
@@ -54,11 +60,15 @@ export class LocalExecutor implements Executor {
   private readonly logTailBytes: number;
   private readonly killGraceMs: number;
   private readonly active = new Set<ActiveRun>();
+  /** Spawns not yet answered: close() waits for them, so none escapes its kill. */
+  private readonly spawning = new Set<Promise<unknown>>();
+  private readonly spawner: Spawner;
   private closed = false;
 
   constructor(options: LocalExecutorOptions = {}) {
     this.logTailBytes = options.logTailBytes ?? 8192;
     this.killGraceMs = options.killGraceMs ?? 2000;
+    this.spawner = options.spawnOn === 'thread' ? new ThreadSpawner() : new InlineSpawner();
   }
 
   async start(): Promise<void> {}
@@ -66,9 +76,12 @@ export class LocalExecutor implements Executor {
   /** Kills every active run (they resolve with `cancelled: true`) and waits for them. Idempotent. */
   async close(): Promise<void> {
     this.closed = true;
+    await Promise.allSettled([...this.spawning]);
+    await new Promise((resolve) => setImmediate(resolve)); // their runs register themselves
     const runs = [...this.active];
     for (const run of runs) run.kill('cancelled');
     await Promise.allSettled(runs.map((run) => run.done));
+    await this.spawner.close();
   }
 
   async run(spec: ExecutionSpec): Promise<ExecutionResult> {
@@ -108,15 +121,17 @@ export class LocalExecutor implements Executor {
       await log.close();
       throw new UnavailableError('local executor: closed, cannot start a run');
     }
-    let child: ChildProcess;
+    let child: SpawnedChild;
+    const spawning = this.spawner.spawn({
+      program,
+      args,
+      cwd: spec.workDir,
+      env: spec.env,
+      outputFd: log.fd,
+    });
+    this.spawning.add(spawning);
     try {
-      child = spawn(program, args, {
-        cwd: spec.workDir,
-        env: spec.env,
-        detached: true,
-        // The child writes its output straight into the log file: nothing passes through Ion.
-        stdio: ['ignore', log.fd, log.fd],
-      });
+      child = await spawning;
     } catch (err) {
       const code = errnoCode(err);
       if (code === undefined || code.startsWith('ERR_')) {
@@ -135,6 +150,8 @@ export class LocalExecutor implements Executor {
         timedOut: false,
         cancelled: false,
       });
+    } finally {
+      this.spawning.delete(spawning);
     }
 
     let kill: (reason: 'cancelled' | 'timedOut') => void = () => {};
@@ -150,7 +167,7 @@ export class LocalExecutor implements Executor {
 
   /** Arms the timeout and abort, and settles once the process exited and the log is closed. */
   private async supervise(
-    child: ChildProcess,
+    child: SpawnedChild,
     program: string,
     spec: ExecutionSpec,
     log: LogSink,

@@ -10,7 +10,8 @@
  *   BENCH_ONLY         ion: skip the baselines and the 1-stage run (for profiling)
  *   BENCH_TWEAKS       comma list of what-if experiments applied to Ion's adapters from
  *                      outside (src/ untouched): bus-sync-normal, no-log-blob, no-instrument;
- *                      thread-spawn sets executor.spawnOn to thread (the fork on a worker thread)
+ *                      inline-spawn / thread-spawn set executor.spawnOn to inline / thread
+ *                      (the default is process: a launcher process forks the modules)
  *
  *   BENCH_SUITE        default (this bench), backends (bench/backends.ts: the same pipeline on
  *                      NATS/RabbitMQ + PostgreSQL + S3/Azure against the embedded defaults),
@@ -327,7 +328,14 @@ async function runIon(stages: 1 | 3, events: number, concurrency: number): Promi
     flags: {
       dataDir,
       logLevel: 'silent',
-      executor: { kind: 'local', spawnOn: TWEAKS.has('thread-spawn') ? 'thread' : 'inline' },
+      executor: {
+        kind: 'local',
+        spawnOn: TWEAKS.has('thread-spawn')
+          ? 'thread'
+          : TWEAKS.has('inline-spawn')
+            ? 'inline'
+            : 'process',
+      },
     },
   });
   const app = await IonApp.create(

@@ -43,7 +43,7 @@ describe('loadConfig', () => {
     expect(config.bus).toEqual({ kind: 'sqlite' });
     expect(config.store).toEqual({ kind: 'sqlite' });
     expect(config.blob).toEqual({ kind: 'fs' });
-    expect(config.executor).toEqual({ kind: 'local', spawnOn: 'inline' });
+    expect(config.executor).toEqual({ kind: 'local', spawnOn: 'process' });
     expect(config.dispatcher).toEqual({
       leaseMs: 30_000,
       retryBaseDelayMs: 1000,

@@ -73,8 +73,11 @@ const executorSchema = z.discriminatedUnion('kind', [
   z
     .object({
       kind: z.literal('local'),
-      /** `thread`: module processes are forked on a worker thread, off the event loop. */
-      spawnOn: z.enum(['thread', 'inline']).default('inline'),
+      /**
+       * Where module processes are forked: `inline` on the main thread, `thread` on a worker
+       * thread (off the event loop), `process` from a small launcher process.
+       */
+      spawnOn: z.enum(['inline', 'thread', 'process']).default('process'),
     })
     .strict(),
 ]);
@@ -128,7 +131,7 @@ export const configSchema = z
     bus: busSchema.default({ kind: 'sqlite' }),
     store: storeSchema.default({ kind: 'sqlite' }),
     blob: blobSchema.default({ kind: 'fs' }),
-    executor: executorSchema.default({ kind: 'local', spawnOn: 'inline' }),
+    executor: executorSchema.default({ kind: 'local', spawnOn: 'process' }),
     dispatcher: z
       .object({
         /** How long a delivery stays leased without an extension. */

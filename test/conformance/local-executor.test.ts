@@ -4,9 +4,10 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LocalExecutor } from '../../src/executors/local/local-executor.js';
 import { executorConformance } from './executor.suite.js';
+import { waitFor } from '../support/wait.js';
 
-// Both places a process can be spawned from pass the whole suite.
-for (const spawnOn of ['inline', 'thread'] as const) {
+// Every place a process can be spawned from passes the whole suite.
+for (const spawnOn of ['inline', 'thread', 'process'] as const) {
   executorConformance(`local (spawned ${spawnOn})`, async () => {
     const executor = new LocalExecutor({ killGraceMs: 500, spawnOn });
     await executor.start();
@@ -143,5 +144,94 @@ describe('LocalExecutor: the child writes its log file directly', () => {
     } finally {
       if (pid > 1) process.kill(pid, 'SIGKILL');
     }
+  });
+});
+
+describe('LocalExecutor with a launcher process', () => {
+  let root: string;
+  let executor: LocalExecutor;
+
+  beforeEach(async () => {
+    root = await mkdtemp(join(tmpdir(), 'ion-launcher-'));
+    executor = new LocalExecutor({ spawnOn: 'process', killGraceMs: 500 });
+  });
+
+  afterEach(async () => {
+    await executor.close();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  const alive = (pid: number): boolean => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  it('ends every one of many short runs in twelve lanes (an exit can arrive before its listener)', async () => {
+    // Several exit messages can come in one IPC callback, before the awaiting run attached
+    // its listener; this lost runs until the child kept its end for a late listener.
+    for (const spawnOn of ['thread', 'process'] as const) {
+      const many = new LocalExecutor({ spawnOn });
+      try {
+        // Twelve lanes, each starting its next run as soon as the last one ended.
+        let next = 0;
+        const exitCodes: (number | null)[] = [];
+        const lane = async (): Promise<void> => {
+          for (let i = next++; i < 600; i = next++) {
+            const result = await many.run({
+              jobId: `j${i}`,
+              attempt: 1,
+              timeoutMs: 60_000,
+              signal: new AbortController().signal,
+              workDir: root,
+              command: ['sh', '-c', 'echo hi'],
+              env: { PATH: '/usr/bin:/bin' },
+              logFile: join(root, `${spawnOn}-${i}.log`),
+            });
+            exitCodes.push(result.exitCode);
+          }
+        };
+        await Promise.all(Array.from({ length: 12 }, lane));
+        expect(exitCodes.filter((code) => code === 0)).toHaveLength(600);
+      } finally {
+        await many.close();
+      }
+    }
+  });
+
+  it('ends the runs of a launcher that died, kills their processes, and starts a new one', async () => {
+    const spec = (name: string, script: string) => ({
+      jobId: name,
+      attempt: 1,
+      timeoutMs: 60_000,
+      signal: new AbortController().signal,
+      workDir: root,
+      command: ['sh', '-c', script],
+      env: { PATH: '/usr/bin:/bin' },
+      logFile: join(root, `${name}.log`),
+    });
+    // The module records its parent (the launcher) and itself, then waits.
+    const running = executor.run(
+      spec('long', 'echo $PPID > launcher.pid; echo $$ > self.pid; exec sleep 60'),
+    );
+    const read = async (file: string) =>
+      waitFor(`${file} written`, async () => {
+        const text = await readFile(join(root, file), 'utf8').catch(() => '');
+        return text.trim() === '' ? undefined : Number(text.trim());
+      });
+    const launcher = await read('launcher.pid');
+    const module = await read('self.pid');
+    expect(launcher).not.toBe(process.pid); // not spawned by Ion itself
+    process.kill(launcher, 'SIGKILL');
+    const result = await running;
+    expect(result).toMatchObject({ exitCode: null, signal: 'SIGKILL', timedOut: false });
+    await waitFor('the module process to be gone', () => (alive(module) ? undefined : true));
+
+    const next = await executor.run(spec('next', 'echo again'));
+    expect(next.exitCode).toBe(0);
+    expect(next.logTail).toContain('again');
   });
 });

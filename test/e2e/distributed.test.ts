@@ -97,6 +97,13 @@ async function runExample(url: string, client: IonClient, token: string): Promis
   expect(new Set(after.events.map((e) => e.eventId)).size).toBe(after.events.length);
 }
 
+/** The parent pid of a running process, from /proc. */
+async function parentOf(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  // pid (comm) state ppid ...: comm may hold spaces, so read after its closing parenthesis.
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+}
+
 /** Cancels a running job through the server; a worker process stops the module. */
 async function cancelAcrossProcesses(url: string, client: IonClient, token: string): Promise<void> {
   const dir = await tempDir();
@@ -217,9 +224,11 @@ describe('NATS JetStream + PostgreSQL + S3, one server and three workers', () =>
         async () => (await readdir(markers).catch(() => []))[0],
         60_000,
       );
-      const pid = Number((await readFile(join(markers, first), 'utf8')).trim());
+      // The module's parent is the worker's launcher process; the worker is its parent.
+      const launcher = Number((await readFile(join(markers, first), 'utf8')).trim());
+      const pid = await parentOf(launcher);
       const victim = cluster.workers.find((w) => w.proc.pid === pid);
-      expect(victim, `marker pid ${pid} is one of the workers`).toBeDefined();
+      expect(victim, `marker pid ${launcher}'s parent ${pid} is one of the workers`).toBeDefined();
       await victim!.kill();
       for (const { eventId, correlationId } of published) {
         const trace = await waitFor(

@@ -7,7 +7,13 @@ import {
   errorMessage,
 } from '../../core/errors.js';
 import { LogSink, errnoCode } from './log-sink.js';
-import { InlineSpawner, ThreadSpawner, type SpawnedChild, type Spawner } from './spawner.js';
+import {
+  InlineSpawner,
+  ProcessSpawner,
+  ThreadSpawner,
+  type SpawnedChild,
+  type Spawner,
+} from './spawner.js';
 
 /** Options of {@link LocalExecutor}. */
 export interface LocalExecutorOptions {
@@ -16,11 +22,12 @@ export interface LocalExecutorOptions {
   /** Time between SIGTERM and SIGKILL of a run's process group. Default 2000. */
   killGraceMs?: number;
   /**
-   * Where processes are spawned: `inline` (default) on the calling thread; `thread` on a
-   * worker thread, so the fork does not hold the event loop (docs/benchmarks.md measures
-   * both).
+   * Where processes are spawned: `process` (default) from a small launcher process, so the
+   * fork neither holds Ion's event loop nor copies Ion's whole process; `thread` on a worker
+   * thread of Ion's process; `inline` on the calling thread (docs/benchmarks.md measures
+   * them).
    */
-  spawnOn?: 'thread' | 'inline';
+  spawnOn?: 'inline' | 'thread' | 'process';
 }
 
 /** Largest delay setTimeout honours; beyond it Node fires at once, so no timer is set. */
@@ -68,7 +75,12 @@ export class LocalExecutor implements Executor {
   constructor(options: LocalExecutorOptions = {}) {
     this.logTailBytes = options.logTailBytes ?? 8192;
     this.killGraceMs = options.killGraceMs ?? 2000;
-    this.spawner = options.spawnOn === 'thread' ? new ThreadSpawner() : new InlineSpawner();
+    this.spawner =
+      options.spawnOn === 'thread'
+        ? new ThreadSpawner()
+        : options.spawnOn === 'inline'
+          ? new InlineSpawner()
+          : new ProcessSpawner();
   }
 
   async start(): Promise<void> {}
@@ -128,6 +140,7 @@ export class LocalExecutor implements Executor {
       cwd: spec.workDir,
       env: spec.env,
       outputFd: log.fd,
+      outputPath: spec.logFile,
     });
     this.spawning.add(spawning);
     try {

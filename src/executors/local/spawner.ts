@@ -127,12 +127,12 @@ onRequest((m) => {
  */
 class RemoteChild extends EventEmitter implements SpawnedChild {
   pid: number | undefined;
-  private ending: { event: 'exit'; args: [number | null, NodeJS.Signals | null] } | null = null;
+  private ending: [number | null, NodeJS.Signals | null] | null = null;
   private failure: Error | null = null;
 
   ended(code: number | null, signal: NodeJS.Signals | null): void {
     if (this.listenerCount('exit') > 0) this.emit('exit', code, signal);
-    else this.ending = { event: 'exit', args: [code, signal] };
+    else this.ending = [code, signal];
   }
 
   failed(err: Error): void {
@@ -143,9 +143,9 @@ class RemoteChild extends EventEmitter implements SpawnedChild {
   override once(event: string | symbol, listener: (...args: never[]) => void): this {
     super.once(event, listener as (...args: unknown[]) => void);
     if (event === 'exit' && this.ending !== null) {
-      const { args } = this.ending;
+      const [code, signal] = this.ending;
       this.ending = null;
-      this.emit('exit', ...args);
+      this.emit('exit', code, signal);
     } else if (event === 'error' && this.failure !== null) {
       const err = this.failure;
       this.failure = null;

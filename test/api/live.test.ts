@@ -184,9 +184,12 @@ describe('GET /v1/stream', () => {
     const { event: a } = await api.app.control.publish({ type: 'live.a' });
     const b = await runChild(store, a, 'lang');
     const before: SseMessage[] = [];
-    const seenB = () => before.some((m) => m.data.eventId === b.eventId && m.event === 'event');
+    // Read every change made so far (a and b can share a millisecond, and then come in id
+    // order: stopping at b could leave a unread, and a resume from b rightly sends it).
+    const seen = (id: string) => before.some((m) => m.event === 'event' && m.data.eventId === id);
     const seenJobDone = () => before.some((m) => m.event === 'job' && m.data.state === 'succeeded');
-    while (!seenB() || !seenJobDone()) before.push(await stream.next(5000));
+    while (!seen(a.eventId) || !seen(b.eventId) || !seenJobDone())
+      before.push(await stream.next(5000));
     const lastId = before.at(-1)!.id;
     stream.close();
 

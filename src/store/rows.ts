@@ -24,6 +24,31 @@ export interface TimeRange {
 }
 
 /**
+ * Builds `WHERE a = ? AND b >= ?` from the defined equality filters and time ranges (column
+ * names are ours, not input); `ph(n)` renders the n-th (1-based) placeholder (`?` for SQLite,
+ * `$n` for PostgreSQL). `params` holds the values in order, so further placeholders start at
+ * `params.length + 1`.
+ */
+export function whereClause(
+  filters: Record<string, string | undefined>,
+  ranges: readonly TimeRange[],
+  ph: (n: number) => string,
+): { where: string; params: string[] } {
+  const cols: string[] = [];
+  const params: string[] = [];
+  const add = (col: string, op: string, value: string): void => {
+    params.push(value);
+    cols.push(`${col} ${op} ${ph(params.length)}`);
+  };
+  for (const [col, value] of Object.entries(filters)) if (value !== undefined) add(col, '=', value);
+  for (const { col, since, until } of ranges) {
+    if (since !== undefined) add(col, '>=', since);
+    if (until !== undefined) add(col, '<', until);
+  }
+  return { where: cols.length ? `WHERE ${cols.join(' AND ')}` : '', params };
+}
+
+/**
  * Rows and row mappers both document-store adapters share: their tables have the same
  * columns, so a row reads back into the domain the same way whatever the database.
  */

@@ -11,7 +11,7 @@ export {
   type DeadLetterRow,
   type InsightRow,
 } from '../rows.js';
-import { eventFromRow, jobFromRow, moduleFromRow, type TimeRange } from '../rows.js';
+import { eventFromRow, jobFromRow, moduleFromRow, whereClause, type TimeRange } from '../rows.js';
 
 // jsonb columns arrive decoded, so the shared mappers read these rows as they are.
 export const toModule = moduleFromRow;
@@ -294,33 +294,10 @@ export async function requireJob(ctx: Ctx, jobId: string, forUpdate = false): Pr
   return toJob(row);
 }
 
-/**
- * Builds `WHERE a = $1 AND b = $2` from the defined entries (column names are ours, not
- * input); `params` holds their values, so further placeholders start at `params.length + 1`.
- */
+/** `WHERE a = $1 AND ...` from the defined filters and ranges (see {@link whereClause}). */
 export function conditions(
   filters: Record<string, string | undefined>,
   ranges: readonly TimeRange[] = [],
-): {
-  where: string;
-  params: string[];
-} {
-  const cols: string[] = [];
-  const params: string[] = [];
-  for (const [col, value] of Object.entries(filters)) {
-    if (value === undefined) continue;
-    params.push(value);
-    cols.push(`${col} = $${params.length}`);
-  }
-  for (const { col, since, until } of ranges) {
-    if (since !== undefined) {
-      params.push(since);
-      cols.push(`${col} >= $${params.length}`);
-    }
-    if (until !== undefined) {
-      params.push(until);
-      cols.push(`${col} < $${params.length}`);
-    }
-  }
-  return { where: cols.length ? `WHERE ${cols.join(' AND ')}` : '', params };
+): { where: string; params: string[] } {
+  return whereClause(filters, ranges, (n) => `$${n}`);
 }

@@ -19,8 +19,7 @@ export {
   type InsightRow,
 } from '../rows.js';
 import type { BeginAttemptInput } from '../document-store.js';
-import type { TimeRange } from '../rows.js';
-import { eventFromRow, jobFromRow, moduleFromRow } from '../rows.js';
+import { eventFromRow, jobFromRow, moduleFromRow, whereClause, type TimeRange } from '../rows.js';
 
 /**
  * Row shapes of the SQLite document store, their mapping to domain types, and the small
@@ -238,30 +237,10 @@ export function requireJob(db: Database, jobId: string): Job {
   return toJob(row);
 }
 
-/** Builds `WHERE a = ? AND b = ?` from the defined entries (column names are ours, not input). */
+/** `WHERE a = ? AND ...` from the defined filters and ranges (see {@link whereClause}). */
 export function conditions(
   filters: Record<string, string | undefined>,
   ranges: readonly TimeRange[] = [],
-): {
-  where: string;
-  params: string[];
-} {
-  const cols: string[] = [];
-  const params: string[] = [];
-  for (const [col, value] of Object.entries(filters)) {
-    if (value === undefined) continue;
-    cols.push(`${col} = ?`);
-    params.push(value);
-  }
-  for (const { col, since, until } of ranges) {
-    if (since !== undefined) {
-      cols.push(`${col} >= ?`);
-      params.push(since);
-    }
-    if (until !== undefined) {
-      cols.push(`${col} < ?`);
-      params.push(until);
-    }
-  }
-  return { where: cols.length ? `WHERE ${cols.join(' AND ')}` : '', params };
+): { where: string; params: string[] } {
+  return whereClause(filters, ranges, () => '?');
 }

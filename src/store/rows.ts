@@ -15,6 +15,7 @@ import type {
   ReplayStatus,
 } from '../core/types.js';
 import { JOB_STATES } from '../core/types.js';
+import type { FailAttemptInput } from './document-store.js';
 
 /** A time range on a column: `since` inclusive, `until` exclusive (ISO 8601 text compares in order). */
 export interface TimeRange {
@@ -295,4 +296,30 @@ export function canonicalSpec(spec: ModuleSpec): string {
     concurrency: spec.concurrency,
     env,
   });
+}
+
+/**
+ * Where a failed attempt leaves its job: the state the worker asked for, unless a cancel was
+ * asked for while the attempt ran (a cancel wins over a retry or a dead letter), and the
+ * dead letter to write in the same transaction when the job ends dead-lettered.
+ */
+export function failureOutcome(
+  job: Job,
+  input: FailAttemptInput,
+): { nextState: FailAttemptInput['nextState']; deadLetter: DeadLetter | null } {
+  const nextState = job.cancelRequestedAt === null ? input.nextState : 'cancelled';
+  const deadLetter =
+    nextState !== 'dead_lettered'
+      ? null
+      : {
+          id: input.jobId,
+          jobId: input.jobId,
+          module: job.module,
+          eventId: job.eventId,
+          reason: input.deadLetterReason ?? input.error,
+          attempts: job.attempts,
+          logTail: input.logTail,
+          createdAt: input.finishedAt,
+        };
+  return { nextState, deadLetter };
 }

@@ -21,6 +21,7 @@ import {
   toJob,
 } from './rows.js';
 import type { Ctx, DeadLetterRow, JobRow } from './rows.js';
+import { failureOutcome } from '../rows.js';
 
 /**
  * The job lifecycle transactions of the Postgres document store (begin, fail, commit, redrive),
@@ -147,26 +148,14 @@ export async function failAttempt(ctx: Ctx, input: FailAttemptInput): Promise<Jo
     ],
   );
   if (!res.rowCount || job.state === 'succeeded') return job;
-  // A cancel asked for while the attempt ran wins over a retry or a dead letter.
-  const nextState = job.cancelRequestedAt === null ? input.nextState : 'cancelled';
+  const { nextState, deadLetter } = failureOutcome(job, input);
   const { rows } = await q.query<JobRow>(
     `UPDATE ${t.jobs} SET state = $1, last_error = $2, finished_at = $3, updated_at = $3,
        failures_since_redrive = failures_since_redrive + $4
      WHERE job_id = $5 RETURNING *`,
     [nextState, pgText(input.error), input.finishedAt, input.countsAsFailure ? 1 : 0, input.jobId],
   );
-  if (nextState === 'dead_lettered') {
-    await insertDeadLetter(ctx, {
-      id: input.jobId,
-      jobId: input.jobId,
-      module: job.module,
-      eventId: job.eventId,
-      reason: input.deadLetterReason ?? input.error,
-      attempts: job.attempts,
-      logTail: input.logTail,
-      createdAt: input.finishedAt,
-    });
-  }
+  if (deadLetter !== null) await insertDeadLetter(ctx, deadLetter);
   return toJob(rows[0]!);
 }
 

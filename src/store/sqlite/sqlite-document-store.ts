@@ -66,7 +66,7 @@ import type {
 import { migrate } from './schema.js';
 import { eventPage, eventQuery, insightExtraConditions } from '../event-cursor.js';
 import { toModuleVersion } from '../module-version.js';
-import { replayFromRow, replayStates } from '../rows.js';
+import { failureOutcome, replayFromRow, replayStates } from '../rows.js';
 import { allTokens, insertToken, revokeToken, tokenByHash, touchToken } from './tokens.js';
 
 const ADAPTER = 'sqlite-store';
@@ -398,8 +398,7 @@ export class SqliteDocumentStore implements DocumentStore {
           input.attempt,
         );
       if (res.changes === 0 || job.state === 'succeeded') return job;
-      // A cancel asked for while the attempt ran wins over a retry or a dead letter.
-      const nextState = job.cancelRequestedAt === null ? input.nextState : 'cancelled';
+      const { nextState, deadLetter } = failureOutcome(job, input);
       db.prepare(
         `UPDATE jobs SET state = ?, last_error = ?, finished_at = ?, updated_at = ?,
            failures_since_redrive = failures_since_redrive + ?
@@ -412,18 +411,7 @@ export class SqliteDocumentStore implements DocumentStore {
         input.countsAsFailure ? 1 : 0,
         input.jobId,
       );
-      if (nextState === 'dead_lettered') {
-        insertDeadLetter(db, {
-          id: input.jobId,
-          jobId: input.jobId,
-          module: job.module,
-          eventId: job.eventId,
-          reason: input.deadLetterReason ?? input.error,
-          attempts: job.attempts,
-          logTail: input.logTail,
-          createdAt: input.finishedAt,
-        });
-      }
+      if (deadLetter !== null) insertDeadLetter(db, deadLetter);
       return requireJob(db, input.jobId);
     });
   }

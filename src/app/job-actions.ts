@@ -3,13 +3,13 @@ import type { BlobStore } from '../blob/blob-store.js';
 import { ConflictError, NotFoundError, ValidationError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { nowIso, sleep, yieldToEventLoop } from '../core/time.js';
-import type {
-  Attempt,
-  Job,
-  ModuleSpec,
-  Replay,
-  ReplaySelector,
-  ReplayStatus,
+import {
+  jobHasEnded,
+  type Attempt,
+  type ModuleSpec,
+  type Replay,
+  type ReplaySelector,
+  type ReplayStatus,
 } from '../core/types.js';
 import type { CancelResult, DocumentStore } from '../store/document-store.js';
 import { isoTime } from './event-queries.js';
@@ -188,8 +188,6 @@ export async function cancelJob(
   return result;
 }
 
-const TERMINAL: ReadonlySet<Job['state']> = new Set(['succeeded', 'dead_lettered', 'cancelled']);
-
 /** How often a followed log looks for more output. */
 const FOLLOW_POLL_MS = 500;
 
@@ -245,7 +243,7 @@ async function nextAttempt(
     const later = attempts.find((a) => a.attempt > after);
     if (later !== undefined) return later.attempt;
     const job = await store.getJob(jobId);
-    if (job === null || TERMINAL.has(job.state)) return null;
+    if (job === null || jobHasEnded(job.state)) return null;
     await sleep(FOLLOW_POLL_MS, signal);
   }
   return null;

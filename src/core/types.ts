@@ -52,6 +52,17 @@ export const JOB_STATES = [
  */
 export type JobState = (typeof JOB_STATES)[number];
 
+/** The states a job ends in: nothing runs it again unless a redrive or a replay says so. */
+const ENDED_JOB_STATES: ReadonlySet<JobState> = new Set([
+  'succeeded',
+  'dead_lettered',
+  'cancelled',
+]);
+
+export function jobHasEnded(state: JobState): boolean {
+  return ENDED_JOB_STATES.has(state);
+}
+
 /** Who is at fault for a failed attempt. */
 export type FailureKind = 'module' | 'platform';
 

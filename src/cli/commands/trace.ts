@@ -4,15 +4,14 @@ import { sleep } from '../../core/time.js';
 import { clientFor, positiveInt, print, printJson, type ApiOptions } from '../context.js';
 import { renderTrace } from '../render.js';
 import { TimeoutError } from '../../core/errors.js';
-
-const TERMINAL = new Set(['succeeded', 'dead_lettered']);
+import { jobHasEnded } from '../../core/types.js';
 
 /** True when every job of the trace is settled and every event has had its jobs created. */
 export function traceSettled(
   trace: TraceView,
   moduleSubscriptions: Map<string, string[]>,
 ): boolean {
-  if (trace.jobs.some((j) => !TERMINAL.has(j.state))) return false;
+  if (trace.jobs.some((j) => !jobHasEnded(j.state))) return false;
   for (const event of trace.events) {
     for (const [module, types] of moduleSubscriptions) {
       if (

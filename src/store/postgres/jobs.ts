@@ -1,6 +1,6 @@
 import { NotFoundError } from '../../core/errors.js';
 import { nowIso } from '../../core/time.js';
-import type { Job } from '../../core/types.js';
+import { jobHasEnded, type Job } from '../../core/types.js';
 import type {
   BeginAttemptInput,
   BeginAttemptResult,
@@ -286,8 +286,8 @@ export async function requestCancel(
   const { q, t } = ctx;
   const row = await jobRow(ctx, jobId, true);
   if (!row) return null;
-  if (row.state === 'succeeded' || row.state === 'dead_lettered' || row.state === 'cancelled')
-    return { status: 'settled', job: toJob(row) };
+  const job = toJob(row);
+  if (jobHasEnded(job.state)) return { status: 'settled', job };
   if (row.state === 'running') {
     const { rows } = await q.query<JobRow>(
       `UPDATE ${t.jobs} SET cancel_requested_at = COALESCE(cancel_requested_at, $1),

@@ -17,6 +17,7 @@ import type {
   ReplayStatus,
   Trace,
 } from '../../core/types.js';
+import { jobHasEnded } from '../../core/types.js';
 import type {
   BeginAttemptInput,
   BeginAttemptResult,
@@ -355,8 +356,7 @@ export class SqliteDocumentStore implements DocumentStore {
       const row = jobRow(db, jobId);
       if (!row) return null;
       const job = toJob(row);
-      if (row.state === 'succeeded' || row.state === 'dead_lettered' || row.state === 'cancelled')
-        return { status: 'settled', job };
+      if (jobHasEnded(job.state)) return { status: 'settled', job };
       if (row.state === 'running') {
         db.prepare(
           'UPDATE jobs SET cancel_requested_at = COALESCE(cancel_requested_at, ?), updated_at = ? WHERE job_id = ?',

@@ -5,6 +5,7 @@ import { newId } from '../core/ids.js';
 import { nowIso, sleep, yieldToEventLoop } from '../core/time.js';
 import {
   jobHasEnded,
+  jobStateCounts,
   type Attempt,
   type ModuleSpec,
   type Replay,
@@ -147,23 +148,12 @@ export async function startReplay(
     if (!dryRun && matched === 0) await store.addReplayJobs(replay, []);
   }
   if (dryRun) {
-    return { replay: { ...replay, states: emptyStates() }, matched, dryRun };
+    return { replay: { ...replay, states: jobStateCounts() }, matched, dryRun };
   }
   onJobsCreated();
   const status = await store.getReplay(replay.replayId);
   if (status === null) throw new NotFoundError(`replay ${replay.replayId} vanished`);
   return { replay: status, matched, dryRun };
-}
-
-function emptyStates(): ReplayStatus['states'] {
-  return {
-    pending: 0,
-    running: 0,
-    succeeded: 0,
-    failed: 0,
-    dead_lettered: 0,
-    cancelled: 0,
-  };
 }
 
 export async function getReplay(store: DocumentStore, replayId: string): Promise<ReplayStatus> {

@@ -63,6 +63,18 @@ export function jobHasEnded(state: JobState): boolean {
   return ENDED_JOB_STATES.has(state);
 }
 
+/** Jobs counted by state, every state present. */
+export type JobStateCounts = Record<JobState, number>;
+
+/** Counts of `counts` (state, number) by state, every state present (zero when absent). */
+export function jobStateCounts(
+  counts: { state: string; n: number | string }[] = [],
+): JobStateCounts {
+  const states = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as JobStateCounts;
+  for (const c of counts) if (c.state in states) states[c.state as JobState] = Number(c.n);
+  return states;
+}
+
 /** Who is at fault for a failed attempt. */
 export type FailureKind = 'module' | 'platform';
 
@@ -192,7 +204,7 @@ export interface Replay {
 
 /** A replay with its jobs counted by state. */
 export interface ReplayStatus extends Replay {
-  states: Record<JobState, number>;
+  states: JobStateCounts;
 }
 
 /** The lineage of one correlation id. */

@@ -12,9 +12,7 @@ import type {
   ModuleSpec,
   Replay,
   ReplaySelector,
-  ReplayStatus,
 } from '../core/types.js';
-import { JOB_STATES } from '../core/types.js';
 import type { FailAttemptInput } from './document-store.js';
 
 /** A time range on a column: `since` inclusive, `until` exclusive (ISO 8601 text compares in order). */
@@ -240,15 +238,6 @@ export function replayFromRow(r: DecodedReplayRow): Replay {
     jobs: Number(r.jobs),
     createdAt: r.created_at,
   };
-}
-
-/** A replay's job counts by state, every state present (zero when it has no such job). */
-export function replayStates(
-  counts: { state: string; n: number | string }[],
-): ReplayStatus['states'] {
-  const states = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as ReplayStatus['states'];
-  for (const c of counts) if (c.state in states) states[c.state as JobState] = Number(c.n);
-  return states;
 }
 
 export function toInsight(r: InsightRow): Insight {

@@ -2,7 +2,13 @@ import type { Command } from 'commander';
 import type { IonClient } from '../../api/client.js';
 import { TimeoutError } from '../../core/errors.js';
 import { sleep } from '../../core/time.js';
-import type { Replay, ReplaySelector, ReplayStatus } from '../../core/types.js';
+import {
+  JOB_STATES,
+  jobHasEnded,
+  type Replay,
+  type ReplaySelector,
+  type ReplayStatus,
+} from '../../core/types.js';
 import {
   UsageError,
   clientFor,
@@ -13,19 +19,18 @@ import {
 } from '../context.js';
 import { table } from '../render.js';
 
+const ENDED = JOB_STATES.filter(jobHasEnded);
+
 /** Jobs of a replay that have not ended yet. */
 function unfinished(replay: ReplayStatus): number {
-  const { pending, running, failed } = replay.states;
-  return pending + running + failed;
+  return JOB_STATES.filter((k) => !jobHasEnded(k)).reduce((n, k) => n + replay.states[k], 0);
 }
 
 /** `12/40 done (10 succeeded, 2 dead_lettered); 3 running, 25 waiting`. */
 export function replayProgress(replay: ReplayStatus): string {
   const s = replay.states;
-  const done = s.succeeded + s.dead_lettered + s.cancelled;
-  const ended = (['succeeded', 'dead_lettered', 'cancelled'] as const)
-    .filter((k) => s[k] > 0)
-    .map((k) => `${s[k]} ${k}`);
+  const done = ENDED.reduce((n, k) => n + s[k], 0);
+  const ended = ENDED.filter((k) => s[k] > 0).map((k) => `${s[k]} ${k}`);
   return (
     `${done}/${replay.jobs} done${ended.length > 0 ? ` (${ended.join(', ')})` : ''}; ` +
     `${s.running} running, ${s.pending + s.failed} waiting`

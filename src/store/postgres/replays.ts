@@ -1,8 +1,8 @@
 import { jobIdFor } from '../../core/ids.js';
 import { nowIso } from '../../core/time.js';
-import type { Replay, ReplayStatus } from '../../core/types.js';
+import { jobStateCounts, type Replay, type ReplayStatus } from '../../core/types.js';
 import type { ReplayTarget } from '../document-store.js';
-import { replayFromRow, replayStates, type DecodedReplayRow } from '../rows.js';
+import { replayFromRow, type DecodedReplayRow } from '../rows.js';
 import { conditions, insertOutbox, type Ctx } from './rows.js';
 
 /** The replay statements of the Postgres document store (see the port for their meaning). */
@@ -76,7 +76,7 @@ export async function getReplay({ q, t }: Ctx, replayId: string): Promise<Replay
     `SELECT state, COUNT(*) AS n FROM ${t.jobs} WHERE replay_id = $1 GROUP BY state`,
     [replayId],
   );
-  return { ...replayFromRow(rows[0]), states: replayStates(counts.rows) };
+  return { ...replayFromRow(rows[0]), states: jobStateCounts(counts.rows) };
 }
 
 export async function listReplays(

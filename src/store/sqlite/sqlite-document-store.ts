@@ -17,7 +17,7 @@ import type {
   ReplayStatus,
   Trace,
 } from '../../core/types.js';
-import { jobHasEnded } from '../../core/types.js';
+import { jobHasEnded, jobStateCounts } from '../../core/types.js';
 import type {
   BeginAttemptInput,
   BeginAttemptResult,
@@ -67,7 +67,7 @@ import type {
 import { migrate } from './schema.js';
 import { eventPage, eventQuery, insightExtraConditions } from '../event-cursor.js';
 import { toModuleVersion } from '../module-version.js';
-import { failureOutcome, replayFromRow, replayStates } from '../rows.js';
+import { failureOutcome, replayFromRow } from '../rows.js';
 import { allTokens, insertToken, revokeToken, tokenByHash, touchToken } from './tokens.js';
 
 const ADAPTER = 'sqlite-store';
@@ -620,7 +620,7 @@ export class SqliteDocumentStore implements DocumentStore {
       const counts = db
         .prepare('SELECT state, COUNT(*) AS n FROM jobs WHERE replay_id = ? GROUP BY state')
         .all(replayId) as { state: string; n: number }[];
-      return { ...toReplay(row), states: replayStates(counts) };
+      return { ...toReplay(row), states: jobStateCounts(counts) };
     });
   }
 

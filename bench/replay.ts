@@ -28,6 +28,7 @@
  * (covering-index counts every 20 ms) with a deadline. SQLite time is measured by wrapping both
  * adapters' private driver helpers from outside; src/ is untouched.
  */
+import type { JobRequest } from '../src/executors/job-host.js';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
@@ -42,6 +43,7 @@ import {
   instrumentSqlite,
   intEnv,
   loadAverage,
+  localHost,
   RssSampler,
   table,
   wallMs,
@@ -143,7 +145,7 @@ interface Parallelism {
   read(): { mean: number; peak: number };
 }
 
-function instrumentExecutor(app: IonApp): Parallelism {
+async function instrumentExecutor(app: IonApp): Promise<Parallelism> {
   let inflight = 0;
   let peak = 0;
   let integral = 0;
@@ -156,9 +158,9 @@ function instrumentExecutor(app: IonApp): Parallelism {
     inflight += delta;
     peak = Math.max(peak, inflight);
   };
-  const { executor } = app.backends;
+  const executor = await localHost(app);
   const run = executor.run.bind(executor);
-  executor.run = async (spec) => {
+  executor.run = async (spec: JobRequest) => {
     tick(1);
     try {
       return await run(spec);
@@ -231,7 +233,7 @@ async function runSize(events: number): Promise<SizeResult> {
     process.env,
   );
   const sql = instrumentSql(app);
-  const parallel = instrumentExecutor(app);
+  const parallel = await instrumentExecutor(app);
   const rss = new RssSampler(50);
   let reader: Database.Database | undefined;
   try {

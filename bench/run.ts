@@ -21,6 +21,7 @@
  *
  * Nothing is written into the repository: data lives in mkdtemp dirs, removed at the end.
  */
+import type { JobRequest } from '../src/executors/job-host.js';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -32,7 +33,7 @@ import Database from 'better-sqlite3';
 import { IonApp, moduleBaseEnv } from '../src/app/ion-app.js';
 import { createLogger } from '../src/app/logger.js';
 import { loadConfig } from '../src/config/config.js';
-import { instrumentSqlite, type SqlTimes } from './util.js';
+import { instrumentSqlite, localHost, type SqlTimes } from './util.js';
 
 const N = intEnv('BENCH_EVENTS', 200);
 const CONCURRENCY = intEnv('BENCH_CONCURRENCY', 4);
@@ -237,7 +238,7 @@ interface Instrument {
   reset(): void;
 }
 
-function instrument(app: IonApp, logDir: string): Instrument {
+async function instrument(app: IonApp, logDir: string): Promise<Instrument> {
   const stats: Instrument = {
     inflight: 0,
     peak: 0,
@@ -259,7 +260,8 @@ function instrument(app: IonApp, logDir: string): Instrument {
       this.sql.clear();
     },
   };
-  const { executor, blobs, store, bus } = app.backends;
+  const { blobs, store, bus } = app.backends;
+  const executor = await localHost(app);
   const tick = (delta: number): void => {
     const now = performance.now();
     stats.busyIntegral += stats.inflight * (now - stats.lastChange);
@@ -268,7 +270,7 @@ function instrument(app: IonApp, logDir: string): Instrument {
     stats.peak = Math.max(stats.peak, stats.inflight);
   };
   const run = executor.run.bind(executor);
-  executor.run = async (spec) => {
+  executor.run = async (spec: JobRequest) => {
     const t = performance.now();
     tick(1);
     try {
@@ -344,7 +346,7 @@ async function runIon(stages: 1 | 3, events: number, concurrency: number): Promi
     { api: false, relay: true, workers: true },
     process.env,
   );
-  const stats = instrument(app, join(config.dataDir, 'logs'));
+  const stats = await instrument(app, join(config.dataDir, 'logs'));
   let peakRss = process.memoryUsage().rss;
   const rssTimer = setInterval(() => {
     peakRss = Math.max(peakRss, process.memoryUsage().rss);

@@ -1,6 +1,9 @@
 /** Small helpers shared by the bench suites (bench/backends.ts, bench/large.ts). */
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import type { IonApp } from '../src/app/ion-app.js';
+import type { JobHost } from '../src/executors/job-host.js';
+import { isHostFailure } from '../src/executors/job-hosts.js';
 
 export function intEnv(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -130,4 +133,14 @@ export function instrumentSqlite(backends: { store: object; bus: object }, times
   timeSync(backends.store, 'attempt', (a) => `store ${String(a[0])}`);
   timeSync(backends.bus, 'run', (a) => `bus ${String(a[0])}`);
   timeSync(backends.bus, 'claim', () => 'bus claim (incl. empty polls)');
+}
+
+/**
+ * The local job host of an app, started, so a bench can time its runs (prepare, the module
+ * and collect) by wrapping its `run`.
+ */
+export async function localHost(app: IonApp): Promise<JobHost> {
+  const host = await app.backends.jobHosts.host('local');
+  if (isHostFailure(host)) throw new Error(host.message);
+  return host;
 }

@@ -5,7 +5,8 @@ import { FsBlobStore } from '../blob/fs/fs-blob-store.js';
 import type { EventBus } from '../bus/event-bus.js';
 import { SqliteEventBus } from '../bus/sqlite/sqlite-event-bus.js';
 import type { IonConfig } from '../config/config.js';
-import type { Executor } from '../executors/executor.js';
+import { DirJobHost } from '../executors/dir-job-host.js';
+import { JobHosts } from '../executors/job-hosts.js';
 import { LocalExecutor } from '../executors/local/local-executor.js';
 import type { DocumentStore } from '../store/document-store.js';
 import { SqliteDocumentStore } from '../store/sqlite/sqlite-document-store.js';
@@ -14,7 +15,8 @@ export interface Backends {
   bus: EventBus;
   store: DocumentStore;
   blobs: BlobStore;
-  executor: Executor;
+  /** Where module attempts run; each kind's host is made on first use. */
+  jobHosts: JobHosts;
 }
 
 /**
@@ -23,12 +25,30 @@ export interface Backends {
  * user of the defaults never loads `pg`, `nats` or a cloud SDK.
  */
 export async function createBackends(config: IonConfig, logger: Logger): Promise<Backends> {
+  const blobs = await createBlobStore(config);
   return {
     bus: await createBus(config, logger.child({ component: 'bus' })),
     store: await createStore(config, logger.child({ component: 'store' })),
-    blobs: await createBlobStore(config),
-    executor: new LocalExecutor({ spawnOn: config.executor.spawnOn }),
+    blobs,
+    jobHosts: createJobHosts(config, logger.child({ component: 'executor' }), blobs),
   };
+}
+
+/** The job hosts of a worker: local always, the others made when a module first needs them. */
+export function createJobHosts(config: IonConfig, logger: Logger, blobs: BlobStore): JobHosts {
+  const { dataDir } = config;
+  const { keepJobDirs } = config.dispatcher;
+  return new JobHosts(config.executor.kind, {
+    local: () =>
+      new DirJobHost({
+        kind: 'local',
+        executor: new LocalExecutor({ spawnOn: config.executor.spawnOn }),
+        blobs,
+        dataDir,
+        keepJobDirs,
+        logger,
+      }),
+  });
 }
 
 async function createBus(config: IonConfig, logger: Logger): Promise<EventBus> {

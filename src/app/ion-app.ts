@@ -69,7 +69,7 @@ export class IonApp {
     backends: Backends,
   ) {
     this.backends = backends;
-    const { bus, store, blobs, executor } = this.backends;
+    const { bus, store, blobs, jobHosts } = this.backends;
     this.relay = roles.relay
       ? new OutboxRelay(store, bus, logger.child({ component: 'relay' }))
       : null;
@@ -79,7 +79,7 @@ export class IonApp {
             store,
             bus,
             blobs,
-            executor,
+            jobHosts,
             logger: logger.child({ component: 'dispatcher' }),
             workerId: `${hostname()}/${process.pid}/${newId().slice(0, 8)}`,
             dataDir: config.dataDir,
@@ -119,11 +119,11 @@ export class IonApp {
    * `https://` when TLS is configured.
    */
   async start(): Promise<string | null> {
-    const { bus, store, blobs, executor } = this.backends;
+    const { bus, store, blobs, jobHosts } = this.backends;
     await store.start();
     await bus.start();
     await blobs.start();
-    await executor.start();
+    if (this.pool !== null) await jobHosts.start();
     this.started = true;
     this.relay?.start();
     await this.pool?.start();
@@ -149,8 +149,8 @@ export class IonApp {
     if (this.pool !== null) await step('workers', () => this.pool!.stop());
     if (this.relay !== null) await step('relay', () => this.relay!.stop());
     if (!this.started) return;
-    const { bus, store, blobs, executor } = this.backends;
-    await step('executor', () => executor.close());
+    const { bus, store, blobs, jobHosts } = this.backends;
+    await step('executor', () => jobHosts.close());
     await step('bus', () => bus.close());
     await step('blobs', () => blobs.close());
     await step('store', () => store.close());

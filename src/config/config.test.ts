@@ -43,7 +43,7 @@ describe('loadConfig', () => {
     expect(config.bus).toEqual({ kind: 'sqlite' });
     expect(config.store).toEqual({ kind: 'sqlite' });
     expect(config.blob).toEqual({ kind: 'fs' });
-    expect(config.executor).toEqual({ kind: 'local', spawnOn: 'process' });
+    expect(config.executor).toMatchObject({ kind: 'local', spawnOn: 'process' });
     expect(config.dispatcher).toEqual({
       leaseMs: 30_000,
       retryBaseDelayMs: 1000,
@@ -179,7 +179,7 @@ describe('loadConfig', () => {
   });
 
   it('takes where module processes are spawned from ION_EXECUTOR_SPAWN_ON, refusing other values', () => {
-    expect(loadConfig({ env: { ION_EXECUTOR_SPAWN_ON: 'thread' } }).executor).toEqual({
+    expect(loadConfig({ env: { ION_EXECUTOR_SPAWN_ON: 'thread' } }).executor).toMatchObject({
       kind: 'local',
       spawnOn: 'thread',
     });

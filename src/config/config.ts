@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { EXECUTOR_KINDS } from '../core/types.js';
 import { readYamlFile } from '../core/pipeline-file.js';
 import { parseOrThrow } from '../core/validation.js';
 import { ValidationError } from '../core/errors.js';
@@ -69,18 +70,61 @@ const blobSchema = z.discriminatedUnion('kind', [
     })
     .strict(),
 ]);
-const executorSchema = z.discriminatedUnion('kind', [
-  z
-    .object({
-      kind: z.literal('local'),
-      /**
-       * Where module processes are forked: `inline` on the main thread, `thread` on a worker
-       * thread (off the event loop), `process` from a small launcher process.
-       */
-      spawnOn: z.enum(['inline', 'thread', 'process']).default('process'),
-    })
-    .strict(),
-]);
+const executorSchema = z
+  .object({
+    /** The executor of modules that do not name one (`ion up --executor docker`). */
+    kind: z.enum(EXECUTOR_KINDS).default('local'),
+    /**
+     * Where local module processes are forked: `inline` on the main thread, `thread` on a
+     * worker thread (off the event loop), `process` from a small launcher process.
+     */
+    spawnOn: z.enum(['inline', 'thread', 'process']).default('process'),
+    docker: z
+      .object({
+        /**
+         * The Docker Engine API: `unix:///var/run/docker.sock` (the default), a podman
+         * socket, or `tcp://host:port`. `DOCKER_HOST` when unset.
+         */
+        host: z.string().min(1).optional(),
+        /** The image that runs modules declared with a command and no image. */
+        runtimeImage: z.string().min(1).default('ion/runtime:local'),
+        /** Time between the stop signal and the kill of a container on timeout or cancel. */
+        stopGraceMs: z.number().int().min(0).default(2000),
+        /** Failures to pull or find an image are retried no sooner than this. */
+        imageRetryDelayMs: z.number().int().min(0).default(60_000),
+      })
+      .strict()
+      .prefault({}),
+    kubernetes: z
+      .object({
+        namespace: z.string().min(1).default('default'),
+        /** Path of a kubeconfig file; in-cluster credentials when unset and in a pod. */
+        kubeconfig: z.string().min(1).optional(),
+        /** The image that holds `ion handler` (prepare and collect containers). */
+        handlerImage: z.string().min(1).default('ion/ion:local'),
+        /** The image that runs modules declared with a command and no image. */
+        runtimeImage: z.string().min(1).default('ion/runtime:local'),
+        serviceAccount: z.string().min(1).optional(),
+        imagePullSecrets: z.array(z.string().min(1)).default([]),
+        nodeSelector: z.record(z.string(), z.string()).default({}),
+        tolerations: z.array(z.record(z.string(), z.unknown())).default([]),
+        /**
+         * A Secret whose keys become the handler containers' environment: the blob store's
+         * credentials (`ION_S3_*` or `ION_AZURE_*`), never shown to the module container.
+         */
+        blobSecret: z.string().min(1).optional(),
+        /** A pod still pending after this fails its attempt, with the reason from its events. */
+        pendingTimeoutMs: z
+          .number()
+          .int()
+          .min(1000)
+          .default(5 * 60_000),
+        ttlSecondsAfterFinished: z.number().int().min(0).default(300),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
 
 export const configSchema = z
   .object({
@@ -131,7 +175,7 @@ export const configSchema = z
     bus: busSchema.default({ kind: 'sqlite' }),
     store: storeSchema.default({ kind: 'sqlite' }),
     blob: blobSchema.default({ kind: 'fs' }),
-    executor: executorSchema.default({ kind: 'local', spawnOn: 'process' }),
+    executor: executorSchema.prefault({}),
     dispatcher: z
       .object({
         /** How long a delivery stays leased without an extension. */
@@ -193,7 +237,18 @@ const ENV_KEYS: Record<string, { path: string[]; type: 'string' | 'int' | 'bool'
   ION_S3_CHECKSUMS: { path: ['blob', 'checksums'], type: 'string' },
   ION_AZURE_CONNECTION_STRING: { path: ['blob', 'connectionString'], type: 'string' },
   ION_AZURE_CONTAINER: { path: ['blob', 'container'], type: 'string' },
+  ION_EXECUTOR: { path: ['executor', 'kind'], type: 'string' },
   ION_EXECUTOR_SPAWN_ON: { path: ['executor', 'spawnOn'], type: 'string' },
+  DOCKER_HOST: { path: ['executor', 'docker', 'host'], type: 'string' },
+  ION_DOCKER_HOST: { path: ['executor', 'docker', 'host'], type: 'string' },
+  ION_DOCKER_RUNTIME_IMAGE: { path: ['executor', 'docker', 'runtimeImage'], type: 'string' },
+  ION_KUBERNETES_NAMESPACE: { path: ['executor', 'kubernetes', 'namespace'], type: 'string' },
+  ION_KUBECONFIG: { path: ['executor', 'kubernetes', 'kubeconfig'], type: 'string' },
+  ION_KUBERNETES_HANDLER_IMAGE: {
+    path: ['executor', 'kubernetes', 'handlerImage'],
+    type: 'string',
+  },
+  ION_KUBERNETES_BLOB_SECRET: { path: ['executor', 'kubernetes', 'blobSecret'], type: 'string' },
 };
 
 type Tree = Record<string, unknown>;
@@ -220,7 +275,8 @@ function deepMerge(base: Tree, over: Tree): Tree {
       prev !== null &&
       !Array.isArray(prev) &&
       // A backend of another kind replaces the whole section; the same kind merges into it.
-      (!('kind' in v) || (v as Tree).kind === (prev as Tree).kind)
+      // The executor's `kind` is only the default of modules: its sections always merge.
+      (k === 'executor' || !('kind' in v) || (v as Tree).kind === (prev as Tree).kind)
     ) {
       out[k] = deepMerge(prev as Tree, v as Tree);
     } else {
@@ -268,8 +324,7 @@ export interface LoadConfigInput {
 export function loadConfig(input: LoadConfigInput = {}): IonConfig {
   const env = input.env ?? {};
   const file = input.file ?? env.ION_CONFIG;
-  // `local` is the only executor: its settings need not name it.
-  let merged: Tree = deepMerge({ executor: { kind: 'local' } }, { ...input.defaults });
+  let merged: Tree = { ...input.defaults };
   if (file !== undefined && file !== '') {
     const doc = readYamlFile(file, 'config file');
     if (doc !== null && doc !== undefined) {

@@ -32,7 +32,7 @@ function refusal(doc: unknown): ValidationError {
 }
 
 describe('parsePipeline', () => {
-  it('fills defaults: retries 3, timeout 10 minutes, concurrency 1, executor local, no publishes, no env', () => {
+  it('fills defaults: retries 3, timeout 10 minutes, concurrency 1, no executor named (the worker decides), no publishes, no env', () => {
     const pipeline = parsePipeline({ modules: [module()] });
     expect(pipeline.modules).toHaveLength(1);
     const spec = pipeline.modules[0]!;
@@ -40,7 +40,6 @@ describe('parsePipeline', () => {
       name: 'split',
       subscribes: ['file.uploaded'],
       publishes: [],
-      executor: 'local',
       run: { command: ['python3', 'split.py'] },
       retries: 3,
       timeoutMs: 600_000,
@@ -282,5 +281,79 @@ describe('pipeline files', () => {
       timeoutMs: 2000,
       retries: 0,
     });
+  });
+});
+
+describe('parsePipeline: containers, resources and warm modules', () => {
+  const base = { name: 'm', subscribes: ['a'] };
+  const one = (extra: Record<string, unknown>) =>
+    parsePipeline({ modules: [{ ...base, ...extra }] }).modules[0]!;
+
+  it('takes an image without a command, with pull, network, user, args and resources', () => {
+    const spec = one({
+      executor: 'docker',
+      run: {
+        image: 'ion/runtime:local',
+        args: ['-c', 'true'],
+        pull: 'never',
+        network: 'bridge',
+        user: '1000:1000',
+      },
+      resources: { cpu: '500m', memory: '256Mi', gpu: 1 },
+    });
+    expect(spec.executor).toBe('docker');
+    expect(spec.run).toEqual({
+      image: 'ion/runtime:local',
+      args: ['-c', 'true'],
+      pull: 'never',
+      network: 'bridge',
+      user: '1000:1000',
+    });
+    expect(spec.resources).toEqual({ cpu: 0.5, memoryBytes: 256 * 2 ** 20, gpu: 1 });
+  });
+
+  it('reads memory sizes the way Docker (512m) and Kubernetes (512M, 512Mi) write them', () => {
+    expect(one({ run: { image: 'x' }, resources: { memory: '512m' } }).resources?.memoryBytes).toBe(
+      512 * 2 ** 20,
+    );
+    expect(one({ run: { image: 'x' }, resources: { memory: '512M' } }).resources?.memoryBytes).toBe(
+      512e6,
+    );
+    expect(one({ run: { image: 'x' }, resources: { memory: 1024 } }).resources?.memoryBytes).toBe(
+      1024,
+    );
+  });
+
+  it('refuses an image on the local executor, naming run.image', () => {
+    expect(() => one({ executor: 'local', run: { image: 'x' } })).toThrow(
+      /modules\[0\]\.run\.image: a module with an image cannot run on the local executor/,
+    );
+  });
+
+  it('refuses a run with neither command nor image, naming run.command', () => {
+    expect(() => one({ run: {} })).toThrow(
+      /modules\[0\]\.run\.command: is required unless run\.image/,
+    );
+  });
+
+  it('refuses bad resources and executors with the field named', () => {
+    expect(() => one({ run: { image: 'x' }, resources: { memory: 'lots' } })).toThrow(
+      /resources\.memory: must be a size/,
+    );
+    expect(() => one({ run: { image: 'x' }, resources: { cpu: '-1' } })).toThrow(
+      /resources\.cpu: must be a number of cores/,
+    );
+    expect(() => one({ run: { image: 'x' }, executor: 'batch' })).toThrow(/modules\[0\]\.executor/);
+  });
+
+  it('takes warm: true with defaults, or its maxJobs and idleTimeout', () => {
+    expect(one({ run: { command: ['x'] }, warm: true }).warm).toEqual({
+      maxJobs: 100,
+      idleTimeoutMs: 300_000,
+    });
+    expect(one({ run: { command: ['x'] }, warm: { maxJobs: 5, idleTimeout: '10s' } }).warm).toEqual(
+      { maxJobs: 5, idleTimeoutMs: 10_000 },
+    );
+    expect(one({ run: { command: ['x'] }, warm: false }).warm).toBeUndefined();
   });
 });

@@ -157,12 +157,50 @@ export interface DeadLetter {
   createdAt: string;
 }
 
-/** How a module runs. `local` is the embedded executor; others come later. */
+/** Where a module's runs happen: a host process, a container on the worker's host, or a pod. */
+export const EXECUTOR_KINDS = ['local', 'docker', 'kubernetes'] as const;
+export type ExecutorKind = (typeof EXECUTOR_KINDS)[number];
+
+/** When a container image is pulled before a run. */
+export type PullPolicy = 'always' | 'if-not-present' | 'never';
+
+/** How a module runs. */
 export interface RunSpec {
-  /** argv; resolved against the pipeline file's directory when relative paths are used. */
-  command: string[];
+  /**
+   * argv; resolved against the pipeline file's directory when relative paths are used.
+   * Absent only with an `image`: the image's entrypoint then runs (with `args`).
+   */
+  command?: string[];
+  /** Arguments after the command, or after the image's entrypoint when there is no command. */
+  args?: string[];
   /** Working directory the command is resolved from (absolute); the process runs in the job dir. */
   cwd?: string;
+  /** Container image (docker and kubernetes executors). */
+  image?: string;
+  /** When the image is pulled; `if-not-present` by default. */
+  pull?: PullPolicy;
+  /** Container network: `none` (the default), `bridge`, `host` or a network's name. */
+  network?: string;
+  /** User (and group) the container runs as, as Docker takes it: `1000`, `1000:1000`, `nobody`. */
+  user?: string;
+}
+
+/** Limits of one run (containers and pods; the local executor ignores them). */
+export interface Resources {
+  /** CPU cores, fractions allowed (`0.5`). */
+  cpu?: number;
+  /** Memory limit in bytes. */
+  memoryBytes?: number;
+  /** GPUs to request. */
+  gpu?: number;
+}
+
+/** A warm module: long-lived processes that take one job after another (docs/modules.md). */
+export interface WarmSpec {
+  /** Jobs a process takes before it is replaced. */
+  maxJobs: number;
+  /** How long an idle process is kept. */
+  idleTimeoutMs: number;
 }
 
 /** A module as declared in a pipeline file, after validation and defaults. */
@@ -170,13 +208,17 @@ export interface ModuleSpec {
   name: string;
   subscribes: string[];
   publishes: string[];
-  executor: 'local';
+  /** Where it runs; absent: the worker's default executor (`executor.kind` in its config). */
+  executor?: ExecutorKind;
   run: RunSpec;
   /** Retries after the first attempt (0 = one attempt only). */
   retries: number;
   timeoutMs: number;
   concurrency: number;
   env: Record<string, string>;
+  resources?: Resources;
+  /** Present when the module runs warm. */
+  warm?: WarmSpec;
 }
 
 /** A stored module: its spec plus bookkeeping. Each change of spec makes a new version. */

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { BlobStore } from '../blob/blob-store.js';
 import type { EventBus } from '../bus/event-bus.js';
-import type { Executor } from '../executors/executor.js';
+import type { JobHosts } from '../executors/job-hosts.js';
 import type { DocumentStore } from '../store/document-store.js';
 
 export interface DispatcherSettings {
@@ -30,7 +30,8 @@ export interface DispatcherDeps {
   store: DocumentStore;
   bus: EventBus;
   blobs: BlobStore;
-  executor: Executor;
+  /** Where each module's attempts run (local processes, containers, pods). */
+  jobHosts: JobHosts;
   logger: Logger;
   /** Identifies this worker process in attempt records. */
   workerId: string;

@@ -1,18 +1,19 @@
-import { lstat, open, rm, rmdir, stat } from 'node:fs/promises';
+import { open, rm, rmdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Delivery } from '../bus/event-bus.js';
-import { IonError, ModuleOutputError, errorMessage } from '../core/errors.js';
+import { errorMessage } from '../core/errors.js';
 import { childEventId, jobIdFor } from '../core/ids.js';
 import { nowIso } from '../core/time.js';
 import type { FailureKind, FileRef, IonEvent, Job, KeyValue, ModuleRecord } from '../core/types.js';
+import type { CollectedOutputs } from '../handler/collect.js';
+import { isHostFailure } from '../executors/job-hosts.js';
 import type { LogProgress, RenewResult } from '../store/document-store.js';
-import { readJobOutputs } from '../handler/commit.js';
-import { prepareJobDir } from '../handler/prepare.js';
 import { retryDelayMs } from './backoff.js';
 import { parseNotice } from './bus-notice.js';
 import type { DispatcherDeps } from './deps.js';
 import { newId } from '../core/ids.js';
 import type { ExecutionResult } from '../executors/executor.js';
+import { hostFailure } from '../executors/dir-job-host.js';
 
 function leaseFromNow(leaseMs: number): string {
   return new Date(Date.now() + leaseMs).toISOString();
@@ -67,30 +68,6 @@ async function moduleForJob(
   return { ...current, ...pinned.spec, version: pinned.version };
 }
 
-interface LinkedInput {
-  sha256: string;
-  ino: number;
-  size: number;
-  mtimeMs: number;
-}
-
-/** Inputs that share their inode with the blob store (hard links), with what they were. */
-async function linkedInputs(inData: string, event: IonEvent): Promise<Map<string, LinkedInput>> {
-  const linked = new Map<string, LinkedInput>();
-  for (const file of event.files) {
-    const info = await lstat(join(inData, file.path)).catch(() => null);
-    if (info !== null && info.nlink > 1) {
-      linked.set(file.path, {
-        sha256: file.sha256,
-        ino: info.ino,
-        size: info.size,
-        mtimeMs: info.mtimeMs,
-      });
-    }
-  }
-  return linked;
-}
-
 /** How one attempt ended, before it is recorded. */
 type AttemptEnd =
   | {
@@ -112,28 +89,6 @@ type AttemptEnd =
       result: ExecutionResult | null;
       logBlob: string | null;
     };
-
-/** The environment of one module run: platform base, the module's own, then Ion's contract vars. */
-export function moduleEnv(
-  base: Readonly<Record<string, string>>,
-  module: ModuleRecord,
-  event: IonEvent,
-  dir: string,
-  attempt: number,
-): Record<string, string> {
-  return {
-    ...base,
-    ...module.env,
-    HANDLER_BASE_DIR: dir,
-    ION_BASE_DIR: dir,
-    ION_MODULE: module.name,
-    ION_EVENT_ID: event.eventId,
-    ION_EVENT_TYPE: event.type,
-    ION_CORRELATION_ID: event.correlationId,
-    ION_PARENT_EVENT_ID: event.parentEventId ?? '',
-    ION_ATTEMPT: String(attempt),
-  };
-}
 
 /**
  * Runs one delivery of one module through the commit protocol: dedupe, prepare, execute,
@@ -440,7 +395,7 @@ export class JobRunner {
     );
   }
 
-  /** prepare → execute → read outputs → upload files. Returns how the attempt ended. */
+  /** Runs the attempt on its module's job host and decides how it ended. */
   private async runAttempt(
     module: ModuleRecord,
     event: IonEvent,
@@ -450,140 +405,109 @@ export class JobRunner {
     cancelRequest: AbortSignal,
     replayId: string | null,
   ): Promise<AttemptEnd> {
-    const { blobs, executor, dataDir, settings } = this.deps;
-    const dir = join(dataDir, 'jobs', jobId, String(attempt));
+    const { dataDir } = this.deps;
     const logFile = attemptLogFile(dataDir, jobId, attempt);
-    let result: ExecutionResult | null = null;
-    let logBlob: string | null = null;
+    const host = await this.deps.jobHosts.hostFor(module);
+    if (isHostFailure(host))
+      return { ok: false, released: false, ...host, result: null, logBlob: null };
+    let ran;
     try {
-      const layout = await prepareJobDir(dir, event, (sha, dest) => blobs.materialize(sha, dest));
-      const linked = await linkedInputs(layout.inData, event);
-      result = await executor.run({
+      ran = await host.run({
         jobId,
         attempt,
-        workDir: dir,
-        command: module.run.command,
-        env: moduleEnv(this.deps.baseEnv, module, event, dir, attempt),
-        timeoutMs: module.timeoutMs,
+        module,
+        event,
+        baseEnv: this.deps.baseEnv,
         logFile,
         signal: AbortSignal.any([shutdown, cancelRequest]),
       });
-      logBlob = await this.keepLog(logFile);
-      const modified = await this.modifiedInputs(layout.inData, linked);
-      if (modified.length > 0) {
-        return {
-          ok: false,
-          released: false,
-          code: 'module_output_invalid',
-          kind: 'module',
-          message: `the module modified its input in/data/${modified[0]} in place; inputs are read-only`,
-          result,
-          logBlob,
-        };
-      }
-      if (result.cancelled && cancelRequest.aborted) {
-        return {
-          ok: false,
-          released: false,
-          cancelled: true,
-          code: 'job_cancelled',
-          kind: 'platform',
-          message: 'cancelled on request; the module was stopped',
-          result,
-          logBlob,
-        };
-      }
-      if (result.cancelled) {
-        return {
-          ok: false,
-          released: true,
-          code: 'worker_lost',
-          kind: 'platform',
-          message: 'the worker shut down while the job ran; released for redelivery',
-          result,
-          logBlob,
-        };
-      }
-      if (result.timedOut) {
-        return {
-          ok: false,
-          released: false,
-          code: 'module_timeout',
-          kind: 'module',
-          message: `timed out after ${module.timeoutMs}ms and was killed`,
-          result,
-          logBlob,
-        };
-      }
-      if (result.exitCode !== 0) {
-        const how =
-          result.exitCode === null
-            ? `was killed by ${result.signal ?? 'a signal'}`
-            : `exited with code ${result.exitCode}`;
-        return {
-          ok: false,
-          released: false,
-          code: 'module_failed',
-          kind: 'module',
-          message: `the module ${how}`,
-          result,
-          logBlob,
-        };
-      }
-      const plan = await readJobOutputs(dir, module.publishes);
-      const refs = new Map<string, FileRef>();
-      for (const file of plan.files) {
-        const ref = await blobs.putFile(file.absPath);
-        refs.set(file.path, { path: file.path, ...ref });
-      }
-      const createdAt = nowIso();
-      const children: IonEvent[] = plan.events.map((raised) => ({
-        eventId: childEventId(event.eventId, module.name, raised.fileName, replayId),
-        type: raised.type,
-        correlationId: event.correlationId,
-        parentEventId: event.eventId,
-        source: module.name,
-        sourceJobId: jobId,
-        data: raised.data,
-        files: raised.files.map((p) => refs.get(p)!),
-        createdAt,
-      }));
-      return {
-        ok: true,
-        result,
-        logBlob,
-        children,
-        insights: plan.insights,
-        outputs: [...refs.values()],
-      };
     } catch (err) {
-      if (err instanceof ModuleOutputError) {
-        return {
-          ok: false,
-          released: false,
-          code: err.code,
-          kind: 'module',
-          message: err.message,
-          result,
-          logBlob,
-        };
-      }
-      const code = err instanceof IonError ? err.code : 'internal';
-      return {
-        ok: false,
-        released: false,
-        code,
-        kind: 'platform',
-        message: errorMessage(err),
-        result,
-        logBlob,
-      };
-    } finally {
-      if (!settings.keepJobDirs)
-        await rm(join(dataDir, 'jobs', jobId), { recursive: true, force: true }).catch(
-          () => undefined,
-        );
+      ran = { execution: null, collected: null, failure: hostFailure(err) };
     }
+    const logBlob = await this.keepLog(logFile);
+    const result = ran.execution;
+    const fail = (
+      code: string,
+      kind: FailureKind,
+      message: string,
+    ): Extract<AttemptEnd, { ok: false }> => ({
+      ok: false,
+      released: false,
+      code,
+      kind,
+      message,
+      result,
+      logBlob,
+    });
+    if (ran.failure !== null) return fail(ran.failure.code, ran.failure.kind, ran.failure.message);
+    if (result === null) return fail('internal', 'platform', 'the job host reported no run');
+    if (result.cancelled && cancelRequest.aborted) {
+      return {
+        ...fail('job_cancelled', 'platform', 'cancelled on request; the module was stopped'),
+        cancelled: true,
+      };
+    }
+    if (result.cancelled) {
+      return {
+        ...fail(
+          'worker_lost',
+          'platform',
+          'the worker shut down while the job ran; released for redelivery',
+        ),
+        released: true,
+      };
+    }
+    if (result.timedOut)
+      return fail(
+        'module_timeout',
+        'module',
+        `timed out after ${module.timeoutMs}ms and was killed`,
+      );
+    if (result.failure !== undefined) {
+      const kind =
+        result.failure.code === 'image_unavailable' || result.failure.code === 'pod_unschedulable'
+          ? 'platform'
+          : 'module';
+      return fail(result.failure.code, kind, result.failure.message);
+    }
+    if (result.exitCode !== 0) {
+      const how =
+        result.exitCode === null
+          ? `was killed by ${result.signal ?? 'a signal'}`
+          : `exited with code ${result.exitCode}`;
+      return fail('module_failed', 'module', `the module ${how}`);
+    }
+    if (ran.collected === null)
+      return fail('internal', 'platform', 'the job host collected nothing');
+    return {
+      ok: true,
+      result,
+      logBlob,
+      ...this.childrenOf(ran.collected, module, event, jobId, replayId),
+    };
+  }
+
+  /** The collected outputs as what the commit stores: child events get their derived ids. */
+  private childrenOf(
+    collected: CollectedOutputs,
+    module: ModuleRecord,
+    event: IonEvent,
+    jobId: string,
+    replayId: string | null,
+  ): { children: IonEvent[]; insights: KeyValue[]; outputs: FileRef[] } {
+    const createdAt = nowIso();
+    const children: IonEvent[] = collected.events.map((raised) => ({
+      eventId: childEventId(event.eventId, module.name, raised.fileName, replayId),
+      type: raised.type,
+      correlationId: event.correlationId,
+      parentEventId: event.eventId,
+      source: module.name,
+      sourceJobId: jobId,
+      data: raised.data,
+      files: raised.files,
+      createdAt,
+    }));
+    return { children, insights: collected.insights, outputs: collected.outputs };
   }
 
   /** Moves the attempt's log into the blob store so any server can serve it later. */
@@ -599,29 +523,5 @@ export class JobRunner {
       this.deps.logger.warn({ err: errorMessage(err), logFile }, 'could not keep the attempt log');
       return null;
     }
-  }
-
-  /**
-   * Inputs that were hard-linked from the blob store and changed in place. Each such blob is
-   * re-verified (and dropped by the store if it no longer matches its address).
-   */
-  private async modifiedInputs(
-    inData: string,
-    linked: Map<string, LinkedInput>,
-  ): Promise<string[]> {
-    const modified: string[] = [];
-    for (const [path, before] of linked) {
-      const after = await lstat(join(inData, path)).catch(() => null);
-      if (after === null || after.ino !== before.ino) continue; // removed or replaced: harmless
-      if (after.size === before.size && after.mtimeMs === before.mtimeMs) continue;
-      modified.push(path);
-      if (!(await this.deps.blobs.verify(before.sha256))) {
-        this.deps.logger.error(
-          { sha256: before.sha256, path },
-          'a module corrupted a shared input blob; it was removed from the blob store',
-        );
-      }
-    }
-    return modified;
   }
 }

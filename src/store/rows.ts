@@ -68,6 +68,8 @@ export interface DecodedModuleRow {
   timeout_ms: number | string;
   concurrency: number;
   env: Record<string, string>;
+  /** The canonical spec ({@link canonicalSpec}): the source of the run fields. */
+  spec_json: string;
   paused: boolean | number;
   created_at: string;
   updated_at: string;
@@ -105,14 +107,11 @@ export interface DecodedJobRow {
 }
 
 export function moduleFromRow(r: DecodedModuleRow): ModuleRecord {
-  const run: ModuleSpec['run'] = { command: r.command };
-  if (r.cwd !== null) run.cwd = r.cwd;
   return {
+    ...specFromJson(r.spec_json),
     name: r.name,
     subscribes: r.subscribes,
     publishes: r.publishes,
-    executor: r.executor as ModuleSpec['executor'],
-    run,
     retries: r.retries,
     timeoutMs: Number(r.timeout_ms),
     concurrency: r.concurrency,
@@ -268,23 +267,46 @@ export function toDeadLetter(r: DeadLetterRow): DeadLetter {
 /**
  * Canonical JSON of a module spec: fixed field order and sorted env keys, so two specs that
  * mean the same thing compare equal whatever order their producer wrote them in, and both
- * stores version a module the same way.
+ * stores version a module the same way. Fields added after the first release (the container
+ * fields, resources, warm) appear only when set, so a module that uses none of them keeps
+ * the canonical form, and the version, it had before they existed.
  */
 export function canonicalSpec(spec: ModuleSpec): string {
   const env = Object.fromEntries(
     Object.entries(spec.env).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
   );
+  const { command, cwd, args, image, pull, network, user } = spec.run;
   return JSON.stringify({
     name: spec.name,
     subscribes: spec.subscribes,
     publishes: spec.publishes,
-    executor: spec.executor,
-    run: { command: spec.run.command, cwd: spec.run.cwd ?? null },
+    executor: spec.executor ?? null,
+    run: { command: command ?? null, cwd: cwd ?? null, args, image, pull, network, user },
     retries: spec.retries,
     timeoutMs: spec.timeoutMs,
     concurrency: spec.concurrency,
     env,
+    resources: spec.resources,
+    warm: spec.warm,
   });
+}
+
+/** A spec read back from its canonical JSON: absent fields left out, as the pipeline gives them. */
+export function specFromJson(specJson: string): ModuleSpec {
+  const stored = JSON.parse(specJson) as Omit<ModuleSpec, 'run' | 'executor'> & {
+    executor: ModuleSpec['executor'] | null;
+    run: Omit<ModuleSpec['run'], 'command' | 'cwd'> & {
+      command: string[] | null;
+      cwd: string | null;
+    };
+  };
+  const { command, cwd, ...rest } = stored.run;
+  const run: ModuleSpec['run'] = { ...rest };
+  if (command !== null) run.command = command;
+  if (cwd !== null && cwd !== undefined) run.cwd = cwd;
+  const { executor, ...spec } = stored;
+  // Specs stored before executors were chosen per worker say `local` for "the default".
+  return { ...spec, run, ...(executor === null || executor === undefined ? {} : { executor }) };
 }
 
 /**

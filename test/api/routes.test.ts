@@ -187,7 +187,6 @@ describe('GET /v1/modules', () => {
       version: 1,
       subscribes: ['file.uploaded'],
       publishes: ['part.ready'],
-      executor: 'local',
       run: { command: ['echo', 'hi'] },
       retries: 3,
       timeoutMs: 600_000,

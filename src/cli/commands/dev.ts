@@ -8,7 +8,7 @@ import type { EventView } from '../../api/client.js';
 import { moduleBaseEnv } from '../../app/ion-app.js';
 import { errorMessage } from '../../core/errors.js';
 import type { IonEvent } from '../../core/types.js';
-import { moduleEnv } from '../../dispatcher/job-runner.js';
+import { moduleEnv } from '../../executors/job-host.js';
 import { LocalExecutor } from '../../executors/local/local-executor.js';
 import { readJobOutputs } from '../../handler/commit.js';
 import { prepareJobDir } from '../../handler/prepare.js';
@@ -38,6 +38,10 @@ export function registerDev(program: Command): void {
       ) => {
         const client = clientFor(options);
         const module = await client.getModule(moduleName);
+        if (module.run.command === undefined)
+          throw new UsageError(
+            `module ${module.name} runs its image's entrypoint (run.image ${module.run.image ?? ''}); ion dev run runs commands on this machine only`,
+          );
         const event = toEvent(await client.getEvent(options.event));
         let dir: string;
         if (options.out === undefined) {
@@ -60,6 +64,7 @@ export function registerDev(program: Command): void {
           attempt: 1,
           workDir: dir,
           command: module.run.command,
+          args: module.run.args ?? [],
           env: moduleEnv(moduleBaseEnv(process.env), module, event, dir, 1),
           timeoutMs: module.timeoutMs,
           logFile,

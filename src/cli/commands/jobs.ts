@@ -1,3 +1,4 @@
+import { describeRun } from '../../core/pipeline.js';
 import type { Command } from 'commander';
 import type { IonClient } from '../../api/client.js';
 import { JOB_STATES, type Job, type JobState } from '../../core/types.js';
@@ -301,7 +302,7 @@ export function registerModules(program: Command): void {
           `module ${m.name} v${m.version}${m.paused ? ' (paused)' : ''}`,
           `  subscribes ${m.subscribes.join(', ') || '-'}`,
           `  publishes ${m.publishes.join(', ') || '-'}`,
-          `  run ${m.run.command.join(' ')}`,
+          `  run ${describeRun(m.run)}${m.executor === undefined ? '' : ` (${m.executor})`}`,
           `  concurrency ${m.concurrency}, retries ${m.retries}, timeout ${m.timeoutMs}ms`,
           `  updated ${m.updatedAt}`,
         ].join('\n'),
@@ -363,7 +364,7 @@ export function registerModules(program: Command): void {
           versions.map((v) => [
             String(v.version),
             v.createdAt,
-            v.spec.run.command.join(' '),
+            describeRun(v.spec.run),
             String(v.spec.retries),
             `${v.spec.timeoutMs}ms`,
           ]),

@@ -96,9 +96,14 @@ export class LocalExecutor implements Executor {
     await this.spawner.close();
   }
 
+  /** A host process sees its job directory where it is. */
+  moduleDir(workDir: string): string {
+    return workDir;
+  }
+
   async run(spec: ExecutionSpec): Promise<ExecutionResult> {
     if (this.closed) throw new UnavailableError('local executor: closed, cannot start a run');
-    const [program, ...args] = spec.command;
+    const [program, ...args] = [...spec.command, ...(spec.args ?? [])];
     if (program === undefined || program === '') {
       throw new ValidationError('local executor: empty command', [
         { path: 'command', message: 'must not be empty' },

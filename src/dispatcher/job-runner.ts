@@ -386,7 +386,10 @@ export class JobRunner {
       log.warn({ jobId, attempt, reason }, 'job dead-lettered');
       return;
     }
-    const delayMs = retryDelayMs(failures, settings.retryBaseDelayMs, settings.retryMaxDelayMs);
+    const delayMs = Math.max(
+      retryDelayMs(failures, settings.retryBaseDelayMs, settings.retryMaxDelayMs),
+      end.result?.failure?.retryAfterMs ?? 0,
+    );
     await store.failAttempt({ ...base, nextState: 'failed', countsAsFailure: true });
     await delivery.nack({ delayMs });
     log.info(

@@ -56,6 +56,8 @@ export interface ContainerSettings {
 export interface ExecutionFailure {
   code: 'image_unavailable' | 'module_oom' | 'module_crashed' | 'pod_unschedulable';
   message: string;
+  /** The next attempt waits at least this long (an image that is missing will not appear at once). */
+  retryAfterMs?: number;
 }
 
 export interface ExecutionResult {

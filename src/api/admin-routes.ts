@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { DeadLetterSelector } from '../app/control.js';
 import { errorResponses, idParams } from './errors.js';
-import { jobSchema, moduleSchema } from './schemas.js';
+import { jobSchema, moduleSchema, moduleSpecProperties } from './schemas.js';
 import type { ServerDeps } from './server.js';
 
 const errors = errorResponses;
@@ -11,26 +11,7 @@ const moduleVersionSchema = {
   type: 'object',
   properties: {
     version: { type: 'integer' },
-    spec: {
-      type: 'object',
-      properties: {
-        name: { type: 'string' },
-        subscribes: { type: 'array', items: { type: 'string' } },
-        publishes: { type: 'array', items: { type: 'string' } },
-        executor: { type: 'string' },
-        run: {
-          type: 'object',
-          properties: {
-            command: { type: 'array', items: { type: 'string' } },
-            cwd: { type: 'string' },
-          },
-        },
-        retries: { type: 'integer' },
-        timeoutMs: { type: 'integer' },
-        concurrency: { type: 'integer' },
-        env: { type: 'object', additionalProperties: { type: 'string' } },
-      },
-    },
+    spec: { type: 'object', properties: moduleSpecProperties },
     createdAt: { type: 'string' },
   },
 } as const;

@@ -92,19 +92,47 @@ export const insightSchema = {
   },
 } as const;
 
+/** A module spec's fields as the API returns them (stored modules and their versions). */
+export const moduleSpecProperties = {
+  name: { type: 'string' },
+  subscribes: { type: 'array', items: { type: 'string' } },
+  publishes: { type: 'array', items: { type: 'string' } },
+  executor: { type: 'string' },
+  run: {
+    type: 'object',
+    properties: {
+      command: { type: 'array', items: { type: 'string' } },
+      args: { type: 'array', items: { type: 'string' } },
+      cwd: { type: 'string' },
+      image: { type: 'string' },
+      pull: { type: 'string' },
+      network: { type: 'string' },
+      user: { type: 'string' },
+    },
+  },
+  retries: { type: 'integer' },
+  timeoutMs: { type: 'integer' },
+  concurrency: { type: 'integer' },
+  env: { type: 'object', additionalProperties: { type: 'string' } },
+  resources: {
+    type: 'object',
+    properties: {
+      cpu: { type: 'number' },
+      memoryBytes: { type: 'integer' },
+      gpu: { type: 'integer' },
+    },
+  },
+  warm: {
+    type: 'object',
+    properties: { maxJobs: { type: 'integer' }, idleTimeoutMs: { type: 'integer' } },
+  },
+} as const;
+
 export const moduleSchema = {
   type: 'object',
   properties: {
-    name: { type: 'string' },
+    ...moduleSpecProperties,
     version: { type: 'integer' },
-    subscribes: { type: 'array', items: { type: 'string' } },
-    publishes: { type: 'array', items: { type: 'string' } },
-    executor: { type: 'string' },
-    run: { type: 'object', properties: { command: { type: 'array', items: { type: 'string' } } } },
-    retries: { type: 'integer' },
-    timeoutMs: { type: 'integer' },
-    concurrency: { type: 'integer' },
-    env: { type: 'object', additionalProperties: { type: 'string' } },
     paused: { type: 'boolean' },
     createdAt: { type: 'string' },
     updatedAt: { type: 'string' },

@@ -72,6 +72,38 @@ describe('PUT /v1/modules/:name', () => {
     );
     expect(await store().listModules()).toEqual([]);
   });
+
+  it('keeps a container module image, resources and warm settings, and versions on them', async () => {
+    const spec = {
+      subscribes: ['doc.new'],
+      executor: 'docker',
+      run: { image: 'ion/runtime:local', args: ['-c', 'true'], pull: 'never' },
+      resources: { cpu: 0.5, memory: '64Mi' },
+      warm: { maxJobs: 3 },
+    };
+    expect((await putModule('boxed', spec)).statusCode).toBe(201);
+    const got = await inject({ method: 'GET', url: '/v1/modules/boxed' });
+    expect(got.json()).toMatchObject({
+      executor: 'docker',
+      run: { image: 'ion/runtime:local', args: ['-c', 'true'], pull: 'never' },
+      resources: { cpu: 0.5, memoryBytes: 64 * 2 ** 20 },
+      warm: { maxJobs: 3, idleTimeoutMs: 300_000 },
+    });
+    expect(got.json<{ run: object }>().run).not.toHaveProperty('command');
+    const same = await putModule('boxed', spec);
+    expect(same.json()).toMatchObject({ change: 'unchanged', module: { version: 1 } });
+    const bigger = await putModule('boxed', { ...spec, resources: { cpu: 1, memory: '64Mi' } });
+    expect(bigger.json()).toMatchObject({ change: 'updated', module: { version: 2 } });
+    const versions = await inject({ method: 'GET', url: '/v1/modules/boxed/versions' });
+    expect(
+      versions
+        .json<{ versions: { spec: { resources: object } }[] }>()
+        .versions.map((v) => v.spec.resources),
+    ).toEqual([
+      { cpu: 0.5, memoryBytes: 64 * 2 ** 20 },
+      { cpu: 1, memoryBytes: 64 * 2 ** 20 },
+    ]);
+  });
 });
 
 describe('POST /v1/replays', () => {

@@ -42,3 +42,12 @@ export function jobIdFor(module: string, eventId: string, replayId: string | nul
 export function rootEventIdFromKey(idempotencyKey: string): string {
   return uuidFromHash(`root\0${idempotencyKey}`);
 }
+
+/**
+ * The `ion.trace.settled` event of a trace has an id derived from its correlation id alone, so
+ * however many processes raise it, and however often one retries after a crash, the store
+ * keeps one event (insert-if-absent) and the bus carries one id.
+ */
+export function settledEventId(correlationId: string): string {
+  return uuidFromHash(`settled\0${correlationId}`);
+}

@@ -15,6 +15,7 @@ import type {
   Trace,
 } from '../core/types.js';
 import type { TokenRecord } from '../core/tokens.js';
+import type { Settlement } from '../core/trace-settled.js';
 
 /**
  * The document store port: modules, events, jobs and attempts, insights, the outbox and
@@ -262,6 +263,27 @@ export interface DocumentStore {
   pendingOutbox(limit: number): Promise<OutboxEntry[]>;
   /** Marks outbox rows (by their own id) published. */
   markPublished(ids: string[]): Promise<void>;
+
+  // -- settlements (the ion.trace.settled fan-in; see docs/pipeline.md) ---------------------
+  /*
+   * Every transaction that moves a job to an ended state (commitAttempt, failAttempt to
+   * dead_lettered or cancelled, requestCancel, and beginAttempt completing a cancel) also
+   * checks whether the job's trace has settled: no job of it still pending, running or
+   * failed, and every event of it (ion.trace.settled aside) has an ordinary job for every live
+   * module that subscribes to its type and existed when the event was stored. If so, it
+   * records the settlement, once per correlation id (insert-if-absent); transactions ending
+   * one trace's last jobs at once serialise on the trace, so the later one sees the other's.
+   */
+  /** The trace's settlement, open or raised; null while it has not settled. */
+  getSettlement(correlationId: string): Promise<Settlement | null>;
+  /** Settlements whose event is not stored yet, oldest first. */
+  openSettlements(limit: number): Promise<Settlement[]>;
+  /**
+   * In one transaction: inserts the `ion.trace.settled` event if absent, with an outbox row
+   * when it was inserted, and marks its settlement (the event's correlation id) raised.
+   * `created` is false when the event already existed (another process raised it first).
+   */
+  recordSettledEvent(event: IonEvent): Promise<{ created: boolean }>;
 
   // -- dead letters -------------------------------------------------------------------------
   /** Records a dead letter that has no job (malformed bus message). */

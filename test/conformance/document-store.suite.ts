@@ -4,6 +4,7 @@ import { childEventId, jobIdFor } from '../../src/core/ids.js';
 import type { IonEvent, KeyValue, ModuleSpec, Replay } from '../../src/core/types.js';
 import type { TokenRecord } from '../../src/core/tokens.js';
 import type { DocumentStore, FailAttemptInput } from '../../src/store/document-store.js';
+import { settlementConformance } from './settlement.suite.js';
 
 /** What an adapter's test file hands the suite: a started store and how to dispose of it. */
 export type DocumentStoreFactory = () => Promise<{
@@ -836,6 +837,10 @@ export function documentStoreConformance(name: string, factory: DocumentStoreFac
     });
 
     // -- module admin --
+    describe('settlements (ion.trace.settled)', () => {
+      settlementConformance(() => store, at);
+    });
+
     describe('module admin', () => {
       it('pauses and resumes a live module, bumping the revision each time', async () => {
         const s = spec();

@@ -22,6 +22,7 @@ import {
 } from './rows.js';
 import type { Ctx, DeadLetterRow, JobRow } from './rows.js';
 import { failureOutcome } from '../rows.js';
+import { settleIfDone } from './settlements.js';
 
 /**
  * The job lifecycle transactions of the Postgres document store (begin, fail, commit, redrive),
@@ -99,6 +100,7 @@ export async function beginAttempt(
        WHERE job_id = $3 RETURNING *`,
       [input.startedAt, CANCELLED_MESSAGE, input.jobId],
     );
+    await settleIfDone(ctx, existing.correlation_id, input.startedAt);
     return { status: 'cancelled', job: toJob(rows[0]!) };
   }
   const attempt = existing.attempts + 1;
@@ -156,6 +158,7 @@ export async function failAttempt(ctx: Ctx, input: FailAttemptInput): Promise<Jo
     [nextState, pgText(input.error), input.finishedAt, input.countsAsFailure ? 1 : 0, input.jobId],
   );
   if (deadLetter !== null) await insertDeadLetter(ctx, deadLetter);
+  if (jobHasEnded(nextState)) await settleIfDone(ctx, job.correlationId, input.finishedAt);
   return toJob(rows[0]!);
 }
 
@@ -215,6 +218,7 @@ export async function commitAttempt(ctx: Ctx, input: CommitAttemptInput): Promis
      WHERE job_id = $3 RETURNING *`,
     [input.finishedAt, JSON.stringify(input.outputs), input.jobId],
   );
+  await settleIfDone(ctx, job.correlationId, input.finishedAt);
   return toJob(rows[0]!);
 }
 
@@ -303,5 +307,6 @@ export async function requestCancel(
      WHERE job_id = $3 RETURNING *`,
     [at, CANCELLED_MESSAGE, jobId],
   );
+  await settleIfDone(ctx, row.correlation_id, at);
   return { status: 'cancelled', job: toJob(rows[0]!) };
 }

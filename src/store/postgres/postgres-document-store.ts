@@ -41,6 +41,8 @@ import {
   requestCancel,
 } from './jobs.js';
 import { addReplayJobs, getReplay, listReplays } from './replays.js';
+import { getSettlement, openSettlements, recordSettledEvent } from './settlements.js';
+import type { Settlement } from '../../core/trace-settled.js';
 import {
   bumpRevision,
   canonicalSpec,
@@ -328,6 +330,20 @@ export class PostgresDocumentStore implements DocumentStore {
         [nowIso(), valid],
       );
     });
+  }
+
+  // -- settlements (rule and statements in settlements.ts) ---------------------------------
+
+  getSettlement(correlationId: string): Promise<Settlement | null> {
+    return this.read('get settlement', (ctx) => getSettlement(ctx, correlationId));
+  }
+
+  openSettlements(limit: number): Promise<Settlement[]> {
+    return this.read('list open settlements', (ctx) => openSettlements(ctx, limit));
+  }
+
+  recordSettledEvent(event: IonEvent): Promise<{ created: boolean }> {
+    return this.write('record settled event', (ctx) => recordSettledEvent(ctx, event));
   }
 
   // -- dead letters -----------------------------------------------------------------------

@@ -43,6 +43,7 @@ export interface Tables {
   outbox: string;
   deadLetters: string;
   replays: string;
+  settlements: string;
 }
 
 export function tables(schema: string): Tables {
@@ -58,6 +59,7 @@ export function tables(schema: string): Tables {
     outbox: `${s}.outbox`,
     deadLetters: `${s}.dead_letters`,
     replays: `${s}.replays`,
+    settlements: `${s}.settlements`,
   };
 }
 

@@ -192,6 +192,22 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX replays_created ON replays (created_at DESC, replay_id DESC);
     `,
   },
+  {
+    version: 7,
+    description: 'settlements: a trace whose jobs have all ended, raised as ion.trace.settled',
+    sql: `
+      CREATE TABLE settlements (
+        correlation_id  TEXT PRIMARY KEY,     -- once per trace, whatever ends its jobs again
+        root_event_id   TEXT NOT NULL,
+        settled_at      TEXT NOT NULL,
+        jobs            TEXT NOT NULL,        -- JSON JobStateCounts when it settled
+        event_id        TEXT                  -- the ion.trace.settled event; null while open
+      );
+      CREATE INDEX settlements_open ON settlements (settled_at) WHERE event_id IS NULL;
+      -- The settle check looks for a trace's jobs that have not ended, after every job's end.
+      CREATE INDEX jobs_correlation_state ON jobs (correlation_id, state);
+    `,
+  },
 ];
 
 /**

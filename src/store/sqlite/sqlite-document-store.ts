@@ -69,6 +69,8 @@ import { eventPage, eventQuery, insightExtraConditions } from '../event-cursor.j
 import { toModuleVersion } from '../module-version.js';
 import { failureOutcome, replayFromRow } from '../rows.js';
 import { allTokens, insertToken, revokeToken, tokenByHash, touchToken } from './tokens.js';
+import type { Settlement } from '../../core/trace-settled.js';
+import { getSettlement, openSettlements, recordSettledEvent, settleIfDone } from './settlements.js';
 
 const ADAPTER = 'sqlite-store';
 
@@ -302,6 +304,7 @@ export class SqliteDocumentStore implements DocumentStore {
           `UPDATE jobs SET state = 'cancelled', finished_at = ?, updated_at = ?, last_error = ?
            WHERE job_id = ?`,
         ).run(input.startedAt, input.startedAt, CANCELLED_MESSAGE, input.jobId);
+        settleIfDone(db, existing.correlation_id, input.startedAt);
         return { status: 'cancelled', job: requireJob(db, input.jobId) };
       }
       const attempt = existing.attempts + 1;
@@ -368,6 +371,7 @@ export class SqliteDocumentStore implements DocumentStore {
            updated_at = ?, last_error = ?
          WHERE job_id = ?`,
       ).run(at, at, at, CANCELLED_MESSAGE, jobId);
+      settleIfDone(db, row.correlation_id, at);
       return { status: 'cancelled', job: requireJob(db, jobId) };
     });
   }
@@ -412,6 +416,7 @@ export class SqliteDocumentStore implements DocumentStore {
         input.jobId,
       );
       if (deadLetter !== null) insertDeadLetter(db, deadLetter);
+      if (jobHasEnded(nextState)) settleIfDone(db, job.correlationId, input.finishedAt);
       return requireJob(db, input.jobId);
     });
   }
@@ -469,6 +474,7 @@ export class SqliteDocumentStore implements DocumentStore {
            outputs_json = ?
          WHERE job_id = ?`,
       ).run(input.finishedAt, input.finishedAt, JSON.stringify(input.outputs), input.jobId);
+      settleIfDone(db, job.correlationId, input.finishedAt);
       return requireJob(db, input.jobId);
     });
   }
@@ -506,6 +512,20 @@ export class SqliteDocumentStore implements DocumentStore {
         if (Number.isSafeInteger(n)) update.run(now, n);
       }
     });
+  }
+
+  // -- settlements (rule and statements in settlements.ts) ---------------------------------
+
+  getSettlement(correlationId: string): Promise<Settlement | null> {
+    return this.read('get settlement', (db) => getSettlement(db, correlationId));
+  }
+
+  openSettlements(limit: number): Promise<Settlement[]> {
+    return this.read('list open settlements', (db) => openSettlements(db, limit));
+  }
+
+  recordSettledEvent(event: IonEvent): Promise<{ created: boolean }> {
+    return this.write('record settled event', (db) => recordSettledEvent(db, event));
   }
 
   // -- dead letters -----------------------------------------------------------------------

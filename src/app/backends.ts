@@ -8,6 +8,7 @@ import type { IonConfig } from '../config/config.js';
 import { DirJobHost } from '../executors/dir-job-host.js';
 import { JobHosts } from '../executors/job-hosts.js';
 import { LocalExecutor } from '../executors/local/local-executor.js';
+import { WarmExecutor } from '../executors/warm/warm-executor.js';
 import type { DocumentStore } from '../store/document-store.js';
 import { SqliteDocumentStore } from '../store/sqlite/sqlite-document-store.js';
 
@@ -43,6 +44,8 @@ export function createJobHosts(config: IonConfig, logger: Logger, blobs: BlobSto
       new DirJobHost({
         kind: 'local',
         executor: new LocalExecutor({ spawnOn: config.executor.spawnOn }),
+        // Modules with `warm` set: long-lived processes, one job at a time (docs/modules.md).
+        warmExecutor: new WarmExecutor({ homeDir: dataDir, logger }),
         blobs,
         dataDir,
         keepJobDirs,

@@ -1,0 +1,396 @@
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { NotFoundError, UnavailableError, ValidationError } from '../../core/errors.js';
+import type { ExecutionFailure, ExecutionResult, ExecutionSpec, Executor } from '../executor.js';
+import { JobLog } from './job-log.js';
+import { newMark, splitEnv } from './protocol.js';
+import { WarmProcess, type WarmEvent } from './warm-process.js';
+
+/** Options of {@link WarmExecutor}. */
+export interface WarmExecutorOptions {
+  /** How much of the job's output `logTail` keeps, in bytes. Default 8192. */
+  logTailBytes?: number;
+  /** Time between SIGTERM and SIGKILL of a process group, and for a graceful exit. Default 2000. */
+  killGraceMs?: number;
+  /** How long Ion waits after `done` for the end marks on stdout and stderr. Default 2000. */
+  markWaitMs?: number;
+  /** Where each process gets its own directory (its cwd between jobs). Default the OS tmpdir. */
+  homeDir?: string;
+  logger?: Logger;
+}
+
+/** Largest delay setTimeout honours. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+type Outcome = Omit<ExecutionResult, 'durationMs' | 'logTail'>;
+
+/**
+ * Runs warm modules: long-lived processes, each taking one job at a time over the warm
+ * protocol (./protocol.ts, docs/modules.md "Warm modules"), with the same job directory and
+ * contract variables as a cold run, so the commit after it is the same.
+ *
+ * Decisions:
+ * - Processes are pooled by module, version, command and environment. There are never more
+ *   than the module's running jobs (its `concurrency` per worker): a job takes an idle
+ *   process of its key or starts one; a replacement starts with the next job, never in a
+ *   loop, so a module that crashes at start-up costs one process per attempt.
+ * - The job's timeout covers the start-up of a fresh process; a process that exits before
+ *   it says `ready` fails the attempt with `module_crashed` and a hint about the SDK.
+ * - A crash, an exit or a protocol violation mid-job fails the attempt (`module_crashed`);
+ *   a timeout or a cancel kills the process group. The process is never reused after any of
+ *   them. `done` with `ok: false` is an ordinary failed attempt and the process stays.
+ * - A process retires after `maxJobs` jobs, after `idleTimeoutMs` idle, or after its job
+ *   once a newer version of its module has run here (idle older ones stop at once).
+ * - {@link close} kills the running jobs' processes (their runs resolve `cancelled`) and
+ *   asks the idle ones to exit.
+ */
+export class WarmExecutor implements Executor {
+  readonly kind = 'warm';
+  private readonly logTailBytes: number;
+  private readonly killGraceMs: number;
+  private readonly markWaitMs: number;
+  private readonly idle = new Map<string, WarmProcess[]>();
+  private readonly processes = new Set<WarmProcess>();
+  private readonly newest = new Map<string, number>();
+  private readonly active = new Set<(reason: 'cancelled') => void>();
+  private closed = false;
+
+  constructor(private readonly options: WarmExecutorOptions = {}) {
+    this.logTailBytes = options.logTailBytes ?? 8192;
+    this.killGraceMs = options.killGraceMs ?? 2000;
+    this.markWaitMs = options.markWaitMs ?? 2000;
+  }
+
+  async start(): Promise<void> {}
+
+  moduleDir(workDir: string): string {
+    return workDir;
+  }
+
+  /** The pids of the live processes (tests and diagnostics). */
+  pids(): number[] {
+    return [...this.processes].flatMap((p) => (p.alive && p.pid !== undefined ? [p.pid] : []));
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const kill of this.active) kill('cancelled');
+    for (const list of this.idle.values()) for (const proc of list) void proc.stop();
+    this.idle.clear();
+    await Promise.allSettled([...this.processes].map((p) => p.ended));
+  }
+
+  async run(spec: ExecutionSpec): Promise<ExecutionResult> {
+    if (this.closed) throw new UnavailableError('warm executor: closed, cannot start a run');
+    const [program, ...args] = [...spec.command, ...(spec.args ?? [])];
+    if (program === undefined || program === '')
+      throw new ValidationError('warm executor: empty command', [
+        { path: 'command', message: 'must not be empty' },
+      ]);
+    if (!(spec.timeoutMs > 0))
+      throw new ValidationError(
+        `warm executor: timeoutMs must be positive, got ${spec.timeoutMs}`,
+        [{ path: 'timeoutMs', message: 'must be positive' }],
+      );
+    if (!(await stat(spec.workDir).catch(() => null))?.isDirectory())
+      throw new NotFoundError(`warm executor: workDir is not a directory: ${spec.workDir}`);
+
+    const startedAt = performance.now();
+    const log = await JobLog.open(spec.logFile, this.logTailBytes);
+    const finish = async (outcome: Outcome): Promise<ExecutionResult> => {
+      await log.close();
+      return {
+        ...outcome,
+        durationMs: Math.round(performance.now() - startedAt),
+        logTail: log.tail(),
+      };
+    };
+    const plain = { exitCode: null, signal: null, timedOut: false, cancelled: false };
+    if (spec.signal.aborted) {
+      log.note('[ion] run cancelled before it started');
+      return finish({ ...plain, cancelled: true });
+    }
+
+    const module = spec.module ?? program;
+    const version = spec.moduleVersion ?? 0;
+    const { processEnv, jobEnv } = splitEnv(spec.env);
+    const key = JSON.stringify([module, version, program, args, processEnv]);
+    this.retireOlder(module, version);
+    const mark = newMark();
+    let proc: WarmProcess;
+    try {
+      proc =
+        this.takeIdle(key) ?? (await this.spawn(key, module, version, program, args, processEnv));
+    } catch (err) {
+      await log.close();
+      throw err;
+    }
+    proc.attach(log, mark);
+
+    // Stop (timeout, cancel, close) races every wait below.
+    let stopReason: 'timedOut' | 'cancelled' | null = null;
+    let wake: (() => void) | null = null;
+    const stopped = new Promise<'stopped'>((resolve) => (wake = () => resolve('stopped')));
+    const stop = (reason: 'timedOut' | 'cancelled'): void => {
+      if (stopReason !== null) return;
+      stopReason = reason;
+      wake?.();
+    };
+    const timer =
+      spec.timeoutMs <= MAX_TIMER_MS
+        ? setTimeout(() => stop('timedOut'), spec.timeoutMs)
+        : undefined;
+    const onAbort = (): void => stop('cancelled');
+    spec.signal.addEventListener('abort', onAbort, { once: true });
+    this.active.add(stop);
+    try {
+      const outcome = await this.converse(proc, spec, jobEnv, mark, stopped, log, program);
+      if (outcome === 'stopped') {
+        log.note(
+          stopReason === 'timedOut'
+            ? `[ion] timed out after ${spec.timeoutMs} ms: killing the warm process`
+            : '[ion] run cancelled: killing the warm process',
+        );
+        await proc.kill();
+        proc.detach();
+        return await finish({
+          ...plain,
+          timedOut: stopReason === 'timedOut',
+          cancelled: stopReason === 'cancelled',
+        });
+      }
+      if (outcome.kind === 'done') {
+        const marked = await this.waitMarks(proc, stopped);
+        if (!marked)
+          log.note(
+            `[ion] the warm process did not mark the end of its output within ${this.markWaitMs} ms; later output is not in this log`,
+          );
+        proc.detach();
+        this.release(proc, spec);
+        if (!outcome.ok && outcome.error !== undefined)
+          log.note(`[ion] the job failed in the warm process: ${outcome.error}`);
+        return await finish({ ...plain, exitCode: outcome.ok ? 0 : outcome.exitCode || 1 });
+      }
+      // The process is gone or broke the protocol: never reused.
+      if (outcome.kind === 'violation') {
+        log.note(`[ion] warm protocol violation: ${outcome.reason}; killing the warm process`);
+        await proc.kill();
+        proc.detach();
+        return await finish({
+          ...plain,
+          failure: {
+            code: 'module_crashed',
+            message: `warm protocol violation: ${outcome.reason}`,
+          },
+        });
+      }
+      await proc.ended;
+      proc.detach();
+      if (outcome.kind === 'spawn-error') {
+        log.note(outcome.message);
+        return await finish({ ...plain, exitCode: outcome.exitCode });
+      }
+      log.note(`[ion] ${outcome.failure.message}`);
+      return await finish({
+        ...plain,
+        exitCode: outcome.exitCode,
+        signal: outcome.signal,
+        failure: outcome.failure,
+      });
+    } finally {
+      clearTimeout(timer);
+      spec.signal.removeEventListener('abort', onAbort);
+      this.active.delete(stop);
+    }
+  }
+
+  /** Start-up (for a fresh process) and one job, up to the process's answer. */
+  private async converse(
+    proc: WarmProcess,
+    spec: ExecutionSpec,
+    jobEnv: Record<string, string>,
+    mark: string,
+    stopped: Promise<'stopped'>,
+    log: JobLog,
+    program: string,
+  ): Promise<'stopped' | Answer> {
+    if (!proc.ready) {
+      const event = await Promise.race([proc.next(), stopped]);
+      if (event === 'stopped') return event;
+      if (!(event.kind === 'message' && event.message.type === 'ready'))
+        return this.unexpected(
+          event,
+          program,
+          'before it said ready (a warm module must run an Ion warm SDK loop or speak the protocol on fd 3: docs/modules.md, "Warm modules")',
+        );
+      proc.ready = true;
+      log.note(`[ion] warm process ${proc.pid} of ${proc.module} v${proc.version} is ready`);
+    }
+    proc.jobs += 1;
+    clearTimeout(proc.idleTimer);
+    proc.send({
+      type: 'job',
+      id: spec.jobId,
+      attempt: spec.attempt,
+      dir: spec.workDir,
+      env: jobEnv,
+      mark,
+    });
+    const event = await Promise.race([proc.next(), stopped]);
+    if (event === 'stopped') return event;
+    if (event.kind === 'message' && event.message.type === 'done') {
+      if (event.message.id !== spec.jobId)
+        return {
+          kind: 'violation',
+          reason: `done names job ${event.message.id}, not ${spec.jobId}`,
+        };
+      const { ok, exitCode, error } = event.message;
+      return {
+        kind: 'done',
+        ok,
+        exitCode: exitCode ?? 0,
+        ...(error === undefined ? {} : { error }),
+      };
+    }
+    return this.unexpected(event, program, 'in the middle of the job');
+  }
+
+  private unexpected(event: WarmEvent, program: string, when: string): Answer {
+    switch (event.kind) {
+      case 'message':
+        return { kind: 'violation', reason: `unexpected "${event.message.type}" message ${when}` };
+      case 'violation':
+        return event;
+      case 'error': {
+        const code = (event.err as NodeJS.ErrnoException).code ?? 'EUNKNOWN';
+        return {
+          kind: 'spawn-error',
+          exitCode: code === 'ENOENT' ? 127 : 126,
+          message:
+            code === 'ENOENT'
+              ? `[ion] command not found: ${program}`
+              : `[ion] command cannot be executed: ${program} (${code})`,
+        };
+      }
+      case 'exit': {
+        const how =
+          event.code === null
+            ? `was killed by ${event.signal ?? 'a signal'}`
+            : `exited with code ${event.code}`;
+        return {
+          kind: 'crashed',
+          exitCode: event.code,
+          signal: event.signal,
+          failure: { code: 'module_crashed', message: `the warm process ${how} ${when}` },
+        };
+      }
+    }
+  }
+
+  /** After `done`: both streams' end marks, up to `markWaitMs` (the pipes may lag the socket). */
+  private async waitMarks(proc: WarmProcess, stopped: Promise<'stopped'>): Promise<boolean> {
+    const deadline = performance.now() + this.markWaitMs;
+    while (!proc.outputMarked && proc.alive && performance.now() < deadline) {
+      const tick = new Promise((resolve) => setImmediate(resolve));
+      if ((await Promise.race([tick, stopped])) === 'stopped') return false;
+      if (!proc.outputMarked) await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    return proc.outputMarked;
+  }
+
+  private takeIdle(key: string): WarmProcess | undefined {
+    const list = this.idle.get(key);
+    while (list !== undefined && list.length > 0) {
+      const proc = list.pop()!;
+      if (proc.alive) {
+        clearTimeout(proc.idleTimer);
+        return proc;
+      }
+    }
+    return undefined;
+  }
+
+  private async spawn(
+    key: string,
+    module: string,
+    version: number,
+    program: string,
+    args: string[],
+    env: Record<string, string>,
+  ): Promise<WarmProcess> {
+    const home = await mkdtemp(join(this.options.homeDir ?? tmpdir(), `ion-warm-${module}-`));
+    if (this.closed) {
+      // close() ran while the directory was made: it could not see this process.
+      await rm(home, { recursive: true, force: true });
+      throw new UnavailableError('warm executor: closed, cannot start a run');
+    }
+    const logger = this.options.logger;
+    const proc = new WarmProcess({
+      key,
+      module,
+      version,
+      program,
+      args,
+      env,
+      home,
+      killGraceMs: this.killGraceMs,
+      outside: (chunk) =>
+        logger?.info(
+          { module, version, output: chunk.toString('utf8', 0, 2000) },
+          'warm process output outside any job',
+        ),
+    });
+    this.processes.add(proc);
+    void proc.ended.then(async () => {
+      this.processes.delete(proc);
+      await rm(home, { recursive: true, force: true }).catch(() => undefined);
+    });
+    return proc;
+  }
+
+  /** A job of `version` arrives: idle processes of older versions of the module stop. */
+  private retireOlder(module: string, version: number): void {
+    if (version <= (this.newest.get(module) ?? -Infinity)) return;
+    this.newest.set(module, version);
+    for (const [key, list] of this.idle) {
+      const keep = list.filter((p) => p.module !== module || p.version >= version);
+      for (const proc of list) if (!keep.includes(proc)) void proc.stop();
+      this.idle.set(key, keep);
+    }
+  }
+
+  /** Back to the pool, or retired (maxJobs, a newer version, closing). */
+  private release(proc: WarmProcess, spec: ExecutionSpec): void {
+    const maxJobs = spec.warm?.maxJobs ?? 100;
+    const retire =
+      this.closed ||
+      !proc.alive ||
+      proc.jobs >= maxJobs ||
+      proc.version < (this.newest.get(proc.module) ?? 0);
+    if (retire) {
+      void proc.stop();
+      return;
+    }
+    const idleMs = Math.min(spec.warm?.idleTimeoutMs ?? 300_000, MAX_TIMER_MS);
+    proc.idleTimer = setTimeout(() => {
+      const list = this.idle.get(proc.key) ?? [];
+      this.idle.set(
+        proc.key,
+        list.filter((p) => p !== proc),
+      );
+      void proc.stop();
+    }, idleMs);
+    proc.idleTimer.unref();
+    const list = this.idle.get(proc.key) ?? [];
+    list.push(proc);
+    this.idle.set(proc.key, list);
+  }
+}
+
+type Answer =
+  | { kind: 'done'; ok: boolean; exitCode: number; error?: string }
+  | { kind: 'violation'; reason: string }
+  | { kind: 'spawn-error'; exitCode: number; message: string }
+  | { kind: 'crashed'; exitCode: number | null; signal: string | null; failure: ExecutionFailure };

@@ -5,6 +5,7 @@ import type { Control } from '../app/control.js';
 import { IonError, ValidationError, type ValidationIssue } from '../core/errors.js';
 import { EVENT_TYPE } from '../core/pipeline.js';
 import type { KeyValue } from '../core/types.js';
+import { isReservedEventType, reservedTypeMessage } from '../core/trace-settled.js';
 import { normaliseRelativePath } from '../handler/safe-path.js';
 import { errorBodySchema } from './errors.js';
 import type { ServerDeps } from './server.js';
@@ -65,6 +66,13 @@ function checkEventType(type: string, where: string): void {
       `invalid event type "${type}" in ${where}: must be 1-200 characters of dot-separated words of letters, digits, "_" or "-"`,
       where,
       'invalid event type',
+    );
+  }
+  if (isReservedEventType(type)) {
+    throw invalid(
+      `invalid event type in ${where}: ${reservedTypeMessage(type)}`,
+      where,
+      'reserved event type',
     );
   }
 }

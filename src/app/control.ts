@@ -10,6 +10,7 @@ import {
 } from '../core/errors.js';
 import { newId, rootEventIdFromKey } from '../core/ids.js';
 import { EVENT_TYPE, moduleSpecSchema, parseModule, parsePipeline } from '../core/pipeline.js';
+import { isReservedEventType, reservedTypeMessage } from '../core/trace-settled.js';
 import { nowIso } from '../core/time.js';
 import type {
   Attempt,
@@ -254,6 +255,11 @@ export class Control {
         `invalid event type "${input.type}": must be dot-separated words of letters, digits, "_" or "-"`,
         [{ path: 'type', message: 'invalid event type' }],
       );
+    }
+    if (isReservedEventType(input.type)) {
+      throw new ValidationError(`invalid event type: ${reservedTypeMessage(input.type)}`, [
+        { path: 'type', message: 'reserved event type' },
+      ]);
     }
     const data: KeyValue[] = Array.isArray(input.data)
       ? input.data.map(({ key, value }) => ({ key, value }))

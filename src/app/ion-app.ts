@@ -6,6 +6,7 @@ import { newId } from '../core/ids.js';
 import { TokenService } from '../core/tokens.js';
 import { WorkerPool } from '../dispatcher/worker-pool.js';
 import { OutboxRelay } from '../relay/outbox-relay.js';
+import { SettlementRelay } from '../relay/settlement-relay.js';
 import { buildServer, type IonServer } from '../api/server.js';
 import { metricsOf } from '../api/metrics.js';
 import { Control } from './control.js';
@@ -44,6 +45,8 @@ export class IonApp {
   /** API tokens (hashes in the document store); see docs/auth.md. */
   readonly tokens: TokenService;
   readonly relay: OutboxRelay | null;
+  /** Raises ion.trace.settled for settled traces; runs wherever the outbox relay runs. */
+  readonly settler: SettlementRelay | null;
   readonly pool: WorkerPool | null;
   readonly server: IonServer | null;
   private started = false;
@@ -73,6 +76,11 @@ export class IonApp {
     this.relay = roles.relay
       ? new OutboxRelay(store, bus, logger.child({ component: 'relay' }))
       : null;
+    this.settler = roles.relay
+      ? new SettlementRelay(store, blobs, logger.child({ component: 'settler' }), {
+          onRaised: () => this.relay?.wake(),
+        })
+      : null;
     this.pool = roles.workers
       ? new WorkerPool(
           {
@@ -86,7 +94,11 @@ export class IonApp {
             baseEnv: moduleBaseEnv(env),
             settings: config.dispatcher,
             onCommitted: () => this.relay?.wake(),
-            onAttemptFinished: (info) => this.control.noteAttemptFinished(info),
+            onAttemptFinished: (info) => {
+              // A job that ended may have settled its trace.
+              if (info.outcome !== 'failed' && info.outcome !== 'released') this.settler?.wake();
+              this.control.noteAttemptFinished(info);
+            },
           },
           roles.modules === undefined ? {} : { modules: roles.modules },
         )
@@ -126,6 +138,7 @@ export class IonApp {
     if (this.pool !== null) await jobHosts.start();
     this.started = true;
     this.relay?.start();
+    this.settler?.start();
     await this.pool?.start();
     if (this.server === null) return null;
     return this.server.listen({ host: this.config.api.host, port: this.config.api.port });
@@ -147,6 +160,7 @@ export class IonApp {
     };
     if (this.server !== null) await step('api', () => this.server!.close());
     if (this.pool !== null) await step('workers', () => this.pool!.stop());
+    if (this.settler !== null) await step('settler', () => this.settler!.stop());
     if (this.relay !== null) await step('relay', () => this.relay!.stop());
     if (!this.started) return;
     const { bus, store, blobs, jobHosts } = this.backends;

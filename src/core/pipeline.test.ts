@@ -128,6 +128,18 @@ describe('parsePipeline', () => {
     expect(wildcard.message).toContain('modules[0].publishes[0]');
   });
 
+  it('reserves ion.* types: subscribing to ion.trace.settled only, publishing none, naming the field', () => {
+    const ok = parsePipeline({ modules: [module({ subscribes: ['ion.trace.settled'] })] });
+    expect(ok.modules[0]!.subscribes).toEqual(['ion.trace.settled']);
+    const published = refusal({ modules: [module({ publishes: ['done', 'ion.trace.settled'] })] });
+    expect(published.message).toContain(
+      'modules[0].publishes[1]: "ion.trace.settled" is reserved: event types starting with "ion." are raised by Ion only',
+    );
+    const unknown = refusal({ modules: [module({ subscribes: ['ion.trace.setled'] })] });
+    expect(unknown.message).toContain('modules[0].subscribes[0]: "ion.trace.setled" is reserved');
+    expect(unknown.message).toContain('(ion.trace.settled)');
+  });
+
   it('refuses a module that subscribes to nothing', () => {
     expect(refusal({ modules: [module({ subscribes: [] })] }).message).toContain(
       'modules[0].subscribes',

@@ -3,6 +3,7 @@ import { parseDuration } from './duration.js';
 import { ValidationError } from './errors.js';
 import { EXECUTOR_KINDS, type ModuleSpec } from './types.js';
 import { parseOrThrow } from './validation.js';
+import { isReservedEventType, reservedTypeMessage, subscribeProblem } from './trace-settled.js';
 
 /** Module names become subscription names, directory names and env values: keep them plain. */
 export const MODULE_NAME = /^[a-z][a-z0-9_-]{0,62}$/;
@@ -19,6 +20,16 @@ const eventType = z
   .string()
   .max(200)
   .regex(EVENT_TYPE, 'must be dot-separated words of letters, digits, "_" or "-"');
+
+/** `ion.*` types are Ion's: a module may subscribe to its system events, never publish one. */
+const subscribedType = eventType.superRefine((type, ctx) => {
+  const problem = subscribeProblem(type);
+  if (problem !== null) ctx.addIssue({ code: 'custom', message: problem });
+});
+const publishedType = eventType.superRefine((type, ctx) => {
+  if (isReservedEventType(type))
+    ctx.addIssue({ code: 'custom', message: reservedTypeMessage(type) });
+});
 
 const DURATION_HINT =
   'must be a duration like "500ms", "30s", "10m" or "1h", or a number of seconds, at least 1ms';
@@ -143,8 +154,8 @@ const warmSchema = z
 const moduleSchema = z
   .object({
     name: z.string().regex(MODULE_NAME, 'must match ^[a-z][a-z0-9_-]{0,62}$'),
-    subscribes: z.array(eventType).min(1, 'must name at least one event type'),
-    publishes: z.array(eventType).default([]),
+    subscribes: z.array(subscribedType).min(1, 'must name at least one event type'),
+    publishes: z.array(publishedType).default([]),
     executor: z.enum(EXECUTOR_KINDS).optional(),
     run: runSchema,
     retries: z.number().int().min(0).max(100).default(DEFAULT_RETRIES),

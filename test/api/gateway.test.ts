@@ -119,6 +119,40 @@ describe('POST /v1/gateway/:eventType with a JSON body', () => {
     );
   });
 
+  it('refuses an ion.* event type on every publish path: the API, the typed gateway and CloudEvents', async () => {
+    const api = await inject({
+      method: 'POST',
+      url: '/v1/events',
+      payload: { type: 'ion.trace.settled', data: {} },
+    });
+    expect(expectError(api, 400, 'validation_failed')).toContain(
+      '"ion.trace.settled" is reserved: event types starting with "ion." are raised by Ion only',
+    );
+    const typed = await inject({ method: 'POST', url: '/v1/gateway/ion.custom', payload: {} });
+    expect(expectError(typed, 400, 'validation_failed')).toMatch(
+      /in the path: "ion.custom" is reserved/,
+    );
+    const cloud = await inject({
+      method: 'POST',
+      url: '/v1/gateway/cloudevents',
+      headers: {
+        'ce-specversion': '1.0',
+        'ce-id': 'x-1',
+        'ce-source': '/test',
+        'ce-type': 'ion.trace.settled',
+        'content-type': 'application/json',
+      },
+      payload: {},
+    });
+    expect(expectError(cloud, 400, 'validation_failed')).toMatch(
+      /headers.ce-type: "ion.trace.settled" is reserved/,
+    );
+    expect(await app.backends.store.listEvents({ type: 'ion.trace.settled' })).toEqual({
+      events: [],
+      nextCursor: null,
+    });
+  });
+
   it('returns the same event with created false when the Idempotency-Key is retried', async () => {
     const send = (payload: Record<string, unknown>) =>
       inject({

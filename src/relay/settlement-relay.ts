@@ -1,0 +1,99 @@
+import { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import type { BlobStore } from '../blob/blob-store.js';
+import { errorMessage } from '../core/errors.js';
+import { sleep, yieldToEventLoop } from '../core/time.js';
+import { settledEvent, traceSummary, type Settlement } from '../core/trace-settled.js';
+import { Waker } from '../core/waker.js';
+import type { DocumentStore } from '../store/document-store.js';
+
+export interface SettlementRelayOptions {
+  pollIntervalMs?: number;
+  batchSize?: number;
+  /** Called after it stored a settled event (and its outbox row): wake the outbox relay. */
+  onRaised?: () => void;
+}
+
+/**
+ * Raises `ion.trace.settled` for every settled trace: takes open settlements from the store,
+ * stores the trace's summary as the blob `trace.json`, then (one store transaction) inserts
+ * the event, whose id derives from the correlation id, with its outbox row if absent, and
+ * marks the settlement raised. A crash between the steps repeats them on the next pass, and
+ * two processes raising one settlement store one event: the blob is content-addressed, the
+ * event insert-if-absent. It runs beside the outbox relay, which publishes the event.
+ */
+export class SettlementRelay {
+  private readonly stopSignal = new AbortController();
+  private readonly waker = new Waker();
+  private loop: Promise<void> | null = null;
+  private readonly pollIntervalMs: number;
+  private readonly batchSize: number;
+
+  constructor(
+    private readonly store: DocumentStore,
+    private readonly blobs: BlobStore,
+    private readonly logger: Logger,
+    private readonly options: SettlementRelayOptions = {},
+  ) {
+    this.pollIntervalMs = options.pollIntervalMs ?? 250;
+    this.batchSize = options.batchSize ?? 50;
+  }
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  /** Look for settlements now rather than at the next poll (after a job ended here). */
+  wake(): void {
+    this.waker.wake();
+  }
+
+  private async run(): Promise<void> {
+    const signal = this.stopSignal.signal;
+    let failures = 0;
+    while (!signal.aborted) {
+      let handled = 0;
+      try {
+        handled = await this.raiseBatch();
+        failures = 0;
+      } catch (err) {
+        failures += 1;
+        this.logger.warn(
+          { err: errorMessage(err) },
+          'settlement relay could not raise ion.trace.settled; backing off',
+        );
+        await sleep(Math.min(5000, 100 * 2 ** failures), signal);
+        continue;
+      }
+      if (handled < this.batchSize) await this.waker.wait(this.pollIntervalMs, signal);
+      else await yieldToEventLoop();
+    }
+  }
+
+  /** One pass over open settlements: returns how many it handled. */
+  async raiseBatch(): Promise<number> {
+    const open = await this.store.openSettlements(this.batchSize);
+    for (const settlement of open) await this.raise(settlement);
+    if (open.length > 0) this.options.onRaised?.();
+    return open.length;
+  }
+
+  private async raise(settlement: Settlement): Promise<void> {
+    const trace = await this.store.trace(settlement.correlationId);
+    const root = trace.events.find((e) => e.eventId === settlement.rootEventId) ?? null;
+    const summary = `${JSON.stringify(traceSummary(settlement, trace), null, 2)}\n`;
+    const file = await this.blobs.put(Readable.from([Buffer.from(summary, 'utf8')]));
+    const event = settledEvent(settlement, root, file);
+    const { created } = await this.store.recordSettledEvent(event);
+    this.logger.info(
+      { correlationId: settlement.correlationId, eventId: event.eventId, created },
+      created ? 'trace settled: ion.trace.settled raised' : 'trace settled: raised elsewhere',
+    );
+  }
+
+  async stop(): Promise<void> {
+    this.stopSignal.abort();
+    this.wake();
+    await this.loop;
+  }
+}

@@ -124,4 +124,9 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Warm-capable: run with `warm: true` (ion-warm.yaml), Ion's helper calls main() once per
+    # job in a long-lived process; run cold, it calls main() once and exits with its code.
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../../sdk/python"))
+    from ion_warm import serve
+
+    serve(main)

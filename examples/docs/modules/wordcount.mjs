@@ -15,6 +15,9 @@
 
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+// Warm-capable: run with `warm: true` (ion-warm.yaml), Ion's helper calls main() once per job
+// in a long-lived process; run cold, it calls main() once and exits with its code.
+import { serve } from '../../../sdk/node/ion-warm.mjs';
 
 const STOP_WORDS = new Set(
   (
@@ -25,22 +28,8 @@ const STOP_WORDS = new Set(
 );
 const WORD = /[\p{L}\p{N}]+(?:['’][\p{L}\p{N}]+)*/gu;
 
-const base = process.env.HANDLER_BASE_DIR || process.env.ION_BASE_DIR || process.cwd();
-const inData = join(base, 'in', 'data');
-const outData = join(base, 'out', 'data');
-const outEvents = join(base, 'out', 'events');
-
-const topSetting = process.env.TOP_WORDS ?? '5';
-if (!/^[1-9][0-9]*$/.test(topSetting)) {
-  console.error(
-    `wordcount: TOP_WORDS must be a positive integer, got ${JSON.stringify(topSetting)}`,
-  );
-  process.exit(2);
-}
-const topN = Number(topSetting);
-
 /** The triggering event's metadata as a Map (first occurrence of a key wins). */
-function readMeta() {
+function readMeta(base) {
   const file = join(base, 'in', 'eventmeta.json');
   const meta = new Map();
   if (!existsSync(file)) return meta;
@@ -62,7 +51,7 @@ function listFiles(dir, prefix = '') {
   return out.sort();
 }
 
-function countWords(text) {
+function countWords(text, topN) {
   const counts = new Map();
   let total = 0;
   for (const match of text.toLowerCase().matchAll(WORD)) {
@@ -77,51 +66,70 @@ function countWords(text) {
   return { total, unique: counts.size, top };
 }
 
-const meta = readMeta();
-const chunks = listFiles(inData);
-if (chunks.length === 0) {
-  console.error('wordcount: the event carries no file to count');
-  process.exit(1);
+function main() {
+  const base = process.env.HANDLER_BASE_DIR || process.env.ION_BASE_DIR || process.cwd();
+  const inData = join(base, 'in', 'data');
+  const outData = join(base, 'out', 'data');
+  const outEvents = join(base, 'out', 'events');
+
+  const topSetting = process.env.TOP_WORDS ?? '5';
+  if (!/^[1-9][0-9]*$/.test(topSetting)) {
+    console.error(
+      `wordcount: TOP_WORDS must be a positive integer, got ${JSON.stringify(topSetting)}`,
+    );
+    return 2;
+  }
+  const topN = Number(topSetting);
+
+  const meta = readMeta(base);
+  const chunks = listFiles(inData);
+  if (chunks.length === 0) {
+    console.error('wordcount: the event carries no file to count');
+    return 1;
+  }
+
+  mkdirSync(outEvents, { recursive: true });
+  let totalWords = 0;
+  let topWord = '';
+  chunks.forEach((chunk, i) => {
+    const { total, unique, top } = countWords(readFileSync(join(inData, chunk), 'utf8'), topN);
+    const sub = chunk.replace(/^chunks\//, '').replace(/\.[^./]*$/, '');
+    const countsPath = `counts/${sub}.json`;
+    const document = meta.get('document') ?? chunk;
+    const part = meta.get('part') ?? String(i + 1);
+
+    mkdirSync(dirname(join(outData, countsPath)), { recursive: true });
+    writeFileSync(
+      join(outData, countsPath),
+      JSON.stringify({ document, part, chunk, words: total, unique, top }, null, 2) + '\n',
+    );
+    const event = {
+      eventType: 'chunk.counted',
+      files: [countsPath],
+      data: { document, part, words: String(total) },
+    };
+    writeFileSync(
+      join(outEvents, `counted-${String(i + 1).padStart(3, '0')}.json`),
+      JSON.stringify(event, null, 2) + '\n',
+    );
+
+    totalWords += total;
+    if (!topWord && top.length > 0) topWord = top[0].word;
+    console.log(`wordcount: ${chunk}: ${total} words, top: ${top.map((t) => t.word).join(', ')}`);
+  });
+
+  writeFileSync(
+    join(base, 'out', 'insights.json'),
+    JSON.stringify(
+      [
+        { key: 'words', value: String(totalWords) },
+        { key: 'top_word', value: topWord },
+      ],
+      null,
+      2,
+    ) + '\n',
+  );
+  return 0;
 }
 
-mkdirSync(outEvents, { recursive: true });
-let totalWords = 0;
-let topWord = '';
-chunks.forEach((chunk, i) => {
-  const { total, unique, top } = countWords(readFileSync(join(inData, chunk), 'utf8'));
-  const sub = chunk.replace(/^chunks\//, '').replace(/\.[^./]*$/, '');
-  const countsPath = `counts/${sub}.json`;
-  const document = meta.get('document') ?? chunk;
-  const part = meta.get('part') ?? String(i + 1);
-
-  mkdirSync(dirname(join(outData, countsPath)), { recursive: true });
-  writeFileSync(
-    join(outData, countsPath),
-    JSON.stringify({ document, part, chunk, words: total, unique, top }, null, 2) + '\n',
-  );
-  const event = {
-    eventType: 'chunk.counted',
-    files: [countsPath],
-    data: { document, part, words: String(total) },
-  };
-  writeFileSync(
-    join(outEvents, `counted-${String(i + 1).padStart(3, '0')}.json`),
-    JSON.stringify(event, null, 2) + '\n',
-  );
-
-  totalWords += total;
-  if (!topWord && top.length > 0) topWord = top[0].word;
-  console.log(`wordcount: ${chunk}: ${total} words, top: ${top.map((t) => t.word).join(', ')}`);
-});
-
-writeFileSync(
-  join(base, 'out', 'insights.json'),
-  JSON.stringify(
-    [
-      { key: 'words', value: String(totalWords) },
-      { key: 'top_word', value: topWord },
-    ],
-    null,
-    2,
-  ) + '\n',
-);
+serve(main);

@@ -237,6 +237,7 @@ const ENV_KEYS: Record<string, { path: string[]; type: 'string' | 'int' | 'bool'
   ION_S3_CHECKSUMS: { path: ['blob', 'checksums'], type: 'string' },
   ION_AZURE_CONNECTION_STRING: { path: ['blob', 'connectionString'], type: 'string' },
   ION_AZURE_CONTAINER: { path: ['blob', 'container'], type: 'string' },
+  ION_AZURE_PREFIX: { path: ['blob', 'prefix'], type: 'string' },
   ION_EXECUTOR: { path: ['executor', 'kind'], type: 'string' },
   ION_EXECUTOR_SPAWN_ON: { path: ['executor', 'spawnOn'], type: 'string' },
   DOCKER_HOST: { path: ['executor', 'docker', 'host'], type: 'string' },

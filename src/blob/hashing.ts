@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { constants, createWriteStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Readable } from 'node:stream';
@@ -113,7 +113,7 @@ export async function hashFile(path: string): Promise<BlobRef> {
   const hash = createHash('sha256');
   let size = 0;
   try {
-    for await (const chunk of createReadStream(path)) {
+    for await (const chunk of await openRegularFile(path)) {
       const bytes = chunk as Buffer;
       hash.update(bytes);
       size += bytes.length;
@@ -121,9 +121,30 @@ export async function hashFile(path: string): Promise<BlobRef> {
   } catch (err) {
     if (errnoCode(err) === 'ENOENT')
       throw new NotFoundError(`file not found: ${path}`, { cause: err });
+    if (errnoCode(err) === 'ELOOP') throw new SymlinkRefused(path, err);
     throw err;
   }
   return { sha256: hash.digest('hex'), size };
+}
+
+/**
+ * A file to store turned out to be a symbolic link. Stores never follow one at the last
+ * component of a path they are given: a module's process left running could swap a checked
+ * output file for a link to a secret between the check and the store.
+ */
+export class SymlinkRefused extends ValidationError {
+  constructor(path: string, cause: unknown) {
+    super(`${path} is a symbolic link; only regular files are stored`, [], { cause });
+  }
+}
+
+/**
+ * Opens a file for reading without following a symbolic link in its last component
+ * (O_NOFOLLOW: a link fails with ELOOP). The stream closes the file when it ends.
+ */
+export async function openRegularFile(path: string): Promise<Readable> {
+  const handle = await fsp.open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  return handle.createReadStream();
 }
 
 /**

@@ -1,3 +1,5 @@
+import { SymlinkRefused } from '../blob/hashing.js';
+import { ModuleOutputError } from '../core/errors.js';
 import type { FileRef, KeyValue } from '../core/types.js';
 import { readJobOutputs } from './commit.js';
 
@@ -38,7 +40,16 @@ export async function collectJobDir(
   const plan = await readJobOutputs(base, publishes);
   const refs = new Map<string, FileRef>();
   for (const file of plan.files) {
-    const ref = await storeFile(file.absPath);
+    const ref = await storeFile(file.absPath).catch((err: unknown) => {
+      // Checked as a regular file a moment ago, a symlink now: something the module left
+      // running swapped it. The stores never follow it; the attempt fails on the module.
+      if (err instanceof SymlinkRefused)
+        throw new ModuleOutputError(
+          `out/data/${file.path} was replaced by a symbolic link after it was checked; only regular files are stored`,
+          { cause: err },
+        );
+      throw err;
+    });
     refs.set(file.path, { path: file.path, sha256: ref.sha256, size: ref.size });
   }
   return {

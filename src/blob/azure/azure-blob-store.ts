@@ -1,4 +1,3 @@
-import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
 import type { BlobStore } from '../blob-store.js';
@@ -15,6 +14,7 @@ import {
   tempKey,
   writeFileAtomically,
   type HashedBody,
+  openRegularFile,
 } from '../hashing.js';
 
 const ADAPTER = 'azure-blob';
@@ -136,7 +136,13 @@ export class AzureBlobStore implements BlobStore {
     } catch (err) {
       throw wrapDriverError(ADAPTER, `putFile(${path})`, err);
     }
-    const hashed = hashThrough(createReadStream(path));
+    let source: Readable;
+    try {
+      source = await openRegularFile(path);
+    } catch (err) {
+      throw wrapDriverError(ADAPTER, `putFile(${path})`, err);
+    }
+    const hashed = hashThrough(source);
     try {
       await this.upload(name, hashed);
     } catch (err) {

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -7,6 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import type { BlobStore } from '../blob-store.js';
 import type { BlobRef } from '../../core/types.js';
 import { NotFoundError, ValidationError, wrapDriverError } from '../../core/errors.js';
+import { SymlinkRefused, hashFile, openRegularFile } from '../hashing.js';
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 const ADAPTER = 'fs blob store';
@@ -99,7 +100,10 @@ export class FsBlobStore implements BlobStore {
       throw wrapDriverError(ADAPTER, `putFile(${path})`, err);
     }
     try {
-      const ref = await hashFile(tmp);
+      // link() copied a symlink as a symlink: hashing it without following refuses it.
+      const ref = await hashFile(tmp).catch((err: unknown) => {
+        throw err instanceof SymlinkRefused ? new SymlinkRefused(path, err) : err;
+      });
       await this.moveIntoPlace(tmp, ref.sha256);
       return ref;
     } catch (err) {
@@ -119,7 +123,7 @@ export class FsBlobStore implements BlobStore {
     try {
       actual = await hashFile(path);
     } catch (err) {
-      if (errnoCode(err) === 'ENOENT') return false;
+      if (err instanceof NotFoundError) return false;
       throw wrapDriverError(ADAPTER, `verify(${sha256})`, err);
     }
     if (actual.sha256 === sha256) return true;
@@ -244,24 +248,14 @@ function checkRange(range: { start: number; end: number }): void {
   }
 }
 
-async function hashFile(path: string): Promise<BlobRef> {
-  const hash = createHash('sha256');
-  let size = 0;
-  for await (const chunk of createReadStream(path)) {
-    const bytes = chunk as Buffer;
-    hash.update(bytes);
-    size += bytes.length;
-  }
-  return { sha256: hash.digest('hex'), size };
-}
-
 /** Hard-links `from` to `to`; copies when the filesystem refuses (EXDEV, EPERM, ENOTSUP...). */
 async function linkOrCopy(from: string, to: string): Promise<void> {
   try {
     await fsp.link(from, to);
   } catch (err) {
     if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'EEXIST') throw err;
-    await fsp.copyFile(from, to, fsp.constants.COPYFILE_EXCL);
+    // Never follow a symlink: copy the regular file itself, or refuse (see SymlinkRefused).
+    await pipeline(await openRegularFile(from), createWriteStream(to, { flags: 'wx' }));
   }
 }
 

@@ -1,4 +1,3 @@
-import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
@@ -31,6 +30,7 @@ import {
   tempKey,
   writeFileAtomically,
   type HashedBody,
+  openRegularFile,
 } from '../hashing.js';
 
 const ADAPTER = 's3-blob';
@@ -214,7 +214,13 @@ export class S3BlobStore implements BlobStore {
     } catch (err) {
       throw wrapDriverError(ADAPTER, `putFile(${path})`, err);
     }
-    const hashed = hashThrough(createReadStream(path));
+    let source: Readable;
+    try {
+      source = await openRegularFile(path);
+    } catch (err) {
+      throw wrapDriverError(ADAPTER, `putFile(${path})`, err);
+    }
+    const hashed = hashThrough(source);
     try {
       await this.upload(key, hashed);
     } catch (err) {

@@ -7,6 +7,8 @@ import { registerQueryRoutes } from './queries.js';
 import { registerLiveRoutes } from './live.js';
 import { registerAdminRoutes } from './admin-routes.js';
 import { registerJobRoutes } from './job-routes.js';
+import { registerDashboardRoutes } from './dashboard-routes.js';
+import { registerUiRoutes } from './ui-static.js';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Control } from '../app/control.js';
@@ -31,6 +33,8 @@ export interface ServerDeps {
   auth?: AuthDeps;
   /** PEM certificate and key: the API serves HTTPS only (see config/tls.ts). */
   https?: { cert: Buffer; key: Buffer };
+  /** The built dashboard served at /ui; default `dist/web` of this package. */
+  uiDir?: string;
 }
 
 const errors = errorResponses;
@@ -333,6 +337,8 @@ export function buildServer(deps: ServerDeps) {
     registerQueryRoutes(app, deps);
     registerLiveRoutes(app, deps);
     registerJobRoutes(app, deps);
+    registerDashboardRoutes(app, deps);
+    registerUiRoutes(app, deps.uiDir);
     // [routes] further route groups are registered here, one line each.
     done();
   });

@@ -1,6 +1,12 @@
 import type { Command } from 'commander';
 import { print } from '../context.js';
-import { addRunOptions, describeBackends, runIon, type RunOptions } from '../run-ion.js';
+import {
+  addExecutorOption,
+  addRunOptions,
+  describeBackends,
+  runIon,
+  type RunOptions,
+} from '../run-ion.js';
 
 export function registerServer(program: Command): void {
   addRunOptions(
@@ -17,14 +23,17 @@ export function registerServer(program: Command): void {
       'stderr',
     );
     print(`Ion server is up at ${url ?? '-'} (${describeBackends(config)})`);
+    if (url !== null) print(`  dashboard: ${url}/ui`);
   });
 
-  addRunOptions(
-    program
-      .command('worker')
-      .description('run dispatchers (and an outbox relay): consume events and run module jobs')
-      .option('--modules <names>', 'only these modules (comma-separated); all by default'),
-    false,
+  addExecutorOption(
+    addRunOptions(
+      program
+        .command('worker')
+        .description('run dispatchers (and an outbox relay): consume events and run module jobs')
+        .option('--modules <names>', 'only these modules (comma-separated); all by default'),
+      false,
+    ),
   ).action(async (options: RunOptions & { modules?: string }) => {
     const modules = options.modules
       ?.split(',')

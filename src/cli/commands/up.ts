@@ -8,7 +8,13 @@ import { errorMessage } from '../../core/errors.js';
 import { loadPipelineDocument, readYamlFile } from '../../core/pipeline-file.js';
 import { parseOrThrow } from '../../core/validation.js';
 import { print } from '../context.js';
-import { addRunOptions, describeBackends, runIon, type RunOptions } from '../run-ion.js';
+import {
+  addExecutorOption,
+  addRunOptions,
+  describeBackends,
+  runIon,
+  type RunOptions,
+} from '../run-ion.js';
 import { renderTrace, summariseJobs, table } from '../render.js';
 import { waitForTrace } from './trace.js';
 
@@ -49,13 +55,15 @@ interface UpOptions extends RunOptions {
 }
 
 export function registerUp(program: Command): void {
-  addRunOptions(
-    program
-      .command('up')
-      .description(
-        'run all of Ion in this process on the embedded defaults (SQLite, local files, local processes)',
-      ),
-    true,
+  addExecutorOption(
+    addRunOptions(
+      program
+        .command('up')
+        .description(
+          'run all of Ion in this process on the embedded defaults (SQLite, local files, local processes)',
+        ),
+      true,
+    ),
   )
     .option('-f, --file <path>', 'apply this pipeline file at start')
     .option(
@@ -70,6 +78,7 @@ export function registerUp(program: Command): void {
         'off', // a local, single-process Ion: convenient unless configured otherwise
       );
       print(`Ion is up at ${url}`);
+      print(`  dashboard: ${url}/ui`);
       print(`  ${describeBackends(config)}`);
       print(
         config.api.auth === 'on'

@@ -95,7 +95,8 @@ async function createStore(config: IonConfig, logger: Logger): Promise<DocumentS
   }
 }
 
-async function createBlobStore(config: IonConfig): Promise<BlobStore> {
+/** The blob store the config names (also used by `ion handler` inside a pod). */
+export async function createBlobStore(config: IonConfig): Promise<BlobStore> {
   const blob = config.blob;
   switch (blob.kind) {
     case 'fs':

@@ -4,6 +4,7 @@ import { registerApply } from './commands/apply.js';
 import { registerConfig } from './commands/config.js';
 import { registerDev } from './commands/dev.js';
 import { registerEvent } from './commands/event.js';
+import { registerHandler } from './commands/handler.js';
 import { registerQueryCommands } from './commands/queries.js';
 import { registerDlq, registerJobs, registerModules } from './commands/jobs.js';
 import { registerReplay } from './commands/replay.js';
@@ -61,6 +62,8 @@ export function buildProgram(): Command {
   // Token commands open the configured store directly (bootstrap with auth on), or call the
   // API with --remote: they add --api-url, --profile and --ca-file themselves (token.ts).
   registerToken(program);
+  // The handler steps run in pods and read the ION_* environment; no API options.
+  registerHandler(program);
   program.commands.forEach(function override(cmd: Command): void {
     cmd.exitOverride();
     cmd.commands.forEach(override);

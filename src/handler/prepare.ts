@@ -1,4 +1,4 @@
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { ValidationError } from '../core/errors.js';
 import type { IonEvent } from '../core/types.js';
@@ -19,7 +19,12 @@ export async function prepareJobDir(
   materialize: MaterializeFn,
 ): Promise<JobLayout> {
   const layout = jobLayout(base);
-  await rm(base, { recursive: true, force: true });
+  // Empty the directory rather than remove it: in a pod it is a volume's mount point, which
+  // cannot be removed (EBUSY).
+  await mkdir(base, { recursive: true });
+  await Promise.all(
+    (await readdir(base)).map((entry) => rm(join(base, entry), { recursive: true, force: true })),
+  );
   await Promise.all([
     mkdir(layout.inData, { recursive: true }),
     mkdir(layout.outData, { recursive: true }),

@@ -1,4 +1,7 @@
+import { existsSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import type { BlobStore } from '../blob/blob-store.js';
 import { FsBlobStore } from '../blob/fs/fs-blob-store.js';
@@ -27,19 +30,49 @@ export interface Backends {
  */
 export async function createBackends(config: IonConfig, logger: Logger): Promise<Backends> {
   const blobs = await createBlobStore(config);
+  const store = await createStore(config, logger.child({ component: 'store' }));
   return {
     bus: await createBus(config, logger.child({ component: 'bus' })),
-    store: await createStore(config, logger.child({ component: 'store' })),
+    store,
     blobs,
-    jobHosts: createJobHosts(config, logger.child({ component: 'executor' }), blobs),
+    jobHosts: createJobHosts(config, logger.child({ component: 'executor' }), blobs, store),
   };
 }
 
-/** The job hosts of a worker: local always, the others made when a module first needs them. */
-export function createJobHosts(config: IonConfig, logger: Logger, blobs: BlobStore): JobHosts {
+/**
+ * The job hosts of a worker: local always, the others made when a module first needs them.
+ * The store tells the docker executor's sweep which labelled containers are orphans.
+ */
+export function createJobHosts(
+  config: IonConfig,
+  logger: Logger,
+  blobs: BlobStore,
+  store: DocumentStore,
+): JobHosts {
   const { dataDir } = config;
   const { keepJobDirs } = config.dispatcher;
   return new JobHosts(config.executor.kind, {
+    // Imported on first use: a worker of local processes never loads dockerode.
+    docker: async () => {
+      const { DockerExecutor } = await import('../executors/docker/docker-executor.js');
+      const docker = config.executor.docker;
+      return new DirJobHost({
+        kind: 'docker',
+        executor: new DockerExecutor({
+          ...(docker.host === undefined ? {} : { host: docker.host }),
+          runtimeImage: docker.runtimeImage,
+          stopGraceMs: docker.stopGraceMs,
+          imageRetryDelayMs: docker.imageRetryDelayMs,
+          isAttemptLive: attemptLiveness(store),
+          runtimeMounts: existsSync(SDK_DIR) ? [SDK_DIR] : [],
+          logger,
+        }),
+        blobs,
+        dataDir,
+        keepJobDirs,
+        logger,
+      });
+    },
     local: () =>
       new DirJobHost({
         kind: 'local',
@@ -52,6 +85,42 @@ export function createJobHosts(config: IonConfig, logger: Logger, blobs: BlobSto
         logger,
       }),
   });
+}
+
+/** Ion's module SDKs (src/app or dist/app, two levels below the package root). */
+const SDK_DIR = fileURLToPath(new URL('../../sdk', import.meta.url));
+
+/**
+ * Whether a container's attempt still runs, from the store: an attempt is live while its
+ * outcome is `running`, unless its worker ran on this host and its process is gone (a
+ * crashed worker: worker ids are `host/pid/random`). A job the store does not know belongs to
+ * another installation sharing the engine, and is left alone.
+ *
+ * The store's attempts do not expose their lease, so a worker on another host that died is
+ * judged live until a redelivery closes its attempt (`worker_lost`); the next sweep then
+ * removes its container.
+ */
+export function attemptLiveness(
+  store: DocumentStore,
+): (jobId: string, attempt: number) => Promise<boolean> {
+  const host = hostname();
+  return async (jobId, attempt) => {
+    const found = (await store.listAttempts(jobId)).find((a) => a.attempt === attempt);
+    if (found === undefined) return true;
+    if (found.outcome !== 'running') return false;
+    const [workerHost, pid] = found.workerId.split('/');
+    if (workerHost !== host || pid === undefined || !/^\d+$/.test(pid)) return true;
+    return processAlive(Number(pid));
+  };
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 async function createBus(config: IonConfig, logger: Logger): Promise<EventBus> {

@@ -5,6 +5,7 @@ import { IonApp, type Roles } from '../app/ion-app.js';
 import { createLogger } from '../app/logger.js';
 import { loadConfig, type IonConfig } from '../config/config.js';
 import { errorMessage } from '../core/errors.js';
+import { EXECUTOR_KINDS } from '../core/types.js';
 import { UsageError, print } from './context.js';
 
 /** Flags every command that runs Ion in-process accepts. */
@@ -15,6 +16,16 @@ export interface RunOptions {
   config?: string;
   tlsCertFile?: string;
   tlsKeyFile?: string;
+  /** `ion up` and `ion worker`: the executor of modules that do not name one. */
+  executor?: string;
+}
+
+/** Adds `--executor` (ion up, ion worker): where modules without their own `executor` run. */
+export function addExecutorOption(command: Command): Command {
+  return command.option(
+    '--executor <kind>',
+    `where modules without their own executor run: ${EXECUTOR_KINDS.join(', ')} (env ION_EXECUTOR; default local)`,
+  );
 }
 
 export function addRunOptions(command: Command, withApi: boolean): Command {
@@ -47,9 +58,15 @@ function flags(options: RunOptions): Record<string, unknown> {
   if (options.host !== undefined) api.host = options.host;
   if (options.tlsCertFile !== undefined) api.tlsCertFile = options.tlsCertFile;
   if (options.tlsKeyFile !== undefined) api.tlsKeyFile = options.tlsKeyFile;
+  const executor = options.executor;
+  if (executor !== undefined && !(EXECUTOR_KINDS as readonly string[]).includes(executor))
+    throw new UsageError(
+      `--executor must be one of ${EXECUTOR_KINDS.join(', ')}, got "${executor}"`,
+    );
   return {
     ...(options.dataDir === undefined ? {} : { dataDir: options.dataDir }),
     ...(Object.keys(api).length > 0 ? { api } : {}),
+    ...(executor === undefined ? {} : { executor: { kind: executor } }),
   };
 }
 
@@ -68,7 +85,14 @@ export function describeBackends(config: IonConfig): string {
       : config.blob.kind === 's3'
         ? `S3 bucket ${config.blob.bucket}`
         : `Azure container ${config.blob.container}`;
-  return `${bus}, ${store}, ${blob}, local processes`;
+  const executor = config.executor.kind;
+  const modules =
+    executor === 'local'
+      ? 'local processes'
+      : executor === 'docker'
+        ? `containers on ${config.executor.docker.host ?? 'unix:///var/run/docker.sock'}`
+        : `Kubernetes pods in namespace ${config.executor.kubernetes.namespace}`;
+  return `${bus}, ${store}, ${blob}, ${modules}`;
 }
 
 /** The config of a command that works in-process: `--config`, `ION_*` env, then its flags. */

@@ -52,7 +52,12 @@ export interface Settlement {
   settledAt: string;
   /** The trace's jobs by state at that moment. */
   jobs: JobStateCounts;
-  /** The `ion.trace.settled` event once raised; null while the settlement is open. */
+  /**
+   * Handled: its `ion.trace.settled` event is stored, or it was closed without one because no
+   * module subscribed to `ion.trace.settled` (an event nobody is subscribed to goes nowhere).
+   */
+  done: boolean;
+  /** The `ion.trace.settled` event, once raised; null while open or when closed without one. */
   eventId: string | null;
 }
 

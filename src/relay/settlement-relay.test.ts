@@ -33,11 +33,10 @@ describe('SettlementRelay', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  /** A trace with one module whose only job succeeded with an insight: settled, not raised. */
-  async function settledTrace(): Promise<IonEvent> {
-    await store.upsertModule({
-      name: 'detect',
-      subscribes: ['video.uploaded'],
+  function module(name: string, subscribes: string[]) {
+    return store.upsertModule({
+      name,
+      subscribes,
       publishes: [],
       run: { command: ['true'] },
       retries: 0,
@@ -45,6 +44,12 @@ describe('SettlementRelay', () => {
       concurrency: 1,
       env: {},
     });
+  }
+
+  /** A trace with one module whose only job succeeded with an insight: settled, not raised. */
+  async function settledTrace(summary = true): Promise<IonEvent> {
+    await module('detect', ['video.uploaded']);
+    if (summary) await module('summary', ['ion.trace.settled']);
     const eventId = randomUUID();
     const root: IonEvent = {
       eventId,
@@ -124,6 +129,21 @@ describe('SettlementRelay', () => {
       expect.objectContaining({ module: 'detect', key: 'label', value: 'cat' }),
     ]);
     expect(summary.jobs.map((j) => [j.module, j.state])).toEqual([['detect', 'succeeded']]);
+  });
+
+  it('closes the settlement without an event or a blob when no module subscribes to it', async () => {
+    const root = await settledTrace(false);
+    let woken = 0;
+    const relay = new SettlementRelay(store, blobs, logger, { onRaised: () => (woken += 1) });
+    expect(await relay.raiseBatch()).toBe(1);
+    expect(await store.openSettlements(10)).toEqual([]);
+    expect(await store.getSettlement(root.correlationId)).toMatchObject({
+      done: true,
+      eventId: null,
+    });
+    const trace = await store.trace(root.correlationId);
+    expect(trace.events.map((e) => e.type)).toEqual(['video.uploaded']);
+    expect(woken).toBe(0);
   });
 
   it('raises the event on the next pass after a crash between the blob and the event', async () => {

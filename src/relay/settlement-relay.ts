@@ -3,7 +3,12 @@ import type { Logger } from 'pino';
 import type { BlobStore } from '../blob/blob-store.js';
 import { errorMessage } from '../core/errors.js';
 import { sleep, yieldToEventLoop } from '../core/time.js';
-import { settledEvent, traceSummary, type Settlement } from '../core/trace-settled.js';
+import {
+  TRACE_SETTLED,
+  settledEvent,
+  traceSummary,
+  type Settlement,
+} from '../core/trace-settled.js';
 import { Waker } from '../core/waker.js';
 import type { DocumentStore } from '../store/document-store.js';
 
@@ -21,6 +26,10 @@ export interface SettlementRelayOptions {
  * marks the settlement raised. A crash between the steps repeats them on the next pass, and
  * two processes raising one settlement store one event: the blob is content-addressed, the
  * event insert-if-absent. It runs beside the outbox relay, which publishes the event.
+ *
+ * When no module subscribes to `ion.trace.settled` (paused ones count), the settlement is
+ * closed without an event or a blob: the bus would drop an event no subscription is bound
+ * to, so it would only add an event to every trace and a copy of the trace to the blobs.
  */
 export class SettlementRelay {
   private readonly stopSignal = new AbortController();
@@ -73,8 +82,14 @@ export class SettlementRelay {
   /** One pass over open settlements: returns how many it handled. */
   async raiseBatch(): Promise<number> {
     const open = await this.store.openSettlements(this.batchSize);
-    for (const settlement of open) await this.raise(settlement);
-    if (open.length > 0) this.options.onRaised?.();
+    if (open.length === 0) return 0;
+    const modules = await this.store.listModules();
+    const subscribed = modules.some((m) => m.subscribes.includes(TRACE_SETTLED));
+    for (const settlement of open) {
+      if (subscribed) await this.raise(settlement);
+      else await this.store.closeSettlement(settlement.correlationId);
+    }
+    if (subscribed) this.options.onRaised?.();
     return open.length;
   }
 

@@ -276,7 +276,7 @@ export interface DocumentStore {
    */
   /** The trace's settlement, open or raised; null while it has not settled. */
   getSettlement(correlationId: string): Promise<Settlement | null>;
-  /** Settlements whose event is not stored yet, oldest first. */
+  /** Settlements not handled yet (`done` false), oldest first. */
   openSettlements(limit: number): Promise<Settlement[]>;
   /**
    * In one transaction: inserts the `ion.trace.settled` event if absent, with an outbox row
@@ -284,6 +284,12 @@ export interface DocumentStore {
    * `created` is false when the event already existed (another process raised it first).
    */
   recordSettledEvent(event: IonEvent): Promise<{ created: boolean }>;
+  /**
+   * Marks an open settlement done without an event: no module subscribes to
+   * `ion.trace.settled`, so the event would reach no one (the bus drops a message no
+   * subscription is bound to) and its `trace.json` would only take space.
+   */
+  closeSettlement(correlationId: string): Promise<void>;
 
   // -- dead letters -------------------------------------------------------------------------
   /** Records a dead letter that has no job (malformed bus message). */

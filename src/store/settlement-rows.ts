@@ -18,6 +18,8 @@ export interface SettlementRow {
   root_event_id: string;
   settled_at: string;
   jobs: Partial<JobStateCounts>;
+  /** 0/1 in SQLite, a boolean in PostgreSQL. */
+  done: number | boolean;
   event_id: string | null;
 }
 
@@ -27,6 +29,7 @@ export function settlementFromRow(r: SettlementRow): Settlement {
     rootEventId: r.root_event_id,
     settledAt: r.settled_at,
     jobs: jobStateCounts(Object.entries(r.jobs).map(([state, n]) => ({ state, n: n ?? 0 }))),
+    done: Boolean(r.done),
     eventId: r.event_id,
   };
 }

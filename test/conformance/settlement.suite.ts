@@ -150,6 +150,7 @@ export function settlementConformance(store: () => DocumentStore, at: () => stri
       rootEventId: r.eventId,
       settledAt: last.finishedAt,
       jobs: counts({ succeeded: 3 }),
+      done: false,
       eventId: null,
     });
     expect(await openFor(r.correlationId)).toEqual([settlement]);
@@ -322,7 +323,7 @@ export function settlementConformance(store: () => DocumentStore, at: () => stri
     );
     expect(outbox).toHaveLength(1);
     expect(await openFor(r.correlationId)).toEqual([]);
-    const raised = { ...settlement, eventId: event.eventId };
+    const raised = { ...settlement, done: true, eventId: event.eventId };
     expect(await store().getSettlement(r.correlationId)).toEqual(raised);
     expect(await store().getEvent(event.eventId)).toEqual(event);
 
@@ -333,5 +334,18 @@ export function settlementConformance(store: () => DocumentStore, at: () => stri
     await commit(r, flaky, await begin(r, flaky));
     expect(await store().getSettlement(r.correlationId)).toEqual(raised);
     expect(await openFor(r.correlationId)).toEqual([]);
+  });
+
+  it('closes a settlement without an event when asked to, once', async () => {
+    const type = `video-${randomUUID()}`;
+    const only = await module({ subscribes: [type] });
+    const r = await root(type);
+    await succeed(r, only);
+    const settlement = (await store().getSettlement(r.correlationId))!;
+    await store().closeSettlement(r.correlationId);
+    await store().closeSettlement(r.correlationId);
+    expect(await store().getSettlement(r.correlationId)).toEqual({ ...settlement, done: true });
+    expect(await openFor(r.correlationId)).toEqual([]);
+    expect(await store().getEvent(settledEventId(r.correlationId))).toBeNull();
   });
 }

@@ -41,7 +41,12 @@ import {
   requestCancel,
 } from './jobs.js';
 import { addReplayJobs, getReplay, listReplays } from './replays.js';
-import { getSettlement, openSettlements, recordSettledEvent } from './settlements.js';
+import {
+  closeSettlement,
+  getSettlement,
+  openSettlements,
+  recordSettledEvent,
+} from './settlements.js';
 import type { Settlement } from '../../core/trace-settled.js';
 import {
   bumpRevision,
@@ -344,6 +349,10 @@ export class PostgresDocumentStore implements DocumentStore {
 
   recordSettledEvent(event: IonEvent): Promise<{ created: boolean }> {
     return this.write('record settled event', (ctx) => recordSettledEvent(ctx, event));
+  }
+
+  closeSettlement(correlationId: string): Promise<void> {
+    return this.read('close settlement', (ctx) => closeSettlement(ctx, correlationId));
   }
 
   // -- dead letters -----------------------------------------------------------------------

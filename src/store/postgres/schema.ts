@@ -223,9 +223,11 @@ export const MIGRATIONS: readonly Migration[] = [
         root_event_id   text NOT NULL,
         settled_at      text COLLATE "C" NOT NULL,
         jobs            jsonb NOT NULL,       -- JobStateCounts when it settled
-        event_id        text                  -- the ion.trace.settled event; null while open
+        -- Set once handled: the ion.trace.settled event stored, or none needed (no subscriber).
+        done            boolean NOT NULL DEFAULT false,
+        event_id        text                  -- the ion.trace.settled event, when one was raised
       );
-      CREATE INDEX settlements_open ON settlements (settled_at) WHERE event_id IS NULL;
+      CREATE INDEX settlements_open ON settlements (settled_at) WHERE NOT done;
       -- The settle check looks for a trace's jobs that have not ended, after every job's end.
       CREATE INDEX jobs_correlation_state ON jobs (correlation_id, state);
     `,

@@ -87,7 +87,7 @@ export async function getSettlement(
 
 export async function openSettlements({ q, t }: Ctx, limit: number): Promise<Settlement[]> {
   const { rows } = await q.query<SettlementRow>(
-    `SELECT * FROM ${t.settlements} WHERE event_id IS NULL
+    `SELECT * FROM ${t.settlements} WHERE NOT done
      ORDER BY settled_at, correlation_id LIMIT $1`,
     [limit],
   );
@@ -99,8 +99,16 @@ export async function recordSettledEvent(ctx: Ctx, event: IonEvent): Promise<{ c
   const created = await insertEventIfAbsent(ctx, event);
   if (created) await insertOutbox(ctx, event.eventId, null, event.createdAt);
   await ctx.q.query(
-    `UPDATE ${ctx.t.settlements} SET event_id = $1 WHERE correlation_id = $2 AND event_id IS NULL`,
+    `UPDATE ${ctx.t.settlements} SET done = true, event_id = $1
+     WHERE correlation_id = $2 AND NOT done`,
     [event.eventId, event.correlationId],
   );
   return { created };
+}
+
+/** Marks an open settlement done without an event. */
+export async function closeSettlement({ q, t }: Ctx, correlationId: string): Promise<void> {
+  await q.query(`UPDATE ${t.settlements} SET done = true WHERE correlation_id = $1 AND NOT done`, [
+    correlationId,
+  ]);
 }

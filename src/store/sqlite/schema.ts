@@ -201,9 +201,11 @@ export const MIGRATIONS: readonly Migration[] = [
         root_event_id   TEXT NOT NULL,
         settled_at      TEXT NOT NULL,
         jobs            TEXT NOT NULL,        -- JSON JobStateCounts when it settled
-        event_id        TEXT                  -- the ion.trace.settled event; null while open
+        -- Set once handled: the ion.trace.settled event stored, or none needed (no subscriber).
+        done            INTEGER NOT NULL DEFAULT 0,
+        event_id        TEXT                  -- the ion.trace.settled event, when one was raised
       );
-      CREATE INDEX settlements_open ON settlements (settled_at) WHERE event_id IS NULL;
+      CREATE INDEX settlements_open ON settlements (settled_at) WHERE done = 0;
       -- The settle check looks for a trace's jobs that have not ended, after every job's end.
       CREATE INDEX jobs_correlation_state ON jobs (correlation_id, state);
     `,

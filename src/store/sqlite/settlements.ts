@@ -88,7 +88,7 @@ export function getSettlement(db: Database, correlationId: string): Settlement |
 export function openSettlements(db: Database, limit: number): Settlement[] {
   const rows = db
     .prepare(
-      `SELECT * FROM settlements WHERE event_id IS NULL
+      `SELECT * FROM settlements WHERE done = 0
        ORDER BY settled_at, correlation_id LIMIT ?`,
     )
     .all(limit) as RawSettlementRow[];
@@ -100,7 +100,14 @@ export function recordSettledEvent(db: Database, event: IonEvent): { created: bo
   const created = insertEventIfAbsent(db, event);
   if (created) insertOutbox(db, event.eventId, null, event.createdAt);
   db.prepare(
-    'UPDATE settlements SET event_id = ? WHERE correlation_id = ? AND event_id IS NULL',
+    'UPDATE settlements SET done = 1, event_id = ? WHERE correlation_id = ? AND done = 0',
   ).run(event.eventId, event.correlationId);
   return { created };
+}
+
+/** Marks an open settlement done without an event. */
+export function closeSettlement(db: Database, correlationId: string): void {
+  db.prepare('UPDATE settlements SET done = 1 WHERE correlation_id = ? AND done = 0').run(
+    correlationId,
+  );
 }

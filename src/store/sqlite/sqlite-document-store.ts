@@ -70,7 +70,13 @@ import { toModuleVersion } from '../module-version.js';
 import { failureOutcome, replayFromRow } from '../rows.js';
 import { allTokens, insertToken, revokeToken, tokenByHash, touchToken } from './tokens.js';
 import type { Settlement } from '../../core/trace-settled.js';
-import { getSettlement, openSettlements, recordSettledEvent, settleIfDone } from './settlements.js';
+import {
+  closeSettlement,
+  getSettlement,
+  openSettlements,
+  recordSettledEvent,
+  settleIfDone,
+} from './settlements.js';
 
 const ADAPTER = 'sqlite-store';
 
@@ -526,6 +532,10 @@ export class SqliteDocumentStore implements DocumentStore {
 
   recordSettledEvent(event: IonEvent): Promise<{ created: boolean }> {
     return this.write('record settled event', (db) => recordSettledEvent(db, event));
+  }
+
+  closeSettlement(correlationId: string): Promise<void> {
+    return this.write('close settlement', (db) => closeSettlement(db, correlationId));
   }
 
   // -- dead letters -----------------------------------------------------------------------

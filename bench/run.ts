@@ -17,7 +17,9 @@
  *                      NATS/RabbitMQ + PostgreSQL + S3/Azure against the embedded defaults),
  *                      large (bench/large.ts: 256 MiB and 1 GiB blobs through fs, S3, Azure) or
  *                      replay (bench/replay.ts: a backfill's request and jobs against ordinary
- *                      processing of the same events)
+ *                      processing of the same events) or warm (bench/warm.ts: the same
+ *                      three-stage module cold and warm beside plain spawn loops, and a
+ *                      module that loads slowly)
  *
  * Nothing is written into the repository: data lives in mkdtemp dirs, removed at the end.
  */
@@ -716,7 +718,8 @@ async function entry(): Promise<void> {
   if (suite === 'backends') return (await import('./backends.js')).runBackendsSuite();
   if (suite === 'large') return (await import('./large.js')).runLargeSuite();
   if (suite === 'replay') return (await import('./replay.js')).runReplaySuite();
-  throw new Error(`unknown BENCH_SUITE "${suite}": use default, backends, large or replay`);
+  if (suite === 'warm') return (await import('./warm.js')).runWarmSuite();
+  throw new Error(`unknown BENCH_SUITE "${suite}": use default, backends, large, replay or warm`);
 }
 
 entry().catch((err: unknown) => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { childEventId, jobIdFor, newId, rootEventIdFromKey } from './ids.js';
+import { childEventId, jobIdFor, newId, rootEventIdFromKey, settledEventId } from './ids.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const NAME_BASED = /^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -54,5 +54,15 @@ describe('rootEventIdFromKey and newId', () => {
     const ids = new Set(Array.from({ length: 100 }, () => newId()));
     expect(ids.size).toBe(100);
     for (const id of ids) expect(id).toMatch(UUID);
+  });
+});
+
+describe('settledEventId', () => {
+  it('is one id per correlation id, distinct from the root and child ids built from it', () => {
+    const correlationId = '2b0c5d9e-0000-4000-8000-000000000001';
+    expect(settledEventId(correlationId)).toBe(settledEventId(correlationId));
+    expect(settledEventId(correlationId)).not.toBe(settledEventId(`${correlationId}x`));
+    expect(settledEventId(correlationId)).not.toBe(rootEventIdFromKey(correlationId));
+    expect(settledEventId(correlationId)).toMatch(NAME_BASED);
   });
 });

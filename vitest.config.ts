@@ -11,6 +11,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // Names the run so the container engines it starts are stopped when it ends (and only those).
+    globalSetup: ['test/support/container-engine-setup.ts'],
     projects: [
       {
         extends: true,

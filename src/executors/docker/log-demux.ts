@@ -1,42 +1,72 @@
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, write } from 'node:fs';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type Docker from 'dockerode';
 import type { LogSink } from '../local/log-sink.js';
 import { engineMessage } from './engine.js';
 
-/** After the container exits, how long its log stream may take to drain. */
-const LOG_DRAIN_MS = 5000;
+/** After the container exits, how long its followed log stream may take to end. */
+const LOG_DRAIN_MS = 2000;
 
 /**
  * Follows a container's log into the attempt's log file (through {@link LogSink}'s
  * descriptor, opened for appending) from its first byte. `finish`, called once the container
- * exited, waits for the stream to drain, and cuts it after a few seconds if the engine keeps
- * it open.
+ * exited, waits for the stream to end. An engine that keeps it open (podman now and then,
+ * for a container that exits as the stream starts) is cut off after a moment, and the rest
+ * of the log is read once, without following, past the bytes already written.
  */
 export function followLog(container: Docker.Container, log: LogSink): { finish(): Promise<void> } {
   const file = createWriteStream('', { fd: log.fd, autoClose: false, flags: 'a' });
+  const demux = new LogDemux();
   let source: NodeJS.ReadableStream | undefined;
+  let ended = false;
   const piping = (async () => {
     source = await container.logs({ follow: true, stdout: true, stderr: true });
-    await pipeline(source, new LogDemux(), file);
-  })().catch((err: unknown) => {
-    log.note(`[ion] the container's log stream broke: ${engineMessage(err)}`);
-  });
+    await pipeline(source, demux, file);
+    ended = true;
+  })().catch(() => undefined);
   return {
     finish: async () => {
       let timer: NodeJS.Timeout | undefined;
-      const drained = await Promise.race([
-        piping.then(() => true),
-        new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), LOG_DRAIN_MS))),
+      await Promise.race([
+        piping,
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, LOG_DRAIN_MS))),
       ]);
       clearTimeout(timer);
-      if (!drained) {
-        (source as { destroy?: () => void } | undefined)?.destroy?.();
-        await piping;
+      if (ended) return;
+      (source as { destroy?: () => void } | undefined)?.destroy?.();
+      await piping;
+      try {
+        const all = await container.logs({ follow: false, stdout: true, stderr: true });
+        const rest = demuxBuffer(all).subarray(demux.payloadBytes);
+        if (rest.length > 0) await writeAll(log.fd, rest);
+      } catch (err) {
+        log.note(`[ion] the container's log could not be read whole: ${engineMessage(err)}`);
       }
     },
   };
+}
+
+/** The payloads of a whole multiplexed log, concatenated. */
+function demuxBuffer(buf: Buffer): Buffer {
+  const parts: Buffer[] = [];
+  let offset = 0;
+  while (buf.length - offset >= 8) {
+    const size = buf.readUInt32BE(offset + 4);
+    const type = buf[offset];
+    if (type === 1 || type === 2) parts.push(buf.subarray(offset + 8, offset + 8 + size));
+    offset += 8 + size;
+  }
+  return Buffer.concat(parts);
+}
+
+async function writeAll(fd: number, buf: Buffer): Promise<void> {
+  let done = 0;
+  while (done < buf.length) {
+    done += await new Promise<number>((resolve, reject) =>
+      write(fd, buf, done, buf.length - done, null, (err, n) => (err ? reject(err) : resolve(n))),
+    );
+  }
 }
 
 /**
@@ -47,6 +77,8 @@ export function followLog(container: Docker.Container, log: LogSink): { finish()
  * back on the engine instead of buffering a chatty module's output in memory.
  */
 export class LogDemux extends Transform {
+  /** Payload bytes passed on so far (what reached the log file). */
+  payloadBytes = 0;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
 
@@ -61,7 +93,10 @@ export class LogDemux extends Transform {
       if (buf.length - offset - 8 < size) break;
       const type = buf[offset];
       // 0 stdin, 1 stdout, 2 stderr; other values mean the stream is not multiplexed.
-      if (type === 1 || type === 2) this.push(buf.subarray(offset + 8, offset + 8 + size));
+      if (type === 1 || type === 2) {
+        this.payloadBytes += size;
+        this.push(buf.subarray(offset + 8, offset + 8 + size));
+      }
       offset += 8 + size;
     }
     buf = buf.subarray(offset);

@@ -77,8 +77,18 @@ export function normaliseReason(reason: string): string {
     .slice(0, 300);
 }
 
-export function fingerprint(reason: string): string {
-  return createHash('sha256').update(normaliseReason(reason)).digest('hex').slice(0, 12);
+/** The last non-empty line of a log tail: usually the error the module printed. */
+export function lastLine(logTail: string): string {
+  const lines = logTail.split('\n').map((l) => l.trim());
+  return lines.filter((l) => l !== '').at(-1) ?? '';
+}
+
+/** Same module failure, same fingerprint: the normalised reason plus the log's last line. */
+export function fingerprint(reason: string, logLine = ''): string {
+  return createHash('sha256')
+    .update(`${normaliseReason(reason)}\u0000${normaliseReason(logLine)}`)
+    .digest('hex')
+    .slice(0, 12);
 }
 
 export interface FailureGroup {
@@ -87,6 +97,8 @@ export interface FailureGroup {
   /** The failure kind of the group's latest attempt: `module`, `platform` or null (unknown). */
   kind: string | null;
   reason: string;
+  /** The last line of a dead-lettered job's log (what the module printed last), or ''. */
+  logLine: string;
   count: number;
   states: { failed: number; dead_lettered: number };
   firstSeen: string;
@@ -106,10 +118,18 @@ export async function failureGroups(deps: Deps, module?: string): Promise<Failur
       })),
     );
   }
+  // Dead letters keep the log tail: its last line tells apart failures with one exit code.
+  const tails = new Map<string, string>();
+  const letters = await deps.control.listDeadLetters({
+    limit: FAILURE_SCAN,
+    ...(module === undefined ? {} : { module }),
+  });
+  for (const letter of letters) tails.set(letter.jobId, lastLine(letter.logTail));
   const groups = new Map<string, FailureGroup>();
   for (const job of jobs) {
     const reason = job.lastError ?? '(no reason recorded)';
-    const fp = fingerprint(reason);
+    const logLine = tails.get(job.jobId) ?? '';
+    const fp = fingerprint(reason, logLine);
     const key = `${job.module}\u0000${fp}`;
     let group = groups.get(key);
     if (group === undefined) {
@@ -118,6 +138,7 @@ export async function failureGroups(deps: Deps, module?: string): Promise<Failur
         fingerprint: fp,
         kind: null,
         reason,
+        logLine,
         count: 0,
         states: { failed: 0, dead_lettered: 0 },
         firstSeen: job.updatedAt,
@@ -238,6 +259,7 @@ const groupSchema = {
     fingerprint: { type: 'string' },
     kind: { type: ['string', 'null'] },
     reason: { type: 'string' },
+    logLine: { type: 'string' },
     count: { type: 'integer' },
     states: {
       type: 'object',

@@ -17,6 +17,7 @@ export interface FailureGroup {
   fingerprint: string;
   kind: string | null;
   reason: string;
+  logLine: string;
   count: number;
   states: { failed: number; dead_lettered: number };
   firstSeen: string;
@@ -116,7 +117,10 @@ export function FailuresPage() {
             <span className="badge">{g.kind ?? 'unknown'} failure</span>{' '}
             <span className="badge">×{g.count}</span>
           </h2>
-          <pre className="code reason">{g.reason}</pre>
+          <pre className="code reason">
+            {g.reason}
+            {g.logLine === '' ? '' : `\nlast log line: ${g.logLine}`}
+          </pre>
           <p className="muted">
             {g.states.dead_lettered} dead-lettered · {g.states.failed} retrying · first seen{' '}
             {time(g.firstSeen)} · last seen {ago(g.lastSeen)} · fingerprint{' '}

@@ -85,7 +85,7 @@ export function PublishPage() {
               <button
                 type="button"
                 onClick={() => setRows(rows.filter((_, j) => j !== i))}
-                aria-label={`Remove key ${i + 1}`}
+                aria-label={`Remove metadata row ${i + 1}`}
               >
                 Remove
               </button>

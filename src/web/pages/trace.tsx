@@ -8,12 +8,13 @@ import {
   type Node,
   type NodeProps,
 } from '@xyflow/react';
-import { useMemo, useState, type FormEvent } from 'react';
+import { useEffect, useMemo, useRef, useState, type FormEvent } from 'react';
+import type { ReactFlowInstance } from '@xyflow/react';
 import { ErrorBox, FileList, KeyValues, Loading, StateBadge } from '../components/common.js';
 import { api, type IonEvent, type Trace } from '../lib/api.js';
 import { shortId, time } from '../lib/format.js';
 import { Link, navigate } from '../lib/router.js';
-import { buildTraceGraph, type TraceNode } from '../lib/trace-graph.js';
+import { buildTraceGraph, type TraceEdge, type TraceNode } from '../lib/trace-graph.js';
 
 /**
  * The lineage of one correlation id as a graph: event → job → child events, with file and
@@ -116,6 +117,11 @@ function TraceGraphView(props: { trace: Trace }) {
     [graph],
   );
   const chosen = graph.nodes.find((n) => n.id === selected);
+  // Keep the growing tree in view while it runs: only nodes in view are drawn.
+  const flow = useRef<ReactFlowInstance<Node<Data>, TraceEdge> | null>(null);
+  useEffect(() => {
+    void flow.current?.fitView();
+  }, [nodes.length]);
   return (
     <>
       <p className="muted" role="status">
@@ -136,6 +142,9 @@ function TraceGraphView(props: { trace: Trace }) {
           fitView
           minZoom={0.05}
           onlyRenderVisibleElements
+          onInit={(instance) => {
+            flow.current = instance;
+          }}
           nodesDraggable={false}
           nodesConnectable={false}
           proOptions={{ hideAttribution: true }}

@@ -3,9 +3,9 @@
 # $ION_ENGINE_DIR (default /run/ion-test):
 #
 #   podman  `podman system service --time=0 unix://$DIR/podman.sock`, with CONTAINERS_CONF
-#           set to $DIR/containers.conf (runtime runc, ulimits this machine accepts: see
-#           /work/shared/notes/containers-on-these-machines.md) and the machine's default
-#           image storage, so images built by `podman` (npm run images) are visible to it.
+#           set to $DIR/containers.conf (runtime runc and ulimits the machine accepts: see
+#           "Engines on a host" in docs/executors.md) and the machine's default image
+#           storage, so images built by `podman` (npm run images) are visible to it.
 #   docker  `dockerd -H unix://$DIR/docker.sock` with its own data root
 #           ($ION_DOCKER_DATA_ROOT, default /var/lib/ion-test/docker), so it never shares
 #           state with a system dockerd.

@@ -19,6 +19,10 @@ export const ERROR_CODES = {
   module_output_invalid: "The module's output broke the module contract.",
   module_failed: 'The module exited with a non-zero code.',
   module_timeout: 'The module ran longer than its timeout and was killed.',
+  module_oom: 'The module was killed for passing its memory limit.',
+  image_unavailable: "The module's image does not exist and cannot be pulled.",
+  executor_unavailable:
+    "This worker cannot run the module's executor (absent, or its engine is down).",
   worker_lost: 'The worker running the job stopped before the job finished.',
   job_cancelled: 'The job was cancelled on request while the attempt ran.',
   message_malformed: 'A bus message could not be parsed.',

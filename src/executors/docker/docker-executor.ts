@@ -26,6 +26,7 @@ import {
   ensureImage,
   isConnectionError,
   statusOf,
+  waitExit,
 } from './engine.js';
 import { followLog } from './log-demux.js';
 import { OrphanSweeper, type AttemptLiveness } from './orphan-sweeper.js';
@@ -208,30 +209,35 @@ export class DockerExecutor implements Executor {
     const name = containerName(spec.jobId, spec.attempt, randomBytes(4).toString('hex'));
     this.ownNames.add(name);
     try {
-      const missing = await ensureImage(this.docker, image, settings.pull).catch((err) => {
-        throw this.unreachable(err);
-      });
-      if (missing !== null) {
-        log.note(`[ion] ${missing}`);
-        return await result({ failure: this.imageFailure(missing) });
-      }
       if (spec.signal.aborted) {
         log.note('[ion] run cancelled before it started');
         return await result({ cancelled: true });
       }
       if (!isRootUser(settings.user)) await openOutputs(spec.workDir);
-      let container: Docker.Container;
-      try {
-        container = await this.docker.createContainer(
+      // The image is looked at only when `always` asks for a pull or the create finds none:
+      // one round trip less per job on the common path.
+      const create = () =>
+        this.docker.createContainer(
           createOptions({ spec, settings, image, name, pidsLimit: this.pidsLimit }),
         );
+      let container: Docker.Container | null = null;
+      let missing: string | null = null;
+      try {
+        if (settings.pull === 'always') missing = await ensureImage(this.docker, image, 'always');
+        if (missing === null)
+          container = await create().catch(async (err: unknown) => {
+            if (statusOf(err) !== 404) throw err;
+            missing = await ensureImage(this.docker, image, settings.pull);
+            return missing === null ? create() : null;
+          });
       } catch (err) {
-        if (statusOf(err) === 404) {
-          const message = `image ${image} does not exist: ${engineMessage(err)}`;
-          log.note(`[ion] ${message}`);
-          return await result({ failure: this.imageFailure(message) });
-        }
-        throw this.engineFault(`cannot create the container of job ${spec.jobId}`, err);
+        if (statusOf(err) === 404) missing = `image ${image} does not exist: ${engineMessage(err)}`;
+        else throw this.engineFault(`cannot create the container of job ${spec.jobId}`, err);
+      }
+      if (container === null) {
+        const message = missing ?? `image ${image} is unavailable`;
+        log.note(`[ion] ${message}`);
+        return await result({ failure: this.imageFailure(message) });
       }
       try {
         return await result(await this.supervise(container, spec, settings, log));
@@ -301,7 +307,7 @@ export class DockerExecutor implements Executor {
           ? setTimeout(() => stop('timedOut'), spec.timeoutMs)
           : undefined;
       const logs = followLog(container, log);
-      const waited = (await container.wait()) as { StatusCode?: number };
+      const waited = await waitExit(container);
       exited = true;
       await logs.finish();
       const state = (await container.inspect()).State;

@@ -103,3 +103,30 @@ async function pullImage(docker: Docker, image: string): Promise<void> {
     docker.modem.followProgress(stream, (err: Error | null) => (err ? reject(err) : resolve()));
   });
 }
+
+/**
+ * Waits for the container to exit. The engine's wait answers at the exit; podman has been
+ * seen not to answer for a container that exited as the wait arrived, so its state is also
+ * read every second.
+ */
+export async function waitExit(container: Docker.Container): Promise<{ StatusCode?: number }> {
+  const abort = new AbortController();
+  let polling = true;
+  const poll = async (): Promise<{ StatusCode?: number }> => {
+    while (polling) {
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const { State } = await container.inspect();
+      if (!State.Running && State.Status !== 'created') return { StatusCode: State.ExitCode };
+    }
+    return {};
+  };
+  try {
+    return await Promise.race([
+      container.wait({ abortSignal: abort.signal }) as Promise<{ StatusCode?: number }>,
+      poll(),
+    ]);
+  } finally {
+    polling = false;
+    abort.abort();
+  }
+}

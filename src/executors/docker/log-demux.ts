@@ -18,26 +18,31 @@ const LOG_DRAIN_MS = 2000;
 export function followLog(container: Docker.Container, log: LogSink): { finish(): Promise<void> } {
   const file = createWriteStream('', { fd: log.fd, autoClose: false, flags: 'a' });
   const demux = new LogDemux();
-  let source: NodeJS.ReadableStream | undefined;
+  const abort = new AbortController();
   let ended = false;
   const piping = (async () => {
-    source = await container.logs({ follow: true, stdout: true, stderr: true });
+    const options = { follow: true, stdout: true, stderr: true, abortSignal: abort.signal };
+    const source = await container.logs(options as { follow: true });
     await pipeline(source, demux, file);
     ended = true;
   })().catch(() => undefined);
   return {
     finish: async () => {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        piping,
-        new Promise<void>((resolve) => (timer = setTimeout(resolve, LOG_DRAIN_MS))),
-      ]);
-      clearTimeout(timer);
+      await within(piping, LOG_DRAIN_MS);
       if (ended) return;
-      (source as { destroy?: () => void } | undefined)?.destroy?.();
-      await piping;
+      // The engine keeps the stream open (or never answered): stop it, pass nothing more on.
+      abort.abort();
+      demux.destroy();
+      await within(piping, 1000);
       try {
-        const all = await container.logs({ follow: false, stdout: true, stderr: true });
+        const options = { follow: false, stdout: true, stderr: true };
+        const all = await within(
+          container.logs({ ...options, abortSignal: AbortSignal.timeout(10_000) } as {
+            follow: false;
+          }),
+          11_000,
+        );
+        if (all === undefined) throw new Error('the engine did not answer');
         const rest = demuxBuffer(all).subarray(demux.payloadBytes);
         if (rest.length > 0) await writeAll(log.fd, rest);
       } catch (err) {
@@ -45,6 +50,19 @@ export function followLog(container: Docker.Container, log: LogSink): { finish()
       }
     },
   };
+}
+
+/** `promise`'s value, or undefined once `ms` passed first. */
+export async function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms))),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** The payloads of a whole multiplexed log, concatenated. */

@@ -19,7 +19,8 @@
  *                      replay (bench/replay.ts: a backfill's request and jobs against ordinary
  *                      processing of the same events) or warm (bench/warm.ts: the same
  *                      three-stage module cold and warm beside plain spawn loops, and a
- *                      module that loads slowly)
+ *                      module that loads slowly) or containers (bench/containers.ts: the same
+ *                      pipeline as processes and as containers beside a `docker run --rm` loop)
  *
  * Nothing is written into the repository: data lives in mkdtemp dirs, removed at the end.
  */
@@ -719,6 +720,7 @@ async function entry(): Promise<void> {
   if (suite === 'large') return (await import('./large.js')).runLargeSuite();
   if (suite === 'replay') return (await import('./replay.js')).runReplaySuite();
   if (suite === 'warm') return (await import('./warm.js')).runWarmSuite();
+  if (suite === 'containers') return (await import('./containers.js')).runContainersSuite();
   throw new Error(`unknown BENCH_SUITE "${suite}": use default, backends, large, replay or warm`);
 }
 

@@ -68,7 +68,14 @@ export class ClientCluster implements KubeCluster {
     informer.on('add', (pod) => this.publish(pod));
     informer.on('update', (pod) => this.publish(pod));
     informer.on('delete', (pod) => this.publish(pod, true));
+    // The informer reports a failed first list as an error event, not as a rejection.
+    let startError: unknown = null;
+    let starting = true;
     informer.on('error', (err: unknown) => {
+      if (starting) {
+        startError ??= err;
+        return;
+      }
       if (this.closed) return;
       this.options.logger.warn({ err: errorMessage(err) }, 'pod watch failed; reconnecting');
       this.retry = setTimeout(() => {
@@ -79,9 +86,15 @@ export class ClientCluster implements KubeCluster {
     try {
       await informer.start();
     } catch (err) {
-      throw new UnavailableError(`cannot watch pods in namespace ${namespace}: ${describe(err)}`, {
-        cause: err,
-      });
+      startError ??= err;
+    }
+    starting = false;
+    if (startError !== null) {
+      await informer.stop();
+      throw new UnavailableError(
+        `cannot watch pods in namespace ${namespace}: ${describe(startError)}`,
+        { cause: startError },
+      );
     }
   }
 

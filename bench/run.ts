@@ -721,6 +721,7 @@ async function entry(): Promise<void> {
   if (suite === 'replay') return (await import('./replay.js')).runReplaySuite();
   if (suite === 'warm') return (await import('./warm.js')).runWarmSuite();
   if (suite === 'containers') return (await import('./containers.js')).runContainersSuite();
+  if (suite === 'ui') return (await import('./ui.js')).runUiSuite();
   throw new Error(`unknown BENCH_SUITE "${suite}": use default, backends, large, replay or warm`);
 }
 

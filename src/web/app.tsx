@@ -1,20 +1,28 @@
 import { useQueryClient } from '@tanstack/react-query';
-import { useEffect, useState, type ReactNode } from 'react';
+import { lazy, Suspense, useEffect, useState, type ReactNode } from 'react';
 import { ApiError, api, getToken, onUnauthorized, setToken } from './lib/api.js';
 import { LiveProvider, useLive } from './lib/live.js';
 import { Link, useLocation } from './lib/router.js';
 import { LoginPage } from './pages/login.js';
-import { PipelinePage, ModulePage } from './pages/pipeline.js';
 import { LivePage } from './pages/live.js';
 import { JobsPage } from './pages/jobs.js';
 import { JobPage } from './pages/job-detail.js';
-import { TracePage } from './pages/trace.js';
 import { FailuresPage } from './pages/failures.js';
 import { InsightsPage } from './pages/insights.js';
 import { PublishPage } from './pages/publish.js';
 import { ReplaysPage } from './pages/replays.js';
 import { DeadLettersPage } from './pages/dead-letters.js';
 import { TokensPage } from './pages/tokens.js';
+
+// The graph pages carry React Flow and ELK (most of the bundle): loaded when first opened,
+// so the jobs page and the rest start without them.
+const PipelinePage = lazy(() =>
+  import('./pages/pipeline.js').then((m) => ({ default: m.PipelinePage })),
+);
+const ModulePage = lazy(() =>
+  import('./pages/pipeline.js').then((m) => ({ default: m.ModulePage })),
+);
+const TracePage = lazy(() => import('./pages/trace.js').then((m) => ({ default: m.TracePage })));
 
 const NAV: [string, string][] = [
   ['/', 'Pipeline'],
@@ -141,7 +149,7 @@ export function App() {
         )}
       </header>
       <main id="main" tabIndex={-1}>
-        {route(path)}
+        <Suspense fallback={<p role="status">Loading the page…</p>}>{route(path)}</Suspense>
       </main>
     </LiveProvider>
   );

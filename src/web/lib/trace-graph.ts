@@ -5,10 +5,13 @@ import type { Insight, IonEvent, Job, JobState, Trace } from './api.js';
  * tidy tree layout (depth across, leaves down, parents centred on their children) is exact
  * and linear in the number of nodes; a general graph layout (ELK, dagre) would spend seconds
  * on the 2,000-event traces this must draw. A job that raised more than `fanoutLimit` events
- * is drawn as one group node with counts until it is expanded, so a huge fan-out stays cheap.
+ * is drawn as one group node with counts; each click on it draws `FANOUT_PAGE` more children
+ * and leaves the rest in the group, so no click makes the page draw thousands of nodes.
  */
 
 export const FANOUT_LIMIT = 30;
+/** Children a click on a collapsed fan-out adds to the drawing: bounded work per click. */
+export const FANOUT_PAGE = 250;
 export const COLUMN_WIDTH = 270;
 export const ROW_HEIGHT = 76;
 
@@ -21,6 +24,8 @@ export type TraceNode =
       x: number;
       y: number;
       jobId: string;
+      /** Children drawn already beside this group (0 while fully collapsed). */
+      shown: number;
       count: number;
       types: string[];
       states: Partial<Record<JobState, number>>;
@@ -53,7 +58,8 @@ function group<T>(items: T[], key: (item: T) => string | null): Map<string, T[]>
 
 export function buildTraceGraph(
   trace: Trace,
-  expanded: ReadonlySet<string> = new Set(),
+  /** Per job id, how many of its children are drawn; absent: collapsed when over the limit. */
+  expanded: ReadonlyMap<string, number> = new Map(),
   fanoutLimit = FANOUT_LIMIT,
 ): TraceGraph {
   const jobIds = new Set(trace.jobs.map((j) => j.jobId));
@@ -82,11 +88,18 @@ export function buildTraceGraph(
 
   const placeJob = (job: Job, depth: number): number => {
     const children = (eventsByJob.get(job.jobId) ?? []).sort(byTime);
-    let ys: number[];
-    if (children.length > fanoutLimit && !expanded.has(job.jobId)) {
+    const shown =
+      children.length > fanoutLimit
+        ? Math.min(children.length, expanded.get(job.jobId) ?? 0)
+        : children.length;
+    const ys: number[] = [];
+    const rest = children.slice(shown);
+    // The group of what is still hidden comes first, right beside its job, so it stays in
+    // view however many children were opened below it.
+    if (rest.length > 0) {
       const id = `group:${job.jobId}`;
       const states: Partial<Record<JobState, number>> = {};
-      for (const child of children)
+      for (const child of rest)
         for (const j of jobsByEvent.get(child.eventId) ?? [])
           states[j.state] = (states[j.state] ?? 0) + 1;
       const y = nextLeaf++ * ROW_HEIGHT;
@@ -96,22 +109,18 @@ export function buildTraceGraph(
         x: (depth + 1) * COLUMN_WIDTH,
         y,
         jobId: job.jobId,
-        count: children.length,
-        types: [...new Set(children.map((c) => c.type))],
+        shown,
+        count: rest.length,
+        types: [...new Set(rest.map((c) => c.type))],
         states,
       });
       edges.push({ id: `${job.jobId}>${id}`, source: job.jobId, target: id });
-      hidden += children.length;
-      ys = [y];
-    } else {
-      ys = children.map((child) => {
-        edges.push({
-          id: `${job.jobId}>${child.eventId}`,
-          source: job.jobId,
-          target: child.eventId,
-        });
-        return placeEvent(child, depth + 1);
-      });
+      hidden += rest.length;
+      ys.push(y);
+    }
+    for (const child of children.slice(0, shown)) {
+      edges.push({ id: `${job.jobId}>${child.eventId}`, source: job.jobId, target: child.eventId });
+      ys.push(placeEvent(child, depth + 1));
     }
     const y = ys.length === 0 ? nextLeaf++ * ROW_HEIGHT : (ys[0]! + ys.at(-1)!) / 2;
     nodes.push({

@@ -14,7 +14,12 @@ import { ErrorBox, FileList, KeyValues, Loading, StateBadge } from '../component
 import { api, type IonEvent, type Trace } from '../lib/api.js';
 import { shortId, time } from '../lib/format.js';
 import { Link, navigate } from '../lib/router.js';
-import { buildTraceGraph, type TraceEdge, type TraceNode } from '../lib/trace-graph.js';
+import {
+  buildTraceGraph,
+  FANOUT_PAGE,
+  type TraceEdge,
+  type TraceNode,
+} from '../lib/trace-graph.js';
 
 /**
  * The lineage of one correlation id as a graph: event → job → child events, with file and
@@ -47,12 +52,13 @@ function TraceNodeView(props: NodeProps<Node<Data>>) {
         </>
       ) : (
         <>
-          <strong>{n.count} events</strong> ({n.types.join(', ')})
+          <strong>{n.shown > 0 ? `${n.count} more events` : `${n.count} events`}</strong> (
+          {n.types.join(', ')})
           <div className="muted">
             {Object.entries(n.states)
               .map(([s, c]) => `${c} ${s}`)
               .join(' · ') || 'no jobs yet'}{' '}
-            · click to open
+            · click to open {Math.min(FANOUT_PAGE, n.count)}
           </div>
         </>
       )}
@@ -97,7 +103,7 @@ function Details(props: { node: TraceNode; trace: Trace }) {
 }
 
 function TraceGraphView(props: { trace: Trace }) {
-  const [expanded, setExpanded] = useState<ReadonlySet<string>>(new Set());
+  const [expanded, setExpanded] = useState<ReadonlyMap<string, number>>(new Map());
   const [selected, setSelected] = useState<string | null>(null);
   const graph = useMemo(() => buildTraceGraph(props.trace, expanded), [props.trace, expanded]);
   const nodes: Node<Data>[] = useMemo(
@@ -106,22 +112,35 @@ function TraceGraphView(props: { trace: Trace }) {
         id: n.id,
         type: 'trace',
         position: { x: n.x, y: n.y },
+        // Fixed sizes: React Flow then knows which nodes are in view before drawing any.
+        width: 190,
+        height: 58,
         data: { node: n },
         ariaLabel:
           n.kind === 'event'
             ? `event ${n.event.type}`
             : n.kind === 'job'
               ? `job ${n.job.module} ${n.job.state}`
-              : `${n.count} events collapsed; press Enter to open`,
+              : `${n.count} events collapsed; press Enter to open ${Math.min(FANOUT_PAGE, n.count)}`,
       })),
     [graph],
   );
   const chosen = graph.nodes.find((n) => n.id === selected);
   // Keep the growing tree in view while it runs: only nodes in view are drawn.
   const flow = useRef<ReactFlowInstance<Node<Data>, TraceEdge> | null>(null);
+  // After a click on a fan-out, frame the group and the first children it opened.
+  const [focus, setFocus] = useState<string | null>(null);
   useEffect(() => {
-    void flow.current?.fitView();
-  }, [nodes.length]);
+    // Next frame: React Flow takes the new nodes into its store in its own effect first.
+    const frame = requestAnimationFrame(() => {
+      const group = focus === null ? undefined : graph.nodes.find((n) => n.id === focus);
+      if (group?.kind === 'group') {
+        // The group and the first children it opened, beside their job.
+        void flow.current?.setCenter(group.x + 250, group.y + 260, { zoom: 0.7 });
+      } else void flow.current?.fitView();
+    });
+    return () => cancelAnimationFrame(frame);
+  }, [nodes.length, focus, graph]);
   return (
     <>
       <p className="muted" role="status">
@@ -150,11 +169,12 @@ function TraceGraphView(props: { trace: Trace }) {
           proOptions={{ hideAttribution: true }}
           onNodeClick={(_e, node) => {
             const n = node.data.node;
-            if (n.kind === 'group') setExpanded(new Set([...expanded, n.jobId]));
-            else setSelected(n.id);
+            if (n.kind === 'group') {
+              setExpanded(new Map(expanded).set(n.jobId, n.shown + FANOUT_PAGE));
+              setFocus(n.id);
+            } else setSelected(n.id);
           }}
         >
-          <Background />
           <Controls showInteractive={false} />
         </ReactFlow>
       </div>

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { FileList, KeyValues, StateBadge } from '../components/common.js';
 import type { IonEvent, Job, Trace } from '../lib/api.js';
 import { LivePage } from '../pages/live.js';
-import { buildTraceGraph, FANOUT_LIMIT } from '../lib/trace-graph.js';
+import { buildTraceGraph, FANOUT_LIMIT, FANOUT_PAGE } from '../lib/trace-graph.js';
 import { parseSse } from '../lib/sse.js';
 import { route } from '../app.js';
 
@@ -135,14 +135,26 @@ describe('the trace graph', () => {
     });
     expect(collapsed.nodes).toHaveLength(3);
     expect(collapsed.hidden).toBe(FANOUT_LIMIT + 10);
-    const open = buildTraceGraph(trace, new Set(['split']));
+    const open = buildTraceGraph(trace, new Map([['split', FANOUT_PAGE]]));
     expect(open.nodes).toHaveLength(2 + 2 * (FANOUT_LIMIT + 10));
+    expect(open.hidden).toBe(0);
+  });
+
+  it('opens a huge fan-out a page at a time, the rest staying one counted node', () => {
+    const trace = fanout(1000);
+    const once = buildTraceGraph(trace, new Map([['split', FANOUT_PAGE]]));
+    expect(once.nodes.filter((n) => n.kind === 'event')).toHaveLength(1 + FANOUT_PAGE);
+    expect(once.nodes.find((n) => n.kind === 'group')).toMatchObject({
+      shown: FANOUT_PAGE,
+      count: 1000 - FANOUT_PAGE,
+    });
+    expect(once.hidden).toBe(1000 - FANOUT_PAGE);
   });
 
   it('lays out 2,000 events quickly', () => {
     const trace = fanout(2000);
     const started = performance.now();
-    const g = buildTraceGraph(trace, new Set(['split']));
+    const g = buildTraceGraph(trace, new Map([['split', 2000]]));
     expect(g.nodes).toHaveLength(4002);
     expect(performance.now() - started).toBeLessThan(1000);
   });

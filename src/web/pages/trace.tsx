@@ -1,13 +1,5 @@
 import { useQuery } from '@tanstack/react-query';
-import {
-  Handle,
-  Position,
-  ReactFlow,
-  Background,
-  Controls,
-  type Node,
-  type NodeProps,
-} from '@xyflow/react';
+import { Handle, Position, ReactFlow, Controls, type Node, type NodeProps } from '@xyflow/react';
 import { useEffect, useMemo, useRef, useState, type FormEvent } from 'react';
 import type { ReactFlowInstance } from '@xyflow/react';
 import { ErrorBox, FileList, KeyValues, Loading, StateBadge } from '../components/common.js';

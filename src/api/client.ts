@@ -51,9 +51,15 @@ export class ApiError extends IonError {
   }
 }
 
-function queryString(filter: Record<string, string | number | undefined>): string {
+function queryString(
+  filter: Record<string, string | number | readonly string[] | undefined>,
+): string {
   const query = new URLSearchParams();
-  for (const [k, v] of Object.entries(filter)) if (v !== undefined) query.set(k, String(v));
+  for (const [k, v] of Object.entries(filter)) {
+    if (v === undefined) continue;
+    if (Array.isArray(v)) for (const item of v as readonly string[]) query.append(k, item);
+    else query.set(k, String(v));
+  }
   return query.size > 0 ? `?${query.toString()}` : '';
 }
 
@@ -285,6 +291,8 @@ export class IonClient {
       key?: string;
       value?: string;
       valuePrefix?: string;
+      /** `key=value` terms: only insights of jobs that also recorded each of them. */
+      has?: readonly string[];
       correlationId?: string;
       since?: string;
       until?: string;

@@ -163,6 +163,13 @@ export function registerQueryRoutes(app: FastifyInstance, deps: ServerDeps): voi
           key: filterString,
           value: { type: 'string', maxLength: 10000 },
           valuePrefix: { type: 'string', minLength: 1, maxLength: 10000 },
+          // Repeatable: only insights of jobs that also recorded every key=value given
+          // (label=car&has=colour=red: one object, one job). At most 10.
+          has: {
+            type: 'array',
+            maxItems: 10,
+            items: { type: 'string', minLength: 2, maxLength: 10200 },
+          },
           correlationId: filterString,
           since: timeBound,
           until: timeBound,

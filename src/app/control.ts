@@ -517,9 +517,7 @@ export class Control {
     return eventQueries.lineage(this.deps.store, eventId);
   }
 
-  queryInsights(
-    filter: import('../store/document-store.js').InsightFilter,
-  ): Promise<eventQueries.InsightHit[]> {
+  queryInsights(filter: eventQueries.InsightQuery): Promise<eventQueries.InsightHit[]> {
     return eventQueries.queryInsights(this.deps.store, filter);
   }
 

@@ -85,18 +85,48 @@ export async function lineage(store: DocumentStore, eventId: string): Promise<Li
   return { event, ancestors, descendants };
 }
 
+/** An insight query as the API takes it: the store's filter, `has` as `key=value` terms. */
+export type InsightQuery = Omit<InsightFilter, 'has'> & { has?: readonly string[] };
+
+/** At most this many `has` pairs in one insight query (each is a subquery). */
+export const MAX_HAS_PAIRS = 10;
+
+/**
+ * Parses `has` terms of the form `key=value` (split at the first `=`, so the value may hold
+ * `=`; the key may not be empty) into pairs for {@link InsightFilter.has}.
+ */
+export function parseHas(terms: readonly string[] | undefined): { key: string; value: string }[] {
+  if (terms === undefined) return [];
+  if (terms.length > MAX_HAS_PAIRS)
+    throw new ValidationError(
+      `has: at most ${MAX_HAS_PAIRS} key=value pairs, got ${terms.length}`,
+      [{ path: 'has', message: `at most ${MAX_HAS_PAIRS} pairs` }],
+    );
+  return terms.map((term, i) => {
+    const at = term.indexOf('=');
+    if (at < 1)
+      throw new ValidationError(`has "${term}" is not key=value (for example label=car)`, [
+        { path: `has/${i}`, message: 'must be key=value with a non-empty key' },
+      ]);
+    return { key: term.slice(0, at), value: term.slice(at + 1) };
+  });
+}
+
 /** Insights matching `filter`, each with a summary of its event (one read per distinct event). */
 export async function queryInsights(
   store: DocumentStore,
-  filter: InsightFilter,
+  query: InsightQuery,
 ): Promise<InsightHit[]> {
+  const { has, ...filter } = query;
   checkQueryLimit(filter.limit);
   const since = isoTime('since', filter.since);
   const until = isoTime('until', filter.until);
+  const pairs = parseHas(has);
   const insights = await store.listInsights({
     ...filter,
     ...(since === undefined ? {} : { since }),
     ...(until === undefined ? {} : { until }),
+    ...(pairs.length > 0 ? { has: pairs } : {}),
   });
   const events = new Map<string, IonEvent | null>();
   for (const insight of insights)

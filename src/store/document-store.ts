@@ -137,6 +137,11 @@ export interface InsightFilter {
   jobId?: string;
   /** Values starting with this (matched literally: `%` and `_` are not wildcards). */
   valuePrefix?: string;
+  /**
+   * Only insights of jobs that also recorded every one of these exact key/value pairs (one
+   * object per job: `label=car` AND `colour=red` on the same job). Combined with the others.
+   */
+  has?: readonly { key: string; value: string }[];
   /** Inclusive lower bound on `createdAt` (ISO 8601). */
   since?: string;
   /** Exclusive upper bound on `createdAt` (ISO 8601). */

@@ -98,16 +98,22 @@ export function eventPage<E extends { createdAt: string; eventId: string }>(
   return { events, nextCursor: encodeEventCursor(last) };
 }
 
-/** Extra insight conditions (prefix and time range), rendered like {@link eventQuery}. */
+/**
+ * Extra insight conditions (prefix, time range, and `has`: only insights of jobs that also
+ * recorded each of these key/value pairs), rendered like {@link eventQuery}. `table` is the
+ * insights table's (qualified) name, used by the `has` subqueries.
+ */
 export function insightExtraConditions(
   filter: {
     valuePrefix?: string | undefined;
     since?: string | undefined;
     until?: string | undefined;
+    has?: readonly { key: string; value: string }[] | undefined;
   },
   firstIndex: number,
   ph: (n: number) => string,
   caseInsensitiveLike = false,
+  table = 'insights',
 ): { cols: string[]; params: string[] } {
   const cols: string[] = [];
   const params: string[] = [];
@@ -125,5 +131,10 @@ export function insightExtraConditions(
   }
   if (filter.since !== undefined) cols.push(`created_at >= ${p(filter.since)}`);
   if (filter.until !== undefined) cols.push(`created_at < ${p(filter.until)}`);
+  // One subquery per pair, each on the (key, value) index: the job must have them all.
+  for (const pair of filter.has ?? [])
+    cols.push(
+      `job_id IN (SELECT h.job_id FROM ${table} h WHERE h.key = ${p(pair.key)} AND h.value = ${p(pair.value)})`,
+    );
   return { cols, params };
 }

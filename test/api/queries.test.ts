@@ -235,6 +235,79 @@ describe('GET /v1/insights', () => {
   });
 });
 
+describe('GET /v1/insights?has=', () => {
+  // One job per detected object, as examples/video's colour module records them.
+  async function object(label: string, colour: string, video: string, time: string) {
+    const root = await publish('object.detected');
+    await runChild(app.backends.store, root, 'colour', [
+      { key: 'label', value: label },
+      { key: 'colour', value: colour },
+      { key: 'video', value: video },
+      { key: 'time', value: time },
+    ]);
+    return root;
+  }
+  type Hit = { key: string; value: string; jobId: string; eventId: string };
+  const hits = async (qs: string) => {
+    const res = await inject({ method: 'GET', url: `/v1/insights?${qs}` });
+    expect(res.statusCode, res.body).toBe(200);
+    return res.json<{ insights: Hit[] }>().insights;
+  };
+
+  it('keeps only jobs that recorded every pair, across traces, with their other insights', async () => {
+    const redCar = await object('car', 'red', 'a.mp4', '1.000');
+    await object('car', 'blue', 'a.mp4', '2.000');
+    await object('motorcycle', 'red', 'b.mp4', '0.000');
+    const redCar2 = await object('car', 'red', 'b.mp4', '3.000');
+    // Both pairs exist, but on different jobs: not a red car.
+    const mixed = await publish('object.detected');
+    await runChild(app.backends.store, mixed, 'colour', [
+      { key: 'label', value: 'car' },
+      { key: 'colour', value: 'green' },
+      { key: 'note', value: 'colour=red' },
+    ]);
+
+    const both = await hits('has=label%3Dcar&has=colour%3Dred');
+    expect(new Set(both.map((h) => h.eventId))).toEqual(new Set([redCar.eventId, redCar2.eventId]));
+    expect(
+      both.filter((h) => h.eventId === redCar.eventId).map((h) => `${h.key}=${h.value}`),
+    ).toEqual(['label=car', 'colour=red', 'video=a.mp4', 'time=1.000']);
+    // Combined with key: one row per red car, its time.
+    expect((await hits('key=time&has=label%3Dcar&has=colour%3Dred')).map((h) => h.value)).toEqual([
+      '1.000',
+      '3.000',
+    ]);
+    // One pair: any car (four jobs, counted by their label rows).
+    expect(await hits('key=label&has=label%3Dcar')).toHaveLength(4);
+    // The value may contain "=": split at the first one.
+    expect((await hits('key=label&has=note%3Dcolour%3Dred')).map((h) => h.eventId)).toEqual([
+      mixed.eventId,
+    ]);
+    expect(await hits('has=label%3Dcar&has=colour%3Dpurple')).toEqual([]);
+    // A single has= (not an array on the wire) works too.
+    expect(await hits('key=label&has=colour%3Dred')).toHaveLength(3);
+  });
+
+  it('refuses a term without key=value, and more than 10 pairs', async () => {
+    expectError(
+      await inject({ method: 'GET', url: '/v1/insights?has=label' }),
+      400,
+      'validation_failed',
+    );
+    expectError(
+      await inject({ method: 'GET', url: '/v1/insights?has=%3Dcar' }),
+      400,
+      'validation_failed',
+    );
+    const many = Array.from({ length: 11 }, (_, i) => `has=k${i}%3Dv`).join('&');
+    expectError(
+      await inject({ method: 'GET', url: `/v1/insights?${many}` }),
+      400,
+      'validation_failed',
+    );
+  });
+});
+
 describe('GET /v1/blobs/:sha256', () => {
   let bytes: Buffer;
   let sha256: string;

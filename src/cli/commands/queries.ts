@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { createWriteStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
-import type { EventView } from '../../api/client.js';
+import type { EventView, InsightHitView } from '../../api/client.js';
 import {
   UsageError,
   clientFor,
@@ -101,6 +101,11 @@ export function registerQueryCommands(program: Command): void {
     .option('--key <key>', 'only this key')
     .option('--value <value>', 'only this exact value')
     .option('--value-prefix <prefix>', 'only values starting with this (literally)')
+    .option(
+      '--has <key=value>',
+      'only insights of jobs that also recorded this exact pair (repeatable, all must hold: --has label=car --has colour=red); prints one row per job',
+      (term: string, all: string[] = []) => [...all, term],
+    )
     .option('--correlation-id <id>', 'only this trace')
     .option('--since <time>', 'recorded at or after this ISO 8601 time')
     .option('--until <time>', 'recorded before this ISO 8601 time')
@@ -113,6 +118,7 @@ export function registerQueryCommands(program: Command): void {
           key?: string;
           value?: string;
           valuePrefix?: string;
+          has?: string[];
           correlationId?: string;
           since?: string;
           until?: string;
@@ -122,6 +128,9 @@ export function registerQueryCommands(program: Command): void {
       ) => {
         if (options.value !== undefined && options.valuePrefix !== undefined)
           throw new UsageError('give --value or --value-prefix, not both');
+        for (const term of options.has ?? [])
+          if (term.indexOf('=') < 1)
+            throw new UsageError(`--has ${term}: expected key=value, for example label=car`);
         const hits = await clientFor(options).queryInsights({
           ...given({
             module: options.module,
@@ -132,9 +141,11 @@ export function registerQueryCommands(program: Command): void {
             since: options.since,
             until: options.until,
           }),
+          ...(options.has === undefined ? {} : { has: options.has }),
           limit: positiveInt('--limit', options.limit),
         });
         if (options.json === true) return printJson({ insights: hits });
+        if (options.has !== undefined) return print(jobTable(hits));
         print(
           table(
             ['MODULE', 'KEY', 'VALUE', 'EVENT', 'TYPE', 'CORRELATION', 'FILES'],
@@ -193,4 +204,23 @@ export function registerQueryCommands(program: Command): void {
       }
       await pipeline(stream, createWriteStream(options.output));
     });
+}
+
+/**
+ * One row per job (the insights of one job describe one thing, e.g. one detected object):
+ * its module, its insights as key=value in recorded order, its event and the event's files.
+ */
+function jobTable(hits: InsightHitView[]): string {
+  const jobs = new Map<string, InsightHitView[]>();
+  for (const hit of hits) jobs.set(hit.jobId, [...(jobs.get(hit.jobId) ?? []), hit]);
+  return table(
+    ['JOB', 'MODULE', 'INSIGHTS', 'EVENT', 'FILES'],
+    [...jobs].map(([jobId, rows]) => [
+      jobId,
+      rows[0]!.module,
+      rows.map((h) => `${h.key}=${h.value}`).join(' '),
+      rows[0]!.eventId,
+      (rows[0]!.event?.files ?? []).map((f) => `${f.path}=${f.sha256.slice(0, 12)}`).join(' '),
+    ]),
+  );
 }

@@ -419,7 +419,13 @@ export class PostgresDocumentStore implements DocumentStore {
         correlation_id: filter.correlationId,
         job_id: filter.jobId,
       });
-      const extra = insightExtraConditions(filter, base.params.length + 1, (n) => `$${n}`);
+      const extra = insightExtraConditions(
+        filter,
+        base.params.length + 1,
+        (n) => `$${n}`,
+        false,
+        t.insights,
+      );
       const where = [base.where.replace(/^WHERE /, ''), ...extra.cols].filter(Boolean);
       const params = [...base.params, ...extra.params];
       const { rows } = await q.query<InsightRow>(

@@ -1,6 +1,5 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +14,7 @@ import { loadConfig } from '../../src/config/config.js';
 import { jobIdFor } from '../../src/core/ids.js';
 import { JobHosts } from '../../src/executors/job-hosts.js';
 import { KubernetesJobHost } from '../../src/executors/kubernetes/kubernetes-job-host.js';
+import { ENGINE_SETUP_TIMEOUT_MS, podmanEngine } from '../support/container-engine.js';
 import { S3RVER_CREDENTIALS, startS3rver, type RunningS3rver } from '../support/emulators.js';
 import { waitFor } from '../support/wait.js';
 import { PodmanCluster } from './podman-cluster.js';
@@ -30,17 +30,10 @@ import { PodmanCluster } from './podman-cluster.js';
 
 const exec = promisify(execFile);
 
-/** podman's CLI environment: test/support/container-engine.ts when present, else this process's. */
+/** podman's CLI environment, with Ion's images in its storage (test/support/container-engine.ts). */
 async function podmanEnv(): Promise<NodeJS.ProcessEnv> {
-  const helper = new URL('../support/container-engine.ts', import.meta.url);
-  if (existsSync(helper)) {
-    const mod = (await import(helper.href)) as {
-      podmanEngine?: () => Promise<{ cliEnv?: Record<string, string> }>;
-    };
-    const engine = await mod.podmanEngine?.();
-    if (engine?.cliEnv !== undefined) return { ...process.env, ...engine.cliEnv };
-  }
-  return process.env;
+  const engine = await podmanEngine();
+  return { ...process.env, ...engine.cliEnv };
 }
 
 let s3rver: Promise<RunningS3rver>;
@@ -111,7 +104,7 @@ beforeAll(async () => {
     },
   );
   await app.start();
-});
+}, ENGINE_SETUP_TIMEOUT_MS);
 
 afterAll(async () => {
   await app?.stop();

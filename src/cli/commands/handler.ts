@@ -101,7 +101,7 @@ async function readJob(jobFile: string | undefined, env: NodeJS.ProcessEnv): Pro
   const text = env[HANDLER_JOB_ENV];
   if (text === undefined || text === '')
     throw new ValidationError(
-      `${HANDLER_JOB_ENV} is not set: give the job description in it or with --job-file (see docs/modules.md#ion-handler)`,
+      `${HANDLER_JOB_ENV} is not set: give the job description in it or with --job-file (see docs/modules.md#ion-handler-prepare-and-collect)`,
     );
   return parseHandlerJob(text, HANDLER_JOB_ENV);
 }

@@ -16,6 +16,7 @@
 #   vtest-10s.mp4   the first 10 s of vtest.avi (x264)
 #   corrupt.mp4     bytes that are not a video (for the failure path)
 #   empty.mp4       a valid MP4 with an audio track only: no frame to extract
+#   blank.mp4       2 s of a plain grey picture: frames with no object in them
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cache="${ION_VIDEO_CACHE:-$here/.cache}"
@@ -67,5 +68,9 @@ fi
 if [ ! -s empty.mp4 ]; then
   ff -f lavfi -i anullsrc=r=8000:cl=mono -t 1 -c:a aac empty.tmp.mp4
   mv empty.tmp.mp4 empty.mp4
+fi
+if [ ! -s blank.mp4 ]; then
+  ff -f lavfi -i color=c=gray:s=768x576:r=25:d=2 -c:v libx264 -pix_fmt yuv420p blank.tmp.mp4
+  mv blank.tmp.mp4 blank.mp4
 fi
 ls -l "$cache" | sed 1d | awk '{print "fetch-samples: " $5 "\t" $9}'

@@ -51,10 +51,16 @@ async function dominantColour(file) {
     const { width, height } = await sharp(file).metadata();
     const dx = Math.floor(width * 0.15);
     const dy = Math.floor(height * 0.15);
-    const region = width - 2 * dx >= 4 && height - 2 * dy >= 4
-      ? { left: dx, top: dy, width: width - 2 * dx, height: height - 2 * dy }
-      : { left: 0, top: 0, width, height };
-    pixels = await sharp(file).removeAlpha().extract(region).resize(48, 48, { fit: 'fill' }).raw().toBuffer();
+    const region =
+      width - 2 * dx >= 4 && height - 2 * dy >= 4
+        ? { left: dx, top: dy, width: width - 2 * dx, height: height - 2 * dy }
+        : { left: 0, top: 0, width, height };
+    pixels = await sharp(file)
+      .removeAlpha()
+      .extract(region)
+      .resize(48, 48, { fit: 'fill' })
+      .raw()
+      .toBuffer();
   } catch (err) {
     throw new UsageError(`${file.split('/').pop()} is not a readable image: ${err.message}`);
   }
@@ -75,7 +81,8 @@ async function main() {
   const base = baseDir();
   const meta = readMeta(base);
   const crops = listFiles(join(base, 'in', 'data')).filter((f) => f.startsWith('crops/'));
-  if (crops.length !== 1) throw new UsageError(`the event must carry one crop under crops/, it carries ${crops.length}`);
+  if (crops.length !== 1)
+    throw new UsageError(`the event must carry one crop under crops/, it carries ${crops.length}`);
   const { colour, share } = await dominantColour(join(base, 'in', 'data', crops[0]));
   const object = {
     label: meta.get('label') ?? 'unknown',
@@ -87,7 +94,9 @@ async function main() {
     frame: meta.get('frame') ?? '',
     box: meta.get('box') ?? '',
   };
-  console.log(`colour: ${object.video} t=${object.time}s ${object.label} [${object.box}]: ${colour} (${share})`);
+  console.log(
+    `colour: ${object.video} t=${object.time}s ${object.label} [${object.box}]: ${colour} (${share})`,
+  );
   writeFileSync(join(base, 'out', 'insights.json'), JSON.stringify(kv(object), null, 2) + '\n');
   return 0;
 }

@@ -13,7 +13,7 @@
 // copies the frame to out/data/frames/... (so the event links both) and raises
 // object.detected with metadata video, time, frame, label, score, box ("x,y,w,h" in the
 // frame's pixels). Insights: objects (count) and labels. A frame with no object above the
-// threshold succeeds with objects=0 and raises nothing.
+// threshold succeeds with objects=0 and a `reason` insight, and raises nothing.
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -106,7 +106,8 @@ async function main() {
   const minScore = numberEnv('MIN_SCORE', 0.35, { max: 1 });
   const maxObjects = Math.floor(numberEnv('MAX_OBJECTS', 20));
   const frames = listFiles(join(base, 'in', 'data')).filter((f) => /\.(jpe?g|png|webp)$/i.test(f));
-  if (frames.length === 0) throw new UsageError('the event carries no frame image (.jpg, .png, .webp)');
+  if (frames.length === 0)
+    throw new UsageError('the event carries no frame image (.jpg, .png, .webp)');
   const meta = readMeta(base);
   const video = meta.get('video') ?? 'unknown';
   const started = Date.now();
@@ -115,7 +116,10 @@ async function main() {
   for (const frame of frames) {
     const file = join(base, 'in', 'data', frame);
     const objects = await detect(file, minScore, maxObjects);
-    const stem = frame.split('/').pop().replace(/\.[^.]*$/, '');
+    const stem = frame
+      .split('/')
+      .pop()
+      .replace(/\.[^.]*$/, '');
     const frameOut = `frames/${slug(video)}/${frame.split('/').pop()}`;
     if (objects.length > 0) {
       mkdirSync(dirname(join(base, 'out', 'data', frameOut)), { recursive: true });
@@ -127,7 +131,10 @@ async function main() {
       const crop = `crops/${slug(video)}/${stem}-${String(i + 1).padStart(2, '0')}-${o.label.replace(/ /g, '_')}.jpg`;
       mkdirSync(dirname(join(base, 'out', 'data', crop)), { recursive: true });
       const [left, top, width, height] = o.box;
-      await sharp(file).extract({ left, top, width, height }).jpeg({ quality: 90 }).toFile(join(base, 'out', 'data', crop));
+      await sharp(file)
+        .extract({ left, top, width, height })
+        .jpeg({ quality: 90 })
+        .toFile(join(base, 'out', 'data', crop));
       const event = {
         eventType: 'object.detected',
         files: [crop, frameOut],
@@ -141,7 +148,10 @@ async function main() {
         },
       };
       mkdirSync(join(base, 'out', 'events'), { recursive: true });
-      writeFileSync(join(base, 'out', 'events', `${stem}-${String(i + 1).padStart(2, '0')}.json`), JSON.stringify(event) + '\n');
+      writeFileSync(
+        join(base, 'out', 'events', `${stem}-${String(i + 1).padStart(2, '0')}.json`),
+        JSON.stringify(event) + '\n',
+      );
     }
     console.log(
       `detect: ${video} ${frame}: ${objects.length ? objects.map((o) => `${o.label} ${o.score} [${o.box}]`).join('; ') : `no object scoring >= ${minScore}`}`,
@@ -150,7 +160,17 @@ async function main() {
   console.log(`detect: ${frames.length} frame(s) in ${Date.now() - started} ms`);
   writeFileSync(
     join(base, 'out', 'insights.json'),
-    JSON.stringify(kv({ video, time: meta.get('time') ?? '', objects: n, labels: [...new Set(labels)].join(',') }), null, 2) + '\n',
+    JSON.stringify(
+      kv({
+        video,
+        time: meta.get('time') ?? '',
+        objects: n,
+        labels: [...new Set(labels)].join(','),
+        ...(n === 0 ? { reason: `no object scoring >= ${minScore}` } : {}),
+      }),
+      null,
+      2,
+    ) + '\n',
   );
   return 0;
 }

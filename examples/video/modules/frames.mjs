@@ -40,17 +40,28 @@ function ffmpegPath() {
 /** Runs ffmpeg; resolves with its exit code and stderr (never rejects on a non-zero exit). */
 function ffmpeg(args) {
   return new Promise((resolve, reject) => {
-    execFile(ffmpegPath(), ['-hide_banner', ...args], { maxBuffer: 8 << 20 }, (err, _out, stderr) => {
-      if (err && typeof err.code !== 'number') reject(new UsageError(`cannot run ffmpeg: ${err.message}`));
-      else resolve({ code: err ? err.code : 0, stderr: String(stderr) });
-    });
+    execFile(
+      ffmpegPath(),
+      ['-hide_banner', ...args],
+      { maxBuffer: 8 << 20 },
+      (err, _out, stderr) => {
+        if (err && typeof err.code !== 'number')
+          reject(new UsageError(`cannot run ffmpeg: ${err.message}`));
+        else resolve({ code: err ? err.code : 0, stderr: String(stderr) });
+      },
+    );
   });
 }
 
 /** The last meaningful line ffmpeg printed, for a one-line reason. */
 function lastLine(stderr) {
-  const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean);
-  return (lines.filter((l) => !/output file must be specified/i.test(l)).pop() ?? 'no output').slice(0, 300);
+  const lines = stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
+  return (
+    lines.filter((l) => !/output file must be specified/i.test(l)).pop() ?? 'no output'
+  ).slice(0, 300);
 }
 
 async function main() {
@@ -59,7 +70,9 @@ async function main() {
   const maxFrames = Math.floor(numberEnv('MAX_FRAMES', 600));
   const inputs = listFiles(join(base, 'in', 'data'));
   if (inputs.length !== 1)
-    throw new UsageError(`the event must carry exactly one video file, it carries ${inputs.length}`);
+    throw new UsageError(
+      `the event must carry exactly one video file, it carries ${inputs.length}`,
+    );
   const file = inputs[0];
   const meta = readMeta(base);
   const video = meta.get('video') || file.split('/').pop();
@@ -68,15 +81,21 @@ async function main() {
   // Probe: `ffmpeg -i` alone prints the streams (and complains about the missing output).
   const probe = await ffmpeg(['-i', input]);
   if (!/^\s*Input #0/m.test(probe.stderr)) {
-    console.error(`frames: ${video} is not a readable video: ${lastLine(probe.stderr)}`);
+    console.error(
+      `frames: ${video} is not a readable video: ${lastLine(probe.stderr.split(input).join(file))}`,
+    );
     return 2;
   }
   const insights = { video, fps: rate };
   const duration = /Duration: (\d+):(\d+):(\d+(?:\.\d+)?)/.exec(probe.stderr);
-  if (duration) insights.duration = (+duration[1] * 3600 + +duration[2] * 60 + +duration[3]).toFixed(2);
+  if (duration)
+    insights.duration = (+duration[1] * 3600 + +duration[2] * 60 + +duration[3]).toFixed(2);
   if (!/Stream #0:\d+.*: Video:/.test(probe.stderr)) {
     console.log(`frames: ${video} has no video stream: no frame to extract`);
-    writeFileSync(join(base, 'out', 'insights.json'), JSON.stringify(kv({ ...insights, frames: 0, reason: 'no video stream' }), null, 2) + '\n');
+    writeFileSync(
+      join(base, 'out', 'insights.json'),
+      JSON.stringify(kv({ ...insights, frames: 0, reason: 'no video stream' }), null, 2) + '\n',
+    );
     return 0;
   }
 
@@ -84,15 +103,33 @@ async function main() {
   mkdirSync(join(base, 'out', 'data', folder), { recursive: true });
   const started = Date.now();
   const run = await ffmpeg([
-    '-nostdin', '-loglevel', 'error', '-i', input, '-an', '-vf', `fps=${rate}`,
-    '-frames:v', String(maxFrames), '-q:v', '2', join(base, 'out', 'data', folder, 'f%05d.jpg'),
+    '-nostdin',
+    '-loglevel',
+    'error',
+    '-i',
+    input,
+    '-an',
+    '-vf',
+    `fps=${rate}`,
+    '-frames:v',
+    String(maxFrames),
+    '-q:v',
+    '2',
+    join(base, 'out', 'data', folder, 'f%05d.jpg'),
   ]);
-  const frames = readdirSync(join(base, 'out', 'data', folder)).filter((f) => /^f\d{5}\.jpg$/.test(f)).sort();
+  const frames = readdirSync(join(base, 'out', 'data', folder))
+    .filter((f) => /^f\d{5}\.jpg$/.test(f))
+    .sort();
   if (run.code !== 0 && frames.length === 0) {
-    console.error(`frames: ${video} could not be decoded: ${lastLine(run.stderr)}`);
+    console.error(
+      `frames: ${video} could not be decoded: ${lastLine(run.stderr.split(input).join(file))}`,
+    );
     return 2;
   }
-  if (run.code !== 0) console.log(`frames: ffmpeg stopped early (${lastLine(run.stderr)}); keeping the ${frames.length} frames it wrote`);
+  if (run.code !== 0)
+    console.log(
+      `frames: ffmpeg stopped early (${lastLine(run.stderr)}); keeping the ${frames.length} frames it wrote`,
+    );
   mkdirSync(join(base, 'out', 'events'), { recursive: true });
   frames.forEach((name, i) => {
     const event = {
@@ -100,10 +137,15 @@ async function main() {
       files: [`${folder}/${name}`],
       data: { video, time: (i / rate).toFixed(3), frame: String(i + 1) },
     };
-    writeFileSync(join(base, 'out', 'events', `${name.replace('.jpg', '')}.json`), JSON.stringify(event) + '\n');
+    writeFileSync(
+      join(base, 'out', 'events', `${name.replace('.jpg', '')}.json`),
+      JSON.stringify(event) + '\n',
+    );
   });
   if (frames.length === maxFrames) console.log(`frames: stopped at MAX_FRAMES=${maxFrames}`);
-  console.log(`frames: ${video}: ${frames.length} frames at ${rate}/s in ${Date.now() - started} ms`);
+  console.log(
+    `frames: ${video}: ${frames.length} frames at ${rate}/s in ${Date.now() - started} ms`,
+  );
   const out = { ...insights, frames: frames.length };
   if (frames.length === 0) out.reason = 'the video stream decoded to no frame';
   writeFileSync(join(base, 'out', 'insights.json'), JSON.stringify(kv(out), null, 2) + '\n');

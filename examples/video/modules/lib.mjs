@@ -51,7 +51,9 @@ export function numberEnv(name, fallback, { min = 0, max = Infinity } = {}) {
   if (raw === undefined || raw === '') return fallback;
   const n = Number(raw);
   if (!Number.isFinite(n) || n <= min || n > max)
-    throw new UsageError(`${name} must be a number above ${min}${max < Infinity ? ` and at most ${max}` : ''}, got ${JSON.stringify(raw)}`);
+    throw new UsageError(
+      `${name} must be a number above ${min}${max < Infinity ? ` and at most ${max}` : ''}, got ${JSON.stringify(raw)}`,
+    );
   return n;
 }
 

@@ -21,7 +21,9 @@ function main() {
   try {
     trace = JSON.parse(readFileSync(join(base, 'in', 'data', 'trace.json'), 'utf8'));
   } catch (err) {
-    throw new UsageError(`in/data/trace.json is missing or not JSON (${err.message}): subscribe this module to ion.trace.settled`);
+    throw new UsageError(
+      `in/data/trace.json is missing or not JSON (${err.message}): subscribe this module to ion.trace.settled`,
+    );
   }
   // Insights grouped per job: one colour job = one object.
   const byJob = new Map();
@@ -31,7 +33,8 @@ function main() {
   }
   const jobs = [...byJob.values()];
   const framesJob = jobs.find((j) => j.module === 'frames');
-  const video = meta.get('video') ?? framesJob?.video ?? trace.events?.[0]?.files?.[0]?.path ?? 'unknown';
+  const video =
+    meta.get('video') ?? framesJob?.video ?? trace.events?.[0]?.files?.[0]?.path ?? 'unknown';
   const labels = {};
   let objects = 0;
   for (const o of jobs.filter((j) => j.module === 'colour')) {
@@ -48,7 +51,8 @@ function main() {
   let reason = '';
   const framesFailed = failed.find((j) => j.module === 'frames');
   if (framesFailed) reason = `frames failed: ${framesFailed.lastError ?? 'see its log'}`;
-  else if (framesJob && framesJob.frames === '0') reason = `no frames: ${framesJob.reason ?? 'the video has no frame'}`;
+  else if (framesJob && framesJob.frames === '0')
+    reason = `no frames: ${framesJob.reason ?? 'the video has no frame'}`;
   else if (objects === 0) reason = 'no object detected';
   const summary = {
     video,
@@ -56,17 +60,30 @@ function main() {
     frames: framesJob ? Number(framesJob.frames) : 0,
     objects,
     labels,
-    failedJobs: failed.map((j) => ({ module: j.module, state: j.state, error: j.lastError ?? null })),
+    failedJobs: failed.map((j) => ({
+      module: j.module,
+      state: j.state,
+      error: j.lastError ?? null,
+    })),
     ...(reason ? { reason } : {}),
   };
-  const order = Object.entries(labels).sort((a, b) => b[1].count - a[1].count || (a[0] < b[0] ? -1 : 1));
+  const order = Object.entries(labels).sort(
+    (a, b) => b[1].count - a[1].count || (a[0] < b[0] ? -1 : 1),
+  );
   const seen = order.map(([label, e]) => {
-    const colours = Object.entries(e.colours).sort((a, b) => b[1] - a[1]).map(([c, n]) => `${c} ${n}`).join(', ');
+    const colours = Object.entries(e.colours)
+      .sort((a, b) => b[1] - a[1])
+      .map(([c, n]) => `${c} ${n}`)
+      .join(', ');
     return `${label}: ${e.count} (${colours}) at ${e.first.toFixed(3)}-${e.last.toFixed(3)} s`;
   });
   mkdirSync(join(base, 'out', 'data'), { recursive: true });
   writeFileSync(join(base, 'out', 'data', 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
-  const text = [`${video}: ${summary.frames} frames, ${objects} objects${reason ? ` (${reason})` : ''}`, ...seen.map((s) => `  ${s}`)].join('\n') + '\n';
+  const text =
+    [
+      `${video}: ${summary.frames} frames, ${objects} objects${reason ? ` (${reason})` : ''}`,
+      ...seen.map((s) => `  ${s}`),
+    ].join('\n') + '\n';
   writeFileSync(join(base, 'out', 'data', 'summary.txt'), text);
   process.stdout.write(text);
   const insights = [

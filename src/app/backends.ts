@@ -73,6 +73,28 @@ export function createJobHosts(
         logger,
       });
     },
+    // Imported on first use: a worker that never runs a pod never loads @kubernetes/client-node.
+    // A filesystem blob store is refused here (its pods could not reach it), so a worker whose
+    // default executor is kubernetes fails at start-up with the reason.
+    kubernetes: async () => {
+      const { KubernetesJobHost } = await import('../executors/kubernetes/kubernetes-job-host.js');
+      const { ClientCluster } = await import('../executors/kubernetes/client-cluster.js');
+      const k8s = config.executor.kubernetes;
+      const { blobHandlerEnv } = await import('../executors/kubernetes/manifests.js');
+      blobHandlerEnv(config.blob); // refuses the filesystem blob store before any cluster call
+      const clusterLogger = logger.child({ executor: 'kubernetes' });
+      return new KubernetesJobHost({
+        cluster: new ClientCluster({
+          namespace: k8s.namespace,
+          ...(k8s.kubeconfig === undefined ? {} : { kubeconfig: k8s.kubeconfig }),
+          logger: clusterLogger,
+        }),
+        settings: k8s,
+        blob: config.blob,
+        blobs,
+        logger: clusterLogger,
+      });
+    },
     local: () =>
       new DirJobHost({
         kind: 'local',
@@ -196,25 +218,3 @@ export async function createBlobStore(config: IonConfig): Promise<BlobStore> {
     }
   }
 }
-    // Imported on first use: a worker that never runs a pod never loads @kubernetes/client-node.
-    // A filesystem blob store is refused here (its pods could not reach it), so a worker whose
-    // default executor is kubernetes fails at start-up with the reason.
-    kubernetes: async () => {
-      const { KubernetesJobHost } = await import('../executors/kubernetes/kubernetes-job-host.js');
-      const { ClientCluster } = await import('../executors/kubernetes/client-cluster.js');
-      const k8s = config.executor.kubernetes;
-      const { blobHandlerEnv } = await import('../executors/kubernetes/manifests.js');
-      blobHandlerEnv(config.blob); // refuses the filesystem blob store before any cluster call
-      const clusterLogger = logger.child({ executor: 'kubernetes' });
-      return new KubernetesJobHost({
-        cluster: new ClientCluster({
-          namespace: k8s.namespace,
-          ...(k8s.kubeconfig === undefined ? {} : { kubeconfig: k8s.kubeconfig }),
-          logger: clusterLogger,
-        }),
-        settings: k8s,
-        blob: config.blob,
-        blobs,
-        logger: clusterLogger,
-      });
-    },

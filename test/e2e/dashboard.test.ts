@@ -276,7 +276,7 @@ describe('the web dashboard against a real ion up', () => {
   it('answers an insight query: which documents have a red car?', async () => {
     const page = await newPage();
     await page.goto(`${ion.url}/ui/insights`);
-    await page.getByLabel('Key').fill('object');
+    await page.getByLabel('Key', { exact: true }).fill('object');
     await page.getByLabel('Value (exact)').fill('red car');
     await page.getByRole('button', { name: 'Search' }).click();
     await page.waitForURL(/key=object/);
@@ -285,6 +285,18 @@ describe('the web dashboard against a real ion up', () => {
     await expect(
       row.getByRole('link', { name: 'document.uploaded' }).count(),
     ).resolves.toBeGreaterThan(0);
+    // One job's insights together: the note of every job that also found a red car.
+    await page.getByLabel('Key', { exact: true }).fill('note');
+    await page.getByLabel('Value (exact)').fill('');
+    await page.getByLabel('Same job has').fill('object=red car');
+    await page.getByRole('button', { name: 'Search' }).click();
+    await page.waitForURL(/has=object/);
+    await page
+      .getByRole('row', { name: /detector note/ })
+      .first()
+      .waitFor({ timeout: DEADLINE });
+    await page.getByRole('cell', { name: HOSTILE }).first().waitFor({ timeout: DEADLINE });
+    expect(await page.locator('img[src="x"]').count()).toBe(0);
     await checkA11y(page, 'insights');
     await shot(page, 'insights');
     for (const path of ['/ui/replays', '/ui/dead-letters', '/ui/tokens', '/ui/modules/splitter']) {

@@ -7,14 +7,25 @@ import { Link, setSearch, useLocation } from '../lib/router.js';
 
 /**
  * Insight queries: module, key, value (exact) or prefix, time. Each hit links its event's
- * trace, its job and its files, so "which videos have a red car?" is `key=object value=red car`.
+ * trace, its job and its files. "Which videos have a red car?" is `has: label=car, colour=red`
+ * (one detection job recorded both), or `key=object value=red car` where one insight says it.
  */
 
 type Hit = Insight & {
   event: { eventId: string; type: string; files: (FileRef & { href: string })[] };
 };
-const FIELDS = ['module', 'key', 'value', 'valuePrefix', 'since', 'until'] as const;
+const FIELDS = ['module', 'key', 'value', 'valuePrefix', 'has', 'since', 'until'] as const;
 type Form = Partial<Record<(typeof FIELDS)[number], string>>;
+
+/** `label=car, colour=red` → `&has=label%3Dcar&has=colour%3Dred` (one job recorded every pair). */
+export function hasParams(has: string | undefined): string {
+  if (has === undefined) return '';
+  const pairs = has
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p.includes('='));
+  return pairs.map((p) => `&has=${encodeURIComponent(p)}`).join('');
+}
 
 export function InsightsPage() {
   const { search } = useLocation();
@@ -34,10 +45,11 @@ export function InsightsPage() {
       api<{ insights: Hit[] }>(
         `/v1/insights${qs({
           ...current,
+          has: undefined,
           since: current.since === undefined ? undefined : localToIso(current.since),
           until: current.until === undefined ? undefined : localToIso(current.until),
           limit: 500,
-        })}`,
+        })}${hasParams(current.has)}`,
       ).then((r) => r.insights),
   });
   const field = (k: keyof Form, label: string, type = 'text') => (
@@ -63,6 +75,7 @@ export function InsightsPage() {
         {field('key', 'Key')}
         {field('value', 'Value (exact)')}
         {field('valuePrefix', 'Value starts with')}
+        {field('has', 'Same job has (key=value, …)')}
         {field('since', 'Since', 'datetime-local')}
         {field('until', 'Until', 'datetime-local')}
         <button type="submit">Search</button>

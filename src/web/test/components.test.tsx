@@ -9,6 +9,7 @@ import { LivePage } from '../pages/live.js';
 import { buildTraceGraph, FANOUT_LIMIT, FANOUT_PAGE } from '../lib/trace-graph.js';
 import { parseSse } from '../lib/sse.js';
 import { route } from '../app.js';
+import { hasParams } from '../pages/insights.js';
 
 /** Payloads a module could write: none may become markup or run. */
 const HOSTILE = [
@@ -157,6 +158,13 @@ describe('the trace graph', () => {
     const g = buildTraceGraph(trace, new Map([['split', 2000]]));
     expect(g.nodes).toHaveLength(4002);
     expect(performance.now() - started).toBeLessThan(1000);
+  });
+});
+
+describe('the insight query', () => {
+  it('turns "same job has" pairs into repeated has parameters', () => {
+    expect(hasParams('label=car, colour=red , junk')).toBe('&has=label%3Dcar&has=colour%3Dred');
+    expect(hasParams(undefined)).toBe('');
   });
 });
 

@@ -35,7 +35,7 @@ cd "$cache"
 need=0
 for f in vtest.avi licenseplate_motion.jpg motorcycle_left.png; do [ -s "$f" ] || need=1; done
 if [ "$need" = 1 ]; then
-  echo "fetch-samples: downloading opencv-doc and python3-skimage (.deb, ~117 MB) into $cache/debs"
+  echo "fetch-samples: downloading opencv-doc and python3-skimage (.deb, ~117 MB, removed after) into $cache/debs"
   mkdir -p debs && cd debs
   ls opencv-doc_*.deb >/dev/null 2>&1 || apt-get download opencv-doc >/dev/null ||
     { apt-get update -qq && apt-get download opencv-doc >/dev/null; }
@@ -50,7 +50,7 @@ if [ "$need" = 1 ]; then
   # Keep the licence texts beside the copies.
   cp debs/x/usr/share/doc/opencv-doc/copyright copyright.opencv-doc 2>/dev/null || true
   cp debs/x/usr/share/doc/python3-skimage/copyright copyright.python3-skimage 2>/dev/null || true
-  rm -rf debs/x
+  rm -rf debs # the copies above are all that is needed
 fi
 
 ff() { "$ffmpeg" -hide_banner -loglevel error -y "$@"; }
@@ -64,7 +64,8 @@ if [ ! -s vtest-10s.mp4 ]; then
   ff -i vtest.avi -t 10 -an -c:v libx264 -pix_fmt yuv420p vtest-10s.tmp.mp4
   mv vtest-10s.tmp.mp4 vtest-10s.mp4
 fi
-[ -s corrupt.mp4 ] || yes "this is not a video" | head -c 65536 >corrupt.mp4
+# (not `yes | head`: under pipefail, yes's SIGPIPE would end this script)
+[ -s corrupt.mp4 ] || awk 'BEGIN { for (i = 0; i < 3000; i++) print "this is not a video" }' >corrupt.mp4
 if [ ! -s empty.mp4 ]; then
   ff -f lavfi -i anullsrc=r=8000:cl=mono -t 1 -c:a aac empty.tmp.mp4
   mv empty.tmp.mp4 empty.mp4

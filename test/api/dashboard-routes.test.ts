@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { normaliseReason, fingerprint } from '../../src/api/dashboard-routes.js';
+import { normaliseReason, fingerprint } from '../../src/api/failure-groups.js';
 import { buildServer } from '../../src/api/server.js';
 import { createLogger } from '../../src/app/logger.js';
 import { jobIdFor } from '../../src/core/ids.js';

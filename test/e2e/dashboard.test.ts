@@ -196,7 +196,9 @@ describe('the web dashboard against a real ion up', () => {
     await shot(live, 'live');
 
     // Hostile metadata and insight values are text: no element, no script ran.
-    await page.locator('[aria-label="event document.uploaded"]').first().click();
+    // Opened from the keyboard: a focused node opens with Enter, as a click does.
+    await page.locator('[aria-label="event document.uploaded"]').first().focus();
+    await page.keyboard.press('Enter');
     await page.getByText(HOSTILE).first().waitFor({ timeout: DEADLINE });
     expect(await page.locator('img[src="x"]').count()).toBe(0);
     expect(

@@ -118,6 +118,12 @@ function TraceGraphView(props: { trace: Trace }) {
     [graph],
   );
   const chosen = graph.nodes.find((n) => n.id === selected);
+  const activate = (n: TraceNode) => {
+    if (n.kind === 'group') {
+      setExpanded(new Map(expanded).set(n.jobId, n.shown + FANOUT_PAGE));
+      setFocus(n.id);
+    } else setSelected(n.id);
+  };
   // Keep the growing tree in view while it runs: only nodes in view are drawn.
   const flow = useRef<ReactFlowInstance<Node<Data>, TraceEdge> | null>(null);
   // After a click on a fan-out, frame the group and the first children it opened.
@@ -145,6 +151,15 @@ function TraceGraphView(props: { trace: Trace }) {
         role="figure"
         aria-label="Trace graph"
         data-nodes={nodes.length}
+        onKeyDown={(e) => {
+          // A focused node (Tab reaches them) opens with Enter, as a click does.
+          if (e.key !== 'Enter') return;
+          const id = (e.target as HTMLElement)
+            .closest('.react-flow__node')
+            ?.getAttribute('data-id');
+          const n = graph.nodes.find((x) => x.id === id);
+          if (n !== undefined) activate(n);
+        }}
       >
         <ReactFlow
           nodes={nodes}
@@ -159,13 +174,7 @@ function TraceGraphView(props: { trace: Trace }) {
           nodesDraggable={false}
           nodesConnectable={false}
           proOptions={{ hideAttribution: true }}
-          onNodeClick={(_e, node) => {
-            const n = node.data.node;
-            if (n.kind === 'group') {
-              setExpanded(new Map(expanded).set(n.jobId, n.shown + FANOUT_PAGE));
-              setFocus(n.id);
-            } else setSelected(n.id);
-          }}
+          onNodeClick={(_e, node) => activate(node.data.node)}
         >
           <Controls showInteractive={false} />
         </ReactFlow>

@@ -1,10 +1,9 @@
 import type { Logger } from 'pino';
 import type { EventBus } from '../bus/event-bus.js';
-import { NotFoundError, errorMessage } from '../core/errors.js';
-import { sleep, yieldToEventLoop } from '../core/time.js';
-import { Waker } from '../core/waker.js';
+import { NotFoundError } from '../core/errors.js';
 import { noticeMessage } from '../dispatcher/bus-notice.js';
 import type { DocumentStore } from '../store/document-store.js';
+import { BatchLoop } from './batch-loop.js';
 
 export interface OutboxRelayOptions {
   pollIntervalMs?: number;
@@ -17,11 +16,8 @@ export interface OutboxRelayOptions {
  * event id (the commit protocol's step 1). Several relays may run at once.
  */
 export class OutboxRelay {
-  private readonly stopSignal = new AbortController();
-  private readonly waker = new Waker();
-  private loop: Promise<void> | null = null;
-  private readonly pollIntervalMs: number;
   private readonly batchSize: number;
+  private readonly loop: BatchLoop;
 
   constructor(
     private readonly store: DocumentStore,
@@ -29,36 +25,23 @@ export class OutboxRelay {
     private readonly logger: Logger,
     options: OutboxRelayOptions = {},
   ) {
-    this.pollIntervalMs = options.pollIntervalMs ?? 250;
     this.batchSize = options.batchSize ?? 200;
+    this.loop = new BatchLoop({
+      pass: () => this.publishBatch(),
+      batchSize: this.batchSize,
+      pollIntervalMs: options.pollIntervalMs ?? 250,
+      logger,
+      failureMessage: 'outbox relay could not publish; backing off',
+    });
   }
 
   start(): void {
-    this.loop ??= this.run();
+    this.loop.start();
   }
 
   /** Publish now rather than at the next poll (called after a commit in this process). */
   wake(): void {
-    this.waker.wake();
-  }
-
-  private async run(): Promise<void> {
-    const signal = this.stopSignal.signal;
-    let failures = 0;
-    while (!signal.aborted) {
-      let published = 0;
-      try {
-        published = await this.publishBatch();
-        failures = 0;
-      } catch (err) {
-        failures += 1;
-        this.logger.warn({ err: errorMessage(err) }, 'outbox relay could not publish; backing off');
-        await sleep(Math.min(5000, 100 * 2 ** failures), signal);
-        continue;
-      }
-      if (published < this.batchSize) await this.waker.wait(this.pollIntervalMs, signal);
-      else await yieldToEventLoop(); // a long drain must not hold the event loop
-    }
+    this.loop.wake();
   }
 
   /** One pass: returns how many rows were handled. */
@@ -86,8 +69,6 @@ export class OutboxRelay {
   }
 
   async stop(): Promise<void> {
-    this.stopSignal.abort();
-    this.wake();
-    await this.loop;
+    await this.loop.stop();
   }
 }

@@ -1,16 +1,14 @@
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { BlobStore } from '../blob/blob-store.js';
-import { errorMessage } from '../core/errors.js';
-import { sleep, yieldToEventLoop } from '../core/time.js';
 import {
   TRACE_SETTLED,
   settledEvent,
   traceSummary,
   type Settlement,
 } from '../core/trace-settled.js';
-import { Waker } from '../core/waker.js';
 import type { DocumentStore } from '../store/document-store.js';
+import { BatchLoop } from './batch-loop.js';
 
 export interface SettlementRelayOptions {
   pollIntervalMs?: number;
@@ -32,11 +30,8 @@ export interface SettlementRelayOptions {
  * to, so it would only add an event to every trace and a copy of the trace to the blobs.
  */
 export class SettlementRelay {
-  private readonly stopSignal = new AbortController();
-  private readonly waker = new Waker();
-  private loop: Promise<void> | null = null;
-  private readonly pollIntervalMs: number;
   private readonly batchSize: number;
+  private readonly loop: BatchLoop;
 
   constructor(
     private readonly store: DocumentStore,
@@ -44,39 +39,23 @@ export class SettlementRelay {
     private readonly logger: Logger,
     private readonly options: SettlementRelayOptions = {},
   ) {
-    this.pollIntervalMs = options.pollIntervalMs ?? 250;
     this.batchSize = options.batchSize ?? 50;
+    this.loop = new BatchLoop({
+      pass: () => this.raiseBatch(),
+      batchSize: this.batchSize,
+      pollIntervalMs: options.pollIntervalMs ?? 250,
+      logger,
+      failureMessage: 'settlement relay could not raise ion.trace.settled; backing off',
+    });
   }
 
   start(): void {
-    this.loop ??= this.run();
+    this.loop.start();
   }
 
   /** Look for settlements now rather than at the next poll (after a job ended here). */
   wake(): void {
-    this.waker.wake();
-  }
-
-  private async run(): Promise<void> {
-    const signal = this.stopSignal.signal;
-    let failures = 0;
-    while (!signal.aborted) {
-      let handled = 0;
-      try {
-        handled = await this.raiseBatch();
-        failures = 0;
-      } catch (err) {
-        failures += 1;
-        this.logger.warn(
-          { err: errorMessage(err) },
-          'settlement relay could not raise ion.trace.settled; backing off',
-        );
-        await sleep(Math.min(5000, 100 * 2 ** failures), signal);
-        continue;
-      }
-      if (handled < this.batchSize) await this.waker.wait(this.pollIntervalMs, signal);
-      else await yieldToEventLoop();
-    }
+    this.loop.wake();
   }
 
   /** One pass over open settlements: returns how many it handled. */
@@ -107,8 +86,6 @@ export class SettlementRelay {
   }
 
   async stop(): Promise<void> {
-    this.stopSignal.abort();
-    this.wake();
-    await this.loop;
+    await this.loop.stop();
   }
 }

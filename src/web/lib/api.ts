@@ -92,15 +92,12 @@ export function qs(params: Record<string, string | number | undefined | null>): 
 }
 
 // The API's shapes, as the dashboard reads them.
-export interface KeyValue {
-  key: string;
-  value: string;
-}
-export interface FileRef {
-  path: string;
-  sha256: string;
-  size: number;
-}
+// The domain's types, as the API sends them (type-only: nothing of the server is bundled).
+export type { Attempt, FileRef, Insight, Job, JobState, KeyValue } from '../../core/types.js';
+export { JOB_STATES } from '../../core/types.js';
+import type { FileRef, Insight, Job, KeyValue } from '../../core/types.js';
+
+/** An event as the API shows it: its metadata as the ordered list the module wrote. */
 export interface IonEvent {
   eventId: string;
   type: string;
@@ -110,54 +107,6 @@ export interface IonEvent {
   sourceJobId: string | null;
   metadata: KeyValue[];
   files: FileRef[];
-  createdAt: string;
-}
-export type JobState =
-  'pending' | 'running' | 'succeeded' | 'failed' | 'dead_lettered' | 'cancelled';
-export const JOB_STATES: JobState[] = [
-  'pending',
-  'running',
-  'succeeded',
-  'failed',
-  'dead_lettered',
-  'cancelled',
-];
-export interface Job {
-  jobId: string;
-  module: string;
-  moduleVersion: number;
-  eventId: string;
-  correlationId: string;
-  state: JobState;
-  attempts: number;
-  createdAt: string;
-  updatedAt: string;
-  finishedAt: string | null;
-  lastError: string | null;
-  outputs: FileRef[];
-  replayId: string | null;
-}
-export interface Attempt {
-  jobId: string;
-  attempt: number;
-  moduleVersion: number;
-  workerId: string;
-  outcome: 'running' | 'succeeded' | 'failed';
-  startedAt: string;
-  finishedAt: string | null;
-  durationMs: number | null;
-  exitCode: number | null;
-  errorCode: string | null;
-  errorKind: string | null;
-  error: string | null;
-}
-export interface Insight {
-  jobId: string;
-  module: string;
-  eventId: string;
-  correlationId: string;
-  key: string;
-  value: string;
   createdAt: string;
 }
 export interface ModuleRecord {

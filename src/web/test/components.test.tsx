@@ -100,6 +100,9 @@ function job(id: string, eventId: string, module: string): Job {
     lastError: null,
     outputs: [],
     replayId: null,
+    replayOf: null,
+    pinnedVersion: null,
+    cancelRequestedAt: null,
   };
 }
 

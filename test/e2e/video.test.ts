@@ -139,6 +139,16 @@ describe('examples/video: video -> frames -> detect -> colour -> summary, and th
     }
   });
 
+  it('loads the model once per warm detect process, not once per frame', async () => {
+    const detect = [...traces.values()].flatMap((t) => t.jobs.filter((j) => j.module === 'detect'));
+    expect(detect.length).toBe(16); // 4 + 10 + 2 frames
+    const logs = await Promise.all(detect.map((j) => ion.client.jobLogs(j.jobId)));
+    // A warm process's start-up output lands in its first job's log.
+    const loads = logs.filter((l) => l.text.includes('CenterNet loaded on tfjs wasm')).length;
+    expect(loads).toBeGreaterThanOrEqual(1);
+    expect(loads).toBeLessThanOrEqual(2); // concurrency: 2
+  });
+
   it('summarises each video once every frame is done (ion.trace.settled), as insights and a file', async () => {
     const slideshow = summaryOf('slideshow.mp4');
     expect(slideshow.insights).toMatchObject({

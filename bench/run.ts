@@ -722,7 +722,10 @@ async function entry(): Promise<void> {
   if (suite === 'warm') return (await import('./warm.js')).runWarmSuite();
   if (suite === 'containers') return (await import('./containers.js')).runContainersSuite();
   if (suite === 'ui') return (await import('./ui.js')).runUiSuite();
-  throw new Error(`unknown BENCH_SUITE "${suite}": use default, backends, large, replay or warm`);
+  if (suite === 'video') return (await import('./video.js')).runVideoSuite();
+  throw new Error(
+    `unknown BENCH_SUITE "${suite}": use default, backends, large, replay, warm, containers, ui or video`,
+  );
 }
 
 entry().catch((err: unknown) => {

@@ -61,6 +61,10 @@ export class FsBlobStore implements BlobStore {
     const tmp = await this.tempPath();
     const hash = createHash('sha256');
     let size = 0;
+    // Created before the pipeline, not by the write stream's own (asynchronous) open: a
+    // source that fails at once would otherwise let that open land after the clean-up below
+    // and leave the temp file behind.
+    const file = await this.fsCall('put', () => fsp.open(tmp, 'wx'));
     try {
       await pipeline(
         source,
@@ -72,9 +76,10 @@ export class FsBlobStore implements BlobStore {
             yield bytes;
           }
         },
-        createWriteStream(tmp, { flags: 'wx', flush: true }),
+        file.createWriteStream({ flush: true }),
       );
     } catch (err) {
+      await file.close().catch(() => undefined);
       await removeQuietly(tmp);
       throw err;
     }

@@ -103,14 +103,16 @@ start() {
         command -v podman >/dev/null || die "podman is not installed (apt-get install podman runc catatonit)"
         command -v runc >/dev/null || die "runc is not installed (apt-get install runc)"
         write_podman_conf
-        CONTAINERS_CONF=$conf setsid podman system service --time=0 "unix://$sock" </dev/null >>"$log" 2>&1 9>&- &
+        # Run from $DIR: conmon writes files such as `oom` into its working directory, which
+        # would otherwise be whatever folder the tests were started from (the repository).
+        (cd "$DIR" && CONTAINERS_CONF=$conf exec setsid podman system service --time=0 "unix://$sock") </dev/null >>"$log" 2>&1 9>&- &
         pid=$!
         ;;
       docker)
         command -v dockerd >/dev/null || die "dockerd is not installed (apt-get install docker.io)"
         mkdir -p "$DOCKER_DATA_ROOT" "$DIR/docker-exec"
-        setsid dockerd --data-root "$DOCKER_DATA_ROOT" --exec-root "$DIR/docker-exec" \
-          --pidfile "$DIR/dockerd.pid" -H "unix://$sock" </dev/null >>"$log" 2>&1 9>&- &
+        (cd "$DIR" && exec setsid dockerd --data-root "$DOCKER_DATA_ROOT" --exec-root "$DIR/docker-exec" \
+          --pidfile "$DIR/dockerd.pid" -H "unix://$sock") </dev/null >>"$log" 2>&1 9>&- &
         pid=$!
         ;;
     esac

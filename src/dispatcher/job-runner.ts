@@ -6,6 +6,7 @@ import { childEventId, jobIdFor } from '../core/ids.js';
 import { nowIso } from '../core/time.js';
 import type { FailureKind, FileRef, IonEvent, Job, KeyValue, ModuleRecord } from '../core/types.js';
 import type { CollectedOutputs } from '../handler/collect.js';
+import { hostFailure } from '../executors/job-host.js';
 import { isHostFailure } from '../executors/job-hosts.js';
 import type { LogProgress, RenewResult } from '../store/document-store.js';
 import { retryDelayMs } from './backoff.js';
@@ -13,7 +14,6 @@ import { parseNotice } from './bus-notice.js';
 import type { DispatcherDeps } from './deps.js';
 import { newId } from '../core/ids.js';
 import type { ExecutionResult } from '../executors/executor.js';
-import { hostFailure } from '../executors/dir-job-host.js';
 
 function leaseFromNow(leaseMs: number): string {
   return new Date(Date.now() + leaseMs).toISOString();

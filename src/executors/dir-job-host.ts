@@ -3,14 +3,13 @@ import { lstat, rm } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
 import type { Logger } from 'pino';
 import type { BlobStore } from '../blob/blob-store.js';
-import { IonError, ModuleOutputError, errorMessage } from '../core/errors.js';
 import type { ExecutorKind, IonEvent, ModuleRecord } from '../core/types.js';
 import { collectJobDir } from '../handler/collect.js';
 import { prepareJobDir } from '../handler/prepare.js';
 import type { ContainerSettings, ExecutionResult, Executor } from './executor.js';
 import {
+  hostFailure,
   moduleEnv,
-  type HostFailure,
   type JobHost,
   type JobHostResult,
   type JobRequest,
@@ -176,17 +175,6 @@ export class DirJobHost implements JobHost {
     }
     return modified;
   }
-}
-
-/** A thrown error as the attempt's failure: bad output is the module's, the rest the platform's. */
-export function hostFailure(err: unknown): HostFailure {
-  if (err instanceof ModuleOutputError)
-    return { code: err.code, kind: 'module', message: err.message };
-  return {
-    code: err instanceof IonError ? err.code : 'internal',
-    kind: 'platform',
-    message: errorMessage(err),
-  };
 }
 
 /** Inputs that share their inode with the blob store (hard links), with what they were. */

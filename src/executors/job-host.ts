@@ -1,3 +1,4 @@
+import { IonError, ModuleOutputError, errorMessage } from '../core/errors.js';
 import type { ExecutorKind, FailureKind, IonEvent, ModuleRecord } from '../core/types.js';
 import type { CollectedOutputs } from '../handler/collect.js';
 import type { ExecutionResult } from './executor.js';
@@ -75,5 +76,16 @@ export function moduleEnv(
     ION_CORRELATION_ID: event.correlationId,
     ION_PARENT_EVENT_ID: event.parentEventId ?? '',
     ION_ATTEMPT: String(attempt),
+  };
+}
+
+/** A thrown error as the attempt's failure: bad output is the module's, the rest the platform's. */
+export function hostFailure(err: unknown): HostFailure {
+  if (err instanceof ModuleOutputError)
+    return { code: err.code, kind: 'module', message: err.message };
+  return {
+    code: err instanceof IonError ? err.code : 'internal',
+    kind: 'platform',
+    message: errorMessage(err),
   };
 }

@@ -12,18 +12,9 @@ import { Link } from '../lib/router.js';
  * will touch.
  */
 
-export interface FailureGroup {
-  module: string;
-  fingerprint: string;
-  kind: string | null;
-  reason: string;
-  logLine: string;
-  count: number;
-  states: { failed: number; dead_lettered: number };
-  firstSeen: string;
-  lastSeen: string;
-  jobIds: string[];
-}
+// The API's shape, type-only: nothing of the server is bundled.
+export type { FailureGroup } from '../../api/failure-groups.js';
+import type { FailureGroup } from '../../api/failure-groups.js';
 
 interface ActResult {
   action: string;

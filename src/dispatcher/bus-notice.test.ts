@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { noticeMessage, parseNotice } from './bus-notice.js';
+import { noticeMessage, parseNotice } from '../bus/message-format.js';
 
 const event = { eventId: 'e-1', type: 'file.uploaded', correlationId: 'c-1' };
 
@@ -79,5 +79,21 @@ describe('parseNotice', () => {
     expect(
       parseNotice({ id: 'm', topic: 't', body: JSON.stringify({ ...event, extra: 'x' }) }),
     ).toEqual(event);
+  });
+});
+
+describe('trace context in a notice', () => {
+  it('round-trips traceparent and tracestate, and leaves them out when not given', () => {
+    const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    const message = noticeMessage(event, null, { traceparent, tracestate: 'ion=1' });
+    expect(parseNotice(message)).toEqual({ ...event, traceparent, tracestate: 'ion=1' });
+    expect(Object.keys(JSON.parse(noticeMessage(event).body) as object)).not.toContain(
+      'traceparent',
+    );
+  });
+
+  it('ignores a trace context that is not a string instead of rejecting the message', () => {
+    const body = JSON.stringify({ ...event, traceparent: 42, tracestate: 'x' });
+    expect(parseNotice({ id: 'm', topic: 't', body })).toEqual(event);
   });
 });

@@ -10,7 +10,7 @@ import { hostFailure } from '../executors/job-host.js';
 import { isHostFailure } from '../executors/job-hosts.js';
 import type { LogProgress, RenewResult } from '../store/document-store.js';
 import { retryDelayMs } from './backoff.js';
-import { parseNotice } from './bus-notice.js';
+import { parseNotice } from '../bus/message-format.js';
 import type { DispatcherDeps } from './deps.js';
 import { newId } from '../core/ids.js';
 import type { ExecutionResult } from '../executors/executor.js';

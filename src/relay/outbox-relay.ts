@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { EventBus } from '../bus/event-bus.js';
 import { NotFoundError } from '../core/errors.js';
-import { noticeMessage } from '../dispatcher/bus-notice.js';
+import { noticeMessage } from '../bus/message-format.js';
 import type { DocumentStore } from '../store/document-store.js';
 import { BatchLoop } from './batch-loop.js';
 

@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { ApplyResult } from '../app/control.js';
-import type { ReplayOutcome, ReplayRequest } from '../app/job-actions.js';
+import type { ReplayOutcome, ReplayRequest } from '../app/replays.js';
 import { IonError, UnavailableError, type ErrorCode, ERROR_CODES } from '../core/errors.js';
 import { fetchTrusting, unreachableMessage, type Transport } from './client-transport.js';
 import type {

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import type { ReplayRequest } from '../app/job-actions.js';
+import type { ReplayRequest } from '../app/replays.js';
 import { JOB_STATES } from '../core/types.js';
 import { errorResponses, idParams } from './errors.js';
 import { jobSchema, moduleSchema } from './schemas.js';

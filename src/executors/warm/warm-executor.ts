@@ -1,12 +1,17 @@
-import { mkdtemp, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { NotFoundError, UnavailableError, ValidationError } from '../../core/errors.js';
 import type { ExecutionFailure, ExecutionResult, ExecutionSpec, Executor } from '../executor.js';
 import { JobLog } from './job-log.js';
 import { newMark, splitEnv } from './protocol.js';
-import { WarmProcess, type WarmEvent } from './warm-process.js';
+import { WarmProcessLauncher } from './warm-process.js';
+import {
+  isRefusal,
+  type WarmEvent,
+  type WarmLauncher,
+  type WarmRefusal,
+  type WarmSlot,
+} from './warm-slot.js';
 
 /** Options of {@link WarmExecutor}. */
 export interface WarmExecutorOptions {
@@ -18,6 +23,11 @@ export interface WarmExecutorOptions {
   markWaitMs?: number;
   /** Where each process gets its own directory (its cwd between jobs). Default the OS tmpdir. */
   homeDir?: string;
+  /**
+   * What a slot is: host processes by default; `docker/warm-container-executor.ts` passes
+   * one that runs each slot as a long-lived container.
+   */
+  launcher?: WarmLauncher;
   logger?: Logger;
 }
 
@@ -27,7 +37,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 type Outcome = Omit<ExecutionResult, 'durationMs' | 'logTail'>;
 
 /**
- * Runs warm modules: long-lived processes, each taking one job at a time over the warm
+ * Runs warm modules: long-lived processes (or containers: {@link WarmLauncher}), each taking one job at a time over the warm
  * protocol (./protocol.ts, docs/modules.md "Warm modules"), with the same job directory and
  * contract variables as a cold run, so the commit after it is the same.
  *
@@ -47,31 +57,46 @@ type Outcome = Omit<ExecutionResult, 'durationMs' | 'logTail'>;
  *   asks the idle ones to exit.
  */
 export class WarmExecutor implements Executor {
-  readonly kind = 'warm';
+  readonly kind: string;
   private readonly logTailBytes: number;
-  private readonly killGraceMs: number;
   private readonly markWaitMs: number;
-  private readonly idle = new Map<string, WarmProcess[]>();
-  private readonly processes = new Set<WarmProcess>();
+  private readonly launcher: WarmLauncher;
+  private readonly idle = new Map<string, WarmSlot[]>();
+  private readonly processes = new Set<WarmSlot>();
+  /** Each slot's job in flight settles here: the slot's directories outlive its job. */
+  private readonly busy = new Map<WarmSlot, Promise<void>>();
   private readonly newest = new Map<string, number>();
   private readonly active = new Set<(reason: 'cancelled') => void>();
   private closed = false;
 
   constructor(private readonly options: WarmExecutorOptions = {}) {
     this.logTailBytes = options.logTailBytes ?? 8192;
-    this.killGraceMs = options.killGraceMs ?? 2000;
     this.markWaitMs = options.markWaitMs ?? 2000;
+    this.launcher =
+      options.launcher ??
+      new WarmProcessLauncher({
+        killGraceMs: options.killGraceMs ?? 2000,
+        ...(options.homeDir === undefined ? {} : { homeDir: options.homeDir }),
+      });
+    this.kind = this.launcher.kind;
   }
 
-  async start(): Promise<void> {}
+  async start(): Promise<void> {
+    await this.launcher.start();
+  }
 
   moduleDir(workDir: string): string {
-    return workDir;
+    return this.launcher.moduleDir(workDir);
   }
 
   /** The pids of the live processes (tests and diagnostics). */
   pids(): number[] {
     return [...this.processes].flatMap((p) => (p.alive && p.pid !== undefined ? [p.pid] : []));
+  }
+
+  /** The ids (pids, container ids) of the live slots (tests and diagnostics). */
+  ids(): string[] {
+    return [...this.processes].flatMap((p) => (p.alive ? [p.id] : []));
   }
 
   async close(): Promise<void> {
@@ -80,15 +105,14 @@ export class WarmExecutor implements Executor {
     for (const list of this.idle.values()) for (const proc of list) void proc.stop();
     this.idle.clear();
     await Promise.allSettled([...this.processes].map((p) => p.ended));
+    await Promise.allSettled([...this.busy.values()]);
+    await this.launcher.close();
   }
 
   async run(spec: ExecutionSpec): Promise<ExecutionResult> {
     if (this.closed) throw new UnavailableError('warm executor: closed, cannot start a run');
-    const [program, ...args] = [...spec.command, ...(spec.args ?? [])];
-    if (program === undefined || program === '')
-      throw new ValidationError('warm executor: empty command', [
-        { path: 'command', message: 'must not be empty' },
-      ]);
+    this.launcher.check(spec);
+    const program = spec.command[0] ?? spec.args?.[0] ?? spec.container?.image ?? 'the module';
     if (!(spec.timeoutMs > 0))
       throw new ValidationError(
         `warm executor: timeoutMs must be positive, got ${spec.timeoutMs}`,
@@ -116,17 +140,38 @@ export class WarmExecutor implements Executor {
     const module = spec.module ?? program;
     const version = spec.moduleVersion ?? 0;
     const { processEnv, jobEnv } = splitEnv(spec.env);
-    const key = JSON.stringify([module, version, program, args, processEnv]);
+    const key = JSON.stringify([module, version, this.launcher.identity(spec), processEnv]);
     this.retireOlder(module, version);
     const mark = newMark();
-    let proc: WarmProcess;
+    let proc: WarmSlot;
     try {
-      proc =
-        this.takeIdle(key) ?? (await this.spawn(key, module, version, program, args, processEnv));
+      const taken =
+        this.takeIdle(key) ?? (await this.spawn(key, module, version, spec, processEnv));
+      if (isRefusal(taken)) {
+        log.note(`[ion] ${taken.message}`);
+        return await finish({
+          ...plain,
+          exitCode: taken.exitCode,
+          ...(taken.failure === undefined ? {} : { failure: taken.failure }),
+        });
+      }
+      proc = taken;
     } catch (err) {
       await log.close();
       throw err;
     }
+    let settle = (): void => undefined;
+    this.busy.set(proc, new Promise<void>((resolve) => (settle = resolve)));
+    // The job directory as the module sees it; moved back (and the slot cleared) after it.
+    let entered = false;
+    const leave = async (): Promise<void> => {
+      if (!entered) return;
+      entered = false;
+      await proc.leave(spec.workDir).catch((err: unknown) => {
+        log.note(`[ion] could not take the job's files back from the ${proc.noun}: ${String(err)}`);
+        void proc.kill();
+      });
+    };
     proc.attach(log, mark);
 
     // Stop (timeout, cancel, close) races every wait below.
@@ -146,12 +191,26 @@ export class WarmExecutor implements Executor {
     spec.signal.addEventListener('abort', onAbort, { once: true });
     this.active.add(stop);
     try {
-      const outcome = await this.converse(proc, spec, jobEnv, mark, stopped, log, program);
+      let dir: string;
+      try {
+        dir = await proc.enter(spec.workDir);
+        entered = true;
+      } catch (err) {
+        entered = true; // whatever moved goes back
+        await proc.kill();
+        proc.detach();
+        await log.close();
+        throw new UnavailableError(
+          `warm executor: cannot lay out job ${spec.jobId} for the ${proc.noun}: ${String(err)}`,
+          { cause: err },
+        );
+      }
+      const outcome = await this.converse(proc, spec, dir, jobEnv, mark, stopped, log, program);
       if (outcome === 'stopped') {
         log.note(
           stopReason === 'timedOut'
-            ? `[ion] timed out after ${spec.timeoutMs} ms: killing the warm process`
-            : '[ion] run cancelled: killing the warm process',
+            ? `[ion] timed out after ${spec.timeoutMs} ms: killing the ${proc.noun}`
+            : `[ion] run cancelled: killing the ${proc.noun}`,
         );
         await proc.kill();
         proc.detach();
@@ -165,17 +224,18 @@ export class WarmExecutor implements Executor {
         const marked = await this.waitMarks(proc, stopped);
         if (!marked)
           log.note(
-            `[ion] the warm process did not mark the end of its output within ${this.markWaitMs} ms; later output is not in this log`,
+            `[ion] the ${proc.noun} did not mark the end of its output within ${this.markWaitMs} ms; later output is not in this log`,
           );
         proc.detach();
+        await leave();
         this.release(proc, spec);
         if (!outcome.ok && outcome.error !== undefined)
-          log.note(`[ion] the job failed in the warm process: ${outcome.error}`);
+          log.note(`[ion] the job failed in the ${proc.noun}: ${outcome.error}`);
         return await finish({ ...plain, exitCode: outcome.ok ? 0 : outcome.exitCode || 1 });
       }
       // The process is gone or broke the protocol: never reused.
       if (outcome.kind === 'violation') {
-        log.note(`[ion] warm protocol violation: ${outcome.reason}; killing the warm process`);
+        log.note(`[ion] warm protocol violation: ${outcome.reason}; killing the ${proc.noun}`);
         await proc.kill();
         proc.detach();
         return await finish({
@@ -203,13 +263,16 @@ export class WarmExecutor implements Executor {
       clearTimeout(timer);
       spec.signal.removeEventListener('abort', onAbort);
       this.active.delete(stop);
+      await leave();
+      settle();
     }
   }
 
   /** Start-up (for a fresh process) and one job, up to the process's answer. */
   private async converse(
-    proc: WarmProcess,
+    proc: WarmSlot,
     spec: ExecutionSpec,
+    dir: string,
     jobEnv: Record<string, string>,
     mark: string,
     stopped: Promise<'stopped'>,
@@ -224,9 +287,10 @@ export class WarmExecutor implements Executor {
           event,
           program,
           'before it said ready (a warm module must run an Ion warm SDK loop or speak the protocol on fd 3: docs/modules.md, "Warm modules")',
+          proc.noun,
         );
       proc.ready = true;
-      log.note(`[ion] warm process ${proc.pid} of ${proc.module} v${proc.version} is ready`);
+      log.note(`[ion] ${proc.noun} ${proc.id} of ${proc.module} v${proc.version} is ready`);
     }
     proc.jobs += 1;
     clearTimeout(proc.idleTimer);
@@ -234,7 +298,7 @@ export class WarmExecutor implements Executor {
       type: 'job',
       id: spec.jobId,
       attempt: spec.attempt,
-      dir: spec.workDir,
+      dir,
       env: jobEnv,
       mark,
     });
@@ -254,10 +318,10 @@ export class WarmExecutor implements Executor {
         ...(error === undefined ? {} : { error }),
       };
     }
-    return this.unexpected(event, program, 'in the middle of the job');
+    return this.unexpected(event, program, 'in the middle of the job', proc.noun);
   }
 
-  private unexpected(event: WarmEvent, program: string, when: string): Answer {
+  private unexpected(event: WarmEvent, program: string, when: string, noun: string): Answer {
     switch (event.kind) {
       case 'message':
         return { kind: 'violation', reason: `unexpected "${event.message.type}" message ${when}` };
@@ -283,14 +347,17 @@ export class WarmExecutor implements Executor {
           kind: 'crashed',
           exitCode: event.code,
           signal: event.signal,
-          failure: { code: 'module_crashed', message: `the warm process ${how} ${when}` },
+          failure: event.failure ?? {
+            code: 'module_crashed',
+            message: `the ${noun} ${how} ${when}`,
+          },
         };
       }
     }
   }
 
   /** After `done`: both streams' end marks, up to `markWaitMs` (the pipes may lag the socket). */
-  private async waitMarks(proc: WarmProcess, stopped: Promise<'stopped'>): Promise<boolean> {
+  private async waitMarks(proc: WarmSlot, stopped: Promise<'stopped'>): Promise<boolean> {
     const deadline = performance.now() + this.markWaitMs;
     while (!proc.outputMarked && proc.alive && performance.now() < deadline) {
       const tick = new Promise((resolve) => setImmediate(resolve));
@@ -300,7 +367,7 @@ export class WarmExecutor implements Executor {
     return proc.outputMarked;
   }
 
-  private takeIdle(key: string): WarmProcess | undefined {
+  private takeIdle(key: string): WarmSlot | undefined {
     const list = this.idle.get(key);
     while (list !== undefined && list.length > 0) {
       const proc = list.pop()!;
@@ -316,37 +383,36 @@ export class WarmExecutor implements Executor {
     key: string,
     module: string,
     version: number,
-    program: string,
-    args: string[],
-    env: Record<string, string>,
-  ): Promise<WarmProcess> {
-    const home = await mkdtemp(join(this.options.homeDir ?? tmpdir(), `ion-warm-${module}-`));
-    if (this.closed) {
-      // close() ran while the directory was made: it could not see this process.
-      await rm(home, { recursive: true, force: true });
-      throw new UnavailableError('warm executor: closed, cannot start a run');
-    }
+    spec: ExecutionSpec,
+    processEnv: Record<string, string>,
+  ): Promise<WarmSlot | WarmRefusal> {
     const logger = this.options.logger;
-    const proc = new WarmProcess({
+    const launched = await this.launcher.launch({
       key,
       module,
       version,
-      program,
-      args,
-      env,
-      home,
-      killGraceMs: this.killGraceMs,
+      spec,
+      processEnv,
       outside: (chunk) =>
         logger?.info(
           { module, version, output: chunk.toString('utf8', 0, 2000) },
-          'warm process output outside any job',
+          'warm module output outside any job',
         ),
     });
+    if (isRefusal(launched)) return launched;
+    const proc = launched;
     this.processes.add(proc);
     void proc.ended.then(async () => {
       this.processes.delete(proc);
-      await rm(home, { recursive: true, force: true }).catch(() => undefined);
+      await this.busy.get(proc);
+      this.busy.delete(proc);
+      await proc.dispose();
     });
+    if (this.closed) {
+      // close() ran while the slot started: it could not see it.
+      await proc.kill();
+      throw new UnavailableError('warm executor: closed, cannot start a run');
+    }
     return proc;
   }
 
@@ -362,7 +428,7 @@ export class WarmExecutor implements Executor {
   }
 
   /** Back to the pool, or retired (maxJobs, a newer version, closing). */
-  private release(proc: WarmProcess, spec: ExecutionSpec): void {
+  private release(proc: WarmSlot, spec: ExecutionSpec): void {
     const maxJobs = spec.warm?.maxJobs ?? 100;
     const retire =
       this.closed ||

@@ -13,7 +13,8 @@ import type {
   Replay,
   ReplaySelector,
 } from '../core/types.js';
-import type { FailAttemptInput } from './document-store.js';
+import type { JobSnapshot } from '../core/job-lifecycle.js';
+import type { OutboxEntry } from './document-store.js';
 
 /** A time range on a column: `since` inclusive, `until` exclusive (ISO 8601 text compares in order). */
 export interface TimeRange {
@@ -309,28 +310,38 @@ export function specFromJson(specJson: string): ModuleSpec {
   return { ...spec, run, ...(executor === null || executor === undefined ? {} : { executor }) };
 }
 
-/**
- * Where a failed attempt leaves its job: the state the worker asked for, unless a cancel was
- * asked for while the attempt ran (a cancel wins over a retry or a dead letter), and the
- * dead letter to write in the same transaction when the job ends dead-lettered.
- */
-export function failureOutcome(
-  job: Job,
-  input: FailAttemptInput,
-): { nextState: FailAttemptInput['nextState']; deadLetter: DeadLetter | null } {
-  const nextState = job.cancelRequestedAt === null ? input.nextState : 'cancelled';
-  const deadLetter =
-    nextState !== 'dead_lettered'
-      ? null
-      : {
-          id: input.jobId,
-          jobId: input.jobId,
-          module: job.module,
-          eventId: job.eventId,
-          reason: input.deadLetterReason ?? input.error,
-          attempts: job.attempts,
-          logTail: input.logTail,
-          createdAt: input.finishedAt,
-        };
-  return { nextState, deadLetter };
+/** What the job lifecycle (core/job-lifecycle.ts) needs of a job row, in either store. */
+export function jobSnapshot(r: {
+  state: string;
+  attempts: number;
+  failures_since_redrive: number;
+  cancel_requested_at: string | null;
+}): JobSnapshot {
+  return {
+    state: r.state as JobState,
+    attempts: r.attempts,
+    failuresSinceRedrive: r.failures_since_redrive,
+    cancelRequestedAt: r.cancel_requested_at,
+  };
+}
+
+/** An outbox row joined with its event's type and correlation id, as both stores read it. */
+export interface OutboxJoinRow {
+  id: number | string;
+  event_id: string;
+  type: string;
+  correlation_id: string;
+  subscription: string | null;
+  job_id: string | null;
+}
+
+export function toOutboxEntry(r: OutboxJoinRow): OutboxEntry {
+  return {
+    id: String(r.id),
+    eventId: r.event_id,
+    type: r.type,
+    correlationId: r.correlation_id,
+    subscription: r.subscription,
+    jobId: r.job_id,
+  };
 }

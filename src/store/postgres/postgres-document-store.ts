@@ -30,65 +30,20 @@ import type {
   ReplayTarget,
   UpsertModuleResult,
 } from '../document-store.js';
+import type { TokenRecord } from '../../core/tokens.js';
+import type { Settlement } from '../../core/trace-settled.js';
 import { createPool, inTransaction } from './connection.js';
 import type { WarnLogger } from './connection.js';
-import {
-  beginAttempt,
-  commitAttempt,
-  failAttempt,
-  redriveDeadLetter,
-  renewAttempt,
-  requestCancel,
-} from './jobs.js';
-import { addReplayJobs, getReplay, listReplays } from './replays.js';
-import {
-  closeSettlement,
-  getSettlement,
-  openSettlements,
-  recordSettledEvent,
-} from './settlements.js';
-import type { Settlement } from '../../core/trace-settled.js';
-import {
-  bumpRevision,
-  canonicalSpec,
-  conditions,
-  eventRow,
-  insertDeadLetter,
-  insertEventIfAbsent,
-  insertOutbox,
-  jobRow,
-  tables,
-  toAttempt,
-  toDeadLetter,
-  toEvent,
-  toInsight,
-  toJob,
-  toModule,
-  writeModuleVersion,
-} from './rows.js';
-import type {
-  AttemptRow,
-  Ctx,
-  DeadLetterRow,
-  EventRow,
-  InsightRow,
-  JobRow,
-  ModuleRow,
-  OutboxRow,
-  Tables,
-} from './rows.js';
+import { eventRow, insertDeadLetter, tables } from './rows.js';
+import type { Ctx, Tables } from './rows.js';
 import { migrate } from './schema.js';
-import { eventPage, eventQuery, insightExtraConditions } from '../event-cursor.js';
-import { toModuleVersion } from '../module-version.js';
-import {
-  allTokens,
-  insertToken,
-  revokeToken,
-  tokenByHash,
-  tokensTable,
-  touchToken,
-} from './tokens.js';
-import type { TokenRecord } from '../../core/tokens.js';
+import * as deadLetters from './dead-letters.js';
+import * as events from './events.js';
+import * as jobs from './jobs.js';
+import * as modules from './modules.js';
+import * as replays from './replays.js';
+import * as settlements from './settlements.js';
+import * as tokens from './tokens.js';
 
 const ADAPTER = 'postgres-store';
 
@@ -124,7 +79,7 @@ export interface PostgresDocumentStoreOptions {
 export class PostgresDocumentStore implements DocumentStore {
   private readonly schema: string;
   private readonly t: Tables;
-  private readonly tokens: string;
+  private readonly tokenTable: string;
   private pool: Pool | null = null;
   private starting: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
@@ -133,7 +88,7 @@ export class PostgresDocumentStore implements DocumentStore {
   constructor(private readonly options: PostgresDocumentStoreOptions) {
     this.schema = options.schema ?? 'ion';
     this.t = tables(this.schema); // validates the schema name
-    this.tokens = tokensTable(this.schema);
+    this.tokenTable = tokens.tokensTable(this.schema);
   }
 
   start(): Promise<void> {
@@ -156,128 +111,67 @@ export class PostgresDocumentStore implements DocumentStore {
   // -- modules ----------------------------------------------------------------------------
 
   upsertModule(spec: ModuleSpec): Promise<UpsertModuleResult> {
-    return this.write('upsert module', async (ctx) => {
-      const { q, t } = ctx;
-      const specJson = canonicalSpec(spec);
-      const now = nowIso();
-      // Two first upserts of one name would both see no row: serialise them on the name.
-      await q.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [
-        `ion.document-store.module:${this.schema}:${spec.name}`,
-      ]);
-      const { rows } = await q.query<ModuleRow>(
-        `SELECT * FROM ${t.modules} WHERE name = $1 FOR UPDATE`,
-        [spec.name],
-      );
-      const row = rows[0];
-      if (row && !row.deleted && row.spec_json === specJson) {
-        return { module: toModule(row), change: 'unchanged' as const };
-      }
-      const version = row ? row.version + 1 : 1;
-      const stored = await writeModuleVersion(ctx, spec, version, specJson, now);
-      await bumpRevision(ctx);
-      // A module revived after a delete is reported as created: it was absent a moment ago.
-      const change = row && !row.deleted ? ('updated' as const) : ('created' as const);
-      return { module: toModule(stored), change };
-    });
+    return this.write('upsert module', (ctx) => modules.upsertModule(ctx, this.schema, spec));
   }
 
   getModule(name: string): Promise<ModuleRecord | null> {
-    return this.read('get module', async ({ q, t }) => {
-      const { rows } = await q.query<ModuleRow>(
-        `SELECT * FROM ${t.modules} WHERE name = $1 AND NOT deleted`,
-        [name],
-      );
-      return rows[0] ? toModule(rows[0]) : null;
-    });
+    return this.read('get module', (ctx) => modules.getModule(ctx, name));
   }
 
   listModules(): Promise<ModuleRecord[]> {
-    return this.read('list modules', async ({ q, t }) => {
-      const { rows } = await q.query<ModuleRow>(
-        `SELECT * FROM ${t.modules} WHERE NOT deleted ORDER BY name COLLATE "C"`,
-      );
-      return rows.map(toModule);
-    });
+    return this.read('list modules', modules.listModules);
   }
 
   deleteModule(name: string): Promise<boolean> {
-    return this.write('delete module', async (ctx) => {
-      const res = await ctx.q.query(
-        `UPDATE ${ctx.t.modules} SET deleted = true, updated_at = $1
-         WHERE name = $2 AND NOT deleted`,
-        [nowIso(), name],
-      );
-      if (!res.rowCount) return false;
-      await bumpRevision(ctx);
-      return true;
-    });
+    return this.write('delete module', (ctx) => modules.deleteModule(ctx, name));
   }
 
   modulesRevision(): Promise<number> {
-    return this.read('read modules revision', async ({ q, t }) => {
-      const { rows } = await q.query<{ revision: string }>(
-        `SELECT revision FROM ${t.modulesRevision} WHERE id = 1`,
-      );
-      return Number(rows[0]?.revision ?? 0);
-    });
+    return this.read('read modules revision', modules.modulesRevision);
   }
 
-  // -- events -----------------------------------------------------------------------------
+  setModulePaused(name: string, paused: boolean): Promise<ModuleRecord | null> {
+    return this.write('set module paused', (ctx) => modules.setModulePaused(ctx, name, paused));
+  }
+
+  listModuleVersions(name: string): Promise<ModuleVersion[]> {
+    return this.read('list module versions', (ctx) => modules.listModuleVersions(ctx, name));
+  }
+
+  // -- events and outbox ------------------------------------------------------------------
 
   insertRootEvent(event: IonEvent): Promise<{ event: IonEvent; created: boolean }> {
-    return this.write('insert root event', async (ctx) => {
-      const created = await insertEventIfAbsent(ctx, event);
-      if (created) await insertOutbox(ctx, event.eventId, null, event.createdAt);
-      return { event: (await eventRow(ctx, event.eventId)) ?? event, created };
-    });
+    return this.write('insert root event', (ctx) => events.insertRootEvent(ctx, event));
   }
 
   getEvent(eventId: string): Promise<IonEvent | null> {
     return this.read('get event', (ctx) => eventRow(ctx, eventId));
   }
 
+  pendingOutbox(limit: number): Promise<OutboxEntry[]> {
+    return this.read('read outbox', (ctx) => events.pendingOutbox(ctx, limit));
+  }
+
+  markPublished(ids: string[]): Promise<void> {
+    return this.read('mark outbox published', (ctx) => events.markPublished(ctx, ids));
+  }
+
   // -- jobs -------------------------------------------------------------------------------
 
   getJob(jobId: string): Promise<Job | null> {
-    return this.read('get job', async (ctx) => {
-      const row = await jobRow(ctx, jobId);
-      return row ? toJob(row) : null;
-    });
+    return this.read('get job', (ctx) => jobs.getJob(ctx, jobId));
   }
 
   listJobs(filter: JobFilter = {}): Promise<Job[]> {
-    return this.read('list jobs', async ({ q, t }) => {
-      const { where, params } = conditions(
-        {
-          module: filter.module,
-          state: filter.state,
-          correlation_id: filter.correlationId,
-          event_id: filter.eventId,
-          replay_id: filter.replayId,
-        },
-        [{ col: 'updated_at', since: filter.since, until: filter.until }],
-      );
-      const { rows } = await q.query<JobRow>(
-        `SELECT * FROM ${t.jobs} ${where} ORDER BY updated_at DESC, seq DESC
-         LIMIT $${params.length + 1}`,
-        [...params, filter.limit ?? 100],
-      );
-      return rows.map(toJob);
-    });
+    return this.read('list jobs', (ctx) => jobs.listJobs(ctx, filter));
   }
 
   listAttempts(jobId: string): Promise<Attempt[]> {
-    return this.read('list attempts', async ({ q, t }) => {
-      const { rows } = await q.query<AttemptRow>(
-        `SELECT * FROM ${t.attempts} WHERE job_id = $1 ORDER BY attempt`,
-        [jobId],
-      );
-      return rows.map(toAttempt);
-    });
+    return this.read('list attempts', (ctx) => jobs.listAttempts(ctx, jobId));
   }
 
   beginAttempt(input: BeginAttemptInput): Promise<BeginAttemptResult> {
-    return this.write('begin attempt', (ctx) => beginAttempt(ctx, input));
+    return this.write('begin attempt', (ctx) => jobs.beginAttempt(ctx, input));
   }
 
   renewAttempt(
@@ -287,72 +181,38 @@ export class PostgresDocumentStore implements DocumentStore {
     progress?: LogProgress,
   ): Promise<RenewResult> {
     return this.write('renew attempt', (ctx) =>
-      renewAttempt(ctx, jobId, attempt, leaseUntil, progress),
+      jobs.renewAttempt(ctx, jobId, attempt, leaseUntil, progress),
     );
   }
 
   requestCancel(jobId: string, at: string): Promise<CancelResult | null> {
-    return this.write('cancel job', (ctx) => requestCancel(ctx, jobId, at));
+    return this.write('cancel job', (ctx) => jobs.requestCancel(ctx, jobId, at));
   }
 
   failAttempt(input: FailAttemptInput): Promise<Job> {
-    return this.write('fail attempt', (ctx) => failAttempt(ctx, input));
+    return this.write('fail attempt', (ctx) => jobs.failAttempt(ctx, input));
   }
 
   commitAttempt(input: CommitAttemptInput): Promise<Job> {
-    return this.write('commit attempt', (ctx) => commitAttempt(ctx, input));
-  }
-
-  // -- outbox -----------------------------------------------------------------------------
-
-  pendingOutbox(limit: number): Promise<OutboxEntry[]> {
-    return this.read('read outbox', async ({ q, t }) => {
-      const { rows } = await q.query<OutboxRow>(
-        `SELECT o.id, o.event_id, e.type, e.correlation_id, o.subscription, o.job_id
-         FROM ${t.outbox} o JOIN ${t.events} e ON e.event_id = o.event_id
-         WHERE o.published_at IS NULL ORDER BY o.id LIMIT $1`,
-        [limit],
-      );
-      return rows.map((r) => ({
-        id: String(r.id),
-        eventId: r.event_id,
-        type: r.type,
-        correlationId: r.correlation_id,
-        subscription: r.subscription,
-        jobId: r.job_id,
-      }));
-    });
-  }
-
-  markPublished(ids: string[]): Promise<void> {
-    return this.read('mark outbox published', async ({ q, t }) => {
-      // Ids are ours (decimal bigints); anything else names no row and is skipped.
-      const valid = ids.filter((id) => /^[0-9]{1,18}$/.test(id));
-      if (valid.length === 0) return;
-      await q.query(
-        `UPDATE ${t.outbox} SET published_at = $1
-         WHERE id = ANY($2::bigint[]) AND published_at IS NULL`,
-        [nowIso(), valid],
-      );
-    });
+    return this.write('commit attempt', (ctx) => jobs.commitAttempt(ctx, input));
   }
 
   // -- settlements (rule and statements in settlements.ts) ---------------------------------
 
   getSettlement(correlationId: string): Promise<Settlement | null> {
-    return this.read('get settlement', (ctx) => getSettlement(ctx, correlationId));
+    return this.read('get settlement', (ctx) => settlements.getSettlement(ctx, correlationId));
   }
 
   openSettlements(limit: number): Promise<Settlement[]> {
-    return this.read('list open settlements', (ctx) => openSettlements(ctx, limit));
+    return this.read('list open settlements', (ctx) => settlements.openSettlements(ctx, limit));
   }
 
   recordSettledEvent(event: IonEvent): Promise<{ created: boolean }> {
-    return this.write('record settled event', (ctx) => recordSettledEvent(ctx, event));
+    return this.write('record settled event', (ctx) => settlements.recordSettledEvent(ctx, event));
   }
 
   closeSettlement(correlationId: string): Promise<void> {
-    return this.read('close settlement', (ctx) => closeSettlement(ctx, correlationId));
+    return this.read('close settlement', (ctx) => settlements.closeSettlement(ctx, correlationId));
   }
 
   // -- dead letters -----------------------------------------------------------------------
@@ -362,78 +222,39 @@ export class PostgresDocumentStore implements DocumentStore {
   }
 
   listDeadLetters(filter: { module?: string; limit?: number } = {}): Promise<DeadLetter[]> {
-    return this.read('list dead letters', async ({ q, t }) => {
-      const { where, params } = conditions({ module: filter.module });
-      const { rows } = await q.query<DeadLetterRow>(
-        `SELECT * FROM ${t.deadLetters} ${where} ORDER BY created_at DESC, seq DESC
-         LIMIT $${params.length + 1}`,
-        [...params, filter.limit ?? 100],
-      );
-      return rows.map(toDeadLetter);
-    });
+    return this.read('list dead letters', (ctx) => deadLetters.listDeadLetters(ctx, filter));
   }
 
   getDeadLetter(id: string): Promise<DeadLetter | null> {
-    return this.read('get dead letter', async ({ q, t }) => {
-      const { rows } = await q.query<DeadLetterRow>(
-        `SELECT * FROM ${t.deadLetters} WHERE id = $1`,
-        [id],
-      );
-      return rows[0] ? toDeadLetter(rows[0]) : null;
-    });
+    return this.read('get dead letter', (ctx) => deadLetters.getDeadLetter(ctx, id));
   }
 
   redriveDeadLetter(id: string): Promise<Job | null> {
-    return this.write('redrive dead letter', (ctx) => redriveDeadLetter(ctx, id));
+    return this.write('redrive dead letter', (ctx) => deadLetters.redriveDeadLetter(ctx, id));
+  }
+
+  discardDeadLetter(id: string): Promise<boolean> {
+    return this.read('discard dead letter', (ctx) => deadLetters.discardDeadLetter(ctx, id));
   }
 
   // -- replays ---------------------------------------------------------------------------
 
   addReplayJobs(replay: Replay, targets: ReplayTarget[]): Promise<number> {
-    return this.write('add replay jobs', (ctx) => addReplayJobs(ctx, replay, targets));
+    return this.write('add replay jobs', (ctx) => replays.addReplayJobs(ctx, replay, targets));
   }
 
   getReplay(replayId: string): Promise<ReplayStatus | null> {
-    return this.read('get replay', (ctx) => getReplay(ctx, replayId));
+    return this.read('get replay', (ctx) => replays.getReplay(ctx, replayId));
   }
 
   listReplays(filter: { module?: string; limit?: number } = {}): Promise<Replay[]> {
-    return this.read('list replays', (ctx) => listReplays(ctx, filter));
-  }
-
-  discardDeadLetter(id: string): Promise<boolean> {
-    return this.read('discard dead letter', async ({ q, t }) => {
-      const res = await q.query(`DELETE FROM ${t.deadLetters} WHERE id = $1`, [id]);
-      return (res.rowCount ?? 0) > 0;
-    });
+    return this.read('list replays', (ctx) => replays.listReplays(ctx, filter));
   }
 
   // -- queries ----------------------------------------------------------------------------
 
   listInsights(filter: InsightFilter = {}): Promise<Insight[]> {
-    return this.read('list insights', async ({ q, t }) => {
-      const base = conditions({
-        module: filter.module,
-        key: filter.key,
-        value: filter.value,
-        correlation_id: filter.correlationId,
-        job_id: filter.jobId,
-      });
-      const extra = insightExtraConditions(
-        filter,
-        base.params.length + 1,
-        (n) => `$${n}`,
-        false,
-        t.insights,
-      );
-      const where = [base.where.replace(/^WHERE /, ''), ...extra.cols].filter(Boolean);
-      const params = [...base.params, ...extra.params];
-      const { rows } = await q.query<InsightRow>(
-        `SELECT * FROM ${t.insights} ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id LIMIT $${params.length + 1}`,
-        [...params, filter.limit ?? 1000],
-      );
-      return rows.map(toInsight);
-    });
+    return this.read('list insights', (ctx) => events.listInsights(ctx, filter));
   }
 
   trace(correlationId: string): Promise<Trace> {
@@ -441,89 +262,35 @@ export class PostgresDocumentStore implements DocumentStore {
     // without its events or insights.
     return this.write(
       'trace',
-      async ({ q, t }) => {
-        const events = await q.query<EventRow>(
-          `SELECT * FROM ${t.events} WHERE correlation_id = $1 ORDER BY created_at, seq`,
-          [correlationId],
-        );
-        const jobs = await q.query<JobRow>(
-          `SELECT * FROM ${t.jobs} WHERE correlation_id = $1 ORDER BY created_at, seq`,
-          [correlationId],
-        );
-        const insights = await q.query<InsightRow>(
-          `SELECT * FROM ${t.insights} WHERE correlation_id = $1 ORDER BY id`,
-          [correlationId],
-        );
-        return {
-          correlationId,
-          events: events.rows.map(toEvent),
-          jobs: jobs.rows.map(toJob),
-          insights: insights.rows.map(toInsight),
-        };
-      },
+      (ctx) => events.trace(ctx, correlationId),
       'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
     );
   }
 
-  // -- event queries (listEvents) --
-
   listEvents(filter: EventFilter): Promise<{ events: IonEvent[]; nextCursor: string | null }> {
-    return this.read('list events', async ({ q, t }) => {
-      const { where, params, limit } = eventQuery(filter, (n) => `$${n}`);
-      const { rows } = await q.query<EventRow>(
-        `SELECT * FROM ${t.events} ${where} ORDER BY created_at DESC, event_id DESC LIMIT $${params.length}`,
-        params,
-      );
-      return eventPage(rows.map(toEvent), limit);
-    });
+    return this.read('list events', (ctx) => events.listEvents(ctx, filter));
   }
 
   // -- API tokens -------------------------------------------------------------------------
 
   createToken(record: TokenRecord): Promise<void> {
-    return this.read('create token', ({ q }) => insertToken(q, this.tokens, record));
+    return this.read('create token', ({ q }) => tokens.insertToken(q, this.tokenTable, record));
   }
 
   findTokenByHash(hash: string): Promise<TokenRecord | null> {
-    return this.read('find token', ({ q }) => tokenByHash(q, this.tokens, hash));
+    return this.read('find token', ({ q }) => tokens.tokenByHash(q, this.tokenTable, hash));
   }
 
   listTokens(): Promise<TokenRecord[]> {
-    return this.read('list tokens', ({ q }) => allTokens(q, this.tokens));
+    return this.read('list tokens', ({ q }) => tokens.allTokens(q, this.tokenTable));
   }
 
   revokeToken(id: string, at: string): Promise<TokenRecord | null> {
-    return this.read('revoke token', ({ q }) => revokeToken(q, this.tokens, id, at));
+    return this.read('revoke token', ({ q }) => tokens.revokeToken(q, this.tokenTable, id, at));
   }
 
   touchToken(id: string, at: string): Promise<void> {
-    return this.read('touch token', ({ q }) => touchToken(q, this.tokens, id, at));
-  }
-
-  // -- module admin -----------------------------------------------------------------------
-
-  setModulePaused(name: string, paused: boolean): Promise<ModuleRecord | null> {
-    return this.write('set module paused', async (ctx) => {
-      const { rows } = await ctx.q.query<ModuleRow>(
-        `UPDATE ${ctx.t.modules} SET paused = $1, updated_at = $2
-         WHERE name = $3 AND NOT deleted RETURNING *`,
-        [paused, nowIso(), name],
-      );
-      if (!rows[0]) return null;
-      await bumpRevision(ctx);
-      return toModule(rows[0]);
-    });
-  }
-
-  listModuleVersions(name: string): Promise<ModuleVersion[]> {
-    return this.read('list module versions', async ({ q, t }) => {
-      const { rows } = await q.query<{ version: number; spec_json: string; created_at: string }>(
-        `SELECT version, spec_json, created_at FROM ${t.moduleVersions}
-         WHERE name = $1 ORDER BY version`,
-        [name],
-      );
-      return rows.map((r) => toModuleVersion(r.version, r.spec_json, r.created_at));
-    });
+    return this.read('touch token', ({ q }) => tokens.touchToken(q, this.tokenTable, id, at));
   }
 
   // -- internals --------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-import { jobIdFor } from '../../core/ids.js';
+import { replayJobPlan, replayJobVersion } from '../../core/job-lifecycle.js';
 import { nowIso } from '../../core/time.js';
 import { jobStateCounts, type Replay, type ReplayStatus } from '../../core/types.js';
 import type { ReplayTarget } from '../document-store.js';
@@ -26,37 +26,36 @@ export async function addReplayJobs(
     ],
   );
   const now = nowIso();
-  // Until a job starts it shows the version it will run: the pinned one, else the current.
   const current = await q.query<{ version: number }>(
     `SELECT version FROM ${t.modules} WHERE name = $1`,
     [replay.module],
   );
-  const version = replay.moduleVersion ?? current.rows[0]?.version ?? 0;
+  const version = replayJobVersion(replay, current.rows[0]?.version);
   let created = 0;
   for (const target of targets) {
-    const jobId = jobIdFor(replay.module, target.eventId, replay.replayId);
-    const ordinary = jobIdFor(replay.module, target.eventId);
+    const plan = replayJobPlan(replay, target.eventId);
     const res = await q.query(
       `INSERT INTO ${t.jobs} (job_id, module, module_version, event_id, correlation_id, state,
          attempts, failures_since_redrive, created_at, updated_at, replay_id, replay_of,
          pinned_version)
-       VALUES ($1, $2, $3, $4, $5, 'pending', 0, 0, $6, $6, $7,
-         (SELECT job_id FROM ${t.jobs} WHERE job_id = $8), $9)
+       VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7, $7, $8,
+         (SELECT job_id FROM ${t.jobs} WHERE job_id = $9), $10)
        ON CONFLICT (job_id) DO NOTHING`,
       [
-        jobId,
+        plan.jobId,
         replay.module,
         version,
         target.eventId,
         target.correlationId,
+        plan.state,
         now,
         replay.replayId,
-        ordinary,
+        plan.ordinaryJobId,
         replay.moduleVersion,
       ],
     );
     if (!res.rowCount) continue;
-    await insertOutbox(ctx, target.eventId, replay.module, now, jobId);
+    await insertOutbox(ctx, target.eventId, plan.subscription, now, plan.jobId);
     created += 1;
   }
   await q.query(`UPDATE ${t.replays} SET jobs = jobs + $1 WHERE replay_id = $2`, [

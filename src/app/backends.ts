@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import type { BlobStore } from '../blob/blob-store.js';
 import { FsBlobStore } from '../blob/fs/fs-blob-store.js';
-import type { EventBus } from '../bus/event-bus.js';
+import { busCapabilities, type EventBus } from '../bus/event-bus.js';
 import { SqliteEventBus } from '../bus/sqlite/sqlite-event-bus.js';
 import type { IonConfig } from '../config/config.js';
 import { DirJobHost } from '../executors/dir-job-host.js';
@@ -31,12 +31,49 @@ export interface Backends {
 export async function createBackends(config: IonConfig, logger: Logger): Promise<Backends> {
   const blobs = await createBlobStore(config);
   const store = await createStore(config, logger.child({ component: 'store' }));
+  const bus = await createBus(config, logger.child({ component: 'bus' }));
+  const notes = capabilityNotes(bus, store, blobs);
+  for (const note of notes.info) logger.info({ component: 'backends' }, note);
+  for (const note of notes.warn) logger.warn({ component: 'backends' }, note);
   return {
-    bus: await createBus(config, logger.child({ component: 'bus' })),
+    bus,
     store,
     blobs,
     jobHosts: createJobHosts(config, logger.child({ component: 'executor' }), blobs, store),
   };
+}
+
+/**
+ * What the chosen adapters' declared capabilities mean for this installation, said once at
+ * start. Nothing here is refused: a bus without per-id dedupe is covered by the store's job
+ * dedupe, and a one-host store or blob store behind a broker works as long as every process
+ * runs on that host (a broker does not make them reachable from elsewhere).
+ */
+export function capabilityNotes(
+  bus: EventBus,
+  store: DocumentStore,
+  blobs: BlobStore,
+): { info: string[]; warn: string[] } {
+  const info: string[] = [];
+  const warn: string[] = [];
+  const busCaps = busCapabilities(bus);
+  if (!busCaps.dedupesById) {
+    info.push(
+      'the bus keeps no per-id state: a message published twice is delivered twice, and the store drops the second copy by its job id',
+    );
+  }
+  if (busCaps.sharedAcrossHosts) {
+    const local = [
+      ...(store.capabilities.sharedAcrossHosts ? [] : ['the document store']),
+      ...(blobs.capabilities.sharedAcrossHosts ? [] : ['the blob store']),
+    ];
+    if (local.length > 0) {
+      warn.push(
+        `the bus can be shared across hosts but ${local.join(' and ')} cannot: every server and worker of this installation must run on this host`,
+      );
+    }
+  }
+  return { info, warn };
 }
 
 /**

@@ -5,7 +5,27 @@ import type { BlobRef } from '../core/types.js';
  * The blob store port: content-addressed by sha256, streamed both ways, never buffered whole
  * in memory. Storing the same content twice is a no-op that returns the same reference.
  */
+/**
+ * What an adapter can and cannot do beyond the port's common contract, declared on the
+ * adapter so the conformance suite and the composition root read it instead of knowing it.
+ */
+export interface BlobCapabilities {
+  /**
+   * Whether processes on other hosts (workers, Kubernetes pods) can reach the same blobs
+   * (an object store), or only processes that see this host's directory.
+   */
+  sharedAcrossHosts: boolean;
+  /**
+   * Whether `verify` rehashes the stored content (its content could change behind the
+   * store's back, e.g. through a hard link); false: `verify` reports presence only, the
+   * content being immutable once stored.
+   */
+  verifiesContent: boolean;
+}
+
 export interface BlobStore {
+  /** What this adapter can do beyond the common contract. */
+  readonly capabilities: BlobCapabilities;
   start(): Promise<void>;
   /** Idempotent. */
   close(): Promise<void>;

@@ -56,7 +56,42 @@ export interface ConsumeOptions {
   signal: AbortSignal;
 }
 
+/**
+ * What an adapter can and cannot do beyond the port's common contract, declared on the
+ * adapter so the conformance suite and the composition root read it instead of knowing it.
+ */
+export interface BusCapabilities {
+  /**
+   * Whether a subscription holds one copy per message id: a publish or `sendTo` of an id it
+   * holds (ready, in flight or recently acked) adds no second copy. False on a broker without
+   * per-id state (RabbitMQ): duplicates reach consumers, and the store's job dedupe (the
+   * commit protocol's first step) drops them.
+   */
+  dedupesById: boolean;
+  /**
+   * Whether processes on other hosts can share this bus (a broker), or only processes on
+   * the host that holds its file.
+   */
+  sharedAcrossHosts: boolean;
+}
+
+/** What an adapter that does not declare its capabilities is taken to have (JetStream's). */
+export const DEFAULT_BUS_CAPABILITIES: BusCapabilities = Object.freeze({
+  dedupesById: true,
+  sharedAcrossHosts: true,
+});
+
+/** The bus's declared capabilities, or {@link DEFAULT_BUS_CAPABILITIES} when it has none. */
+export function busCapabilities(bus: EventBus): BusCapabilities {
+  return bus.capabilities ?? DEFAULT_BUS_CAPABILITIES;
+}
+
 export interface EventBus {
+  /**
+   * What this adapter can do beyond the common contract. Optional only until every adapter
+   * declares it; read it through {@link busCapabilities}.
+   */
+  readonly capabilities?: BusCapabilities;
   start(): Promise<void>;
   /** Idempotent. Ends every open consume iteration. */
   close(): Promise<void>;

@@ -196,7 +196,21 @@ export interface ModuleVersion {
   createdAt: string;
 }
 
+/**
+ * What an adapter can and cannot do beyond the port's common contract, declared on the
+ * adapter so the composition root reads it instead of knowing it.
+ */
+export interface StoreCapabilities {
+  /**
+   * Whether processes on other hosts can share this store (a database server), or only
+   * processes on the host that holds its file.
+   */
+  sharedAcrossHosts: boolean;
+}
+
 export interface DocumentStore {
+  /** What this adapter can do beyond the common contract. */
+  readonly capabilities: StoreCapabilities;
   start(): Promise<void>;
   /** Idempotent. */
   close(): Promise<void>;

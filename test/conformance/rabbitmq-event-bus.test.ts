@@ -58,7 +58,7 @@ eventBusConformance(
       },
     };
   },
-  { leaseMsForTests: 500, dedupesById: false },
+  { leaseMsForTests: 500 },
 );
 
 async function within<T>(promise: Promise<T>, ms = 5_000): Promise<T> {

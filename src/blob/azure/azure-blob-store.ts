@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
-import type { BlobStore } from '../blob-store.js';
+import type { BlobCapabilities, BlobStore } from '../blob-store.js';
 import type { BlobRef } from '../../core/types.js';
 import { ConflictError, NotFoundError, wrapDriverError } from '../../core/errors.js';
 import {
@@ -59,6 +59,11 @@ export interface AzureBlobStoreOptions {
  *   cannot change behind its back short of someone writing into the container directly.
  */
 export class AzureBlobStore implements BlobStore {
+  /** An object store every host can reach; objects are immutable, so `verify` checks presence. */
+  readonly capabilities: BlobCapabilities = Object.freeze({
+    sharedAcrossHosts: true,
+    verifiesContent: false,
+  });
   private readonly container: ContainerClient;
   private readonly prefix: string;
   private readonly blockSizeBytes: number;

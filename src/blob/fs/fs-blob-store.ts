@@ -4,7 +4,7 @@ import * as fsp from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { BlobStore } from '../blob-store.js';
+import type { BlobCapabilities, BlobStore } from '../blob-store.js';
 import type { BlobRef } from '../../core/types.js';
 import { NotFoundError, ValidationError, wrapDriverError } from '../../core/errors.js';
 import { SymlinkRefused, hashFile, openRegularFile } from '../hashing.js';
@@ -34,6 +34,11 @@ export interface FsBlobStoreOptions {
  *   so callers must treat both as immutable.
  */
 export class FsBlobStore implements BlobStore {
+  /** One host's directory; `verify` rehashes, since a hard link can change a blob in place. */
+  readonly capabilities: BlobCapabilities = Object.freeze({
+    sharedAcrossHosts: false,
+    verifiesContent: true,
+  });
   private readonly dir: string;
   private readonly tmpDir: string;
 

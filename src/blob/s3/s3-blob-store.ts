@@ -16,7 +16,7 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import type { BlobStore } from '../blob-store.js';
+import type { BlobCapabilities, BlobStore } from '../blob-store.js';
 import type { BlobRef } from '../../core/types.js';
 import { ConflictError, NotFoundError, wrapDriverError } from '../../core/errors.js';
 import {
@@ -100,6 +100,11 @@ export interface S3BlobStoreOptions {
  * - Every sha256 argument is checked to be 64 lowercase hex digits before it names a key.
  */
 export class S3BlobStore implements BlobStore {
+  /** An object store every host can reach; objects are immutable, so `verify` checks presence. */
+  readonly capabilities: BlobCapabilities = Object.freeze({
+    sharedAcrossHosts: true,
+    verifiesContent: false,
+  });
   private readonly client: S3Client;
   private readonly bucket: string;
   private readonly prefix: string;

@@ -2,6 +2,7 @@ import type { ConfirmChannel, ConsumeMessage, GetMessage } from 'amqplib';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { NotFoundError, UnavailableError } from '../../core/errors.js';
 import type {
+  BusCapabilities,
   BusMessage,
   ConsumeOptions,
   Delivery,
@@ -80,6 +81,11 @@ const META_READ_PAUSE_MS = 10;
  * operations in between reject with UnavailableError, and consumers retry with backoff.
  */
 export class RabbitMqEventBus implements EventBus {
+  /** No per-id state: a republished id is a second copy (see the class comment). */
+  readonly capabilities: BusCapabilities = Object.freeze({
+    dedupesById: false,
+    sharedAcrossHosts: true,
+  });
   private readonly session: AmqpSession;
   private readonly exchange: string;
   private readonly prefix: string;

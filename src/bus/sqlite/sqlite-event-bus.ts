@@ -9,6 +9,7 @@ import { checkSubscriptionSpec, checkedMessage } from '../checks.js';
 import type { Database as Db } from 'better-sqlite3';
 import { NotFoundError, UnavailableError, wrapDriverError } from '../../core/errors.js';
 import type {
+  BusCapabilities,
   BusMessage,
   ConsumeOptions,
   Delivery,
@@ -214,6 +215,11 @@ interface WaitQueue {
  * nobody claimed yet still owns it, so a late ack is honoured (fewer duplicates).
  */
 export class SqliteEventBus implements EventBus {
+  /** One row per (subscription, id), kept as a tombstone after the ack; one host's file. */
+  readonly capabilities: BusCapabilities = Object.freeze({
+    dedupesById: true,
+    sharedAcrossHosts: false,
+  });
   private readonly path: string;
   private readonly pollIntervalMs: number;
   private readonly logger: { warn(obj: object, msg?: string): void } | undefined;

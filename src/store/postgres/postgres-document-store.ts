@@ -28,6 +28,7 @@ import type {
   OutboxEntry,
   RenewResult,
   ReplayTarget,
+  StoreCapabilities,
   UpsertModuleResult,
 } from '../document-store.js';
 import type { TokenRecord } from '../../core/tokens.js';
@@ -77,6 +78,7 @@ export interface PostgresDocumentStoreOptions {
  * The outbox may hand one row to two relays at once; delivery is at-least-once by design.
  */
 export class PostgresDocumentStore implements DocumentStore {
+  readonly capabilities: StoreCapabilities = Object.freeze({ sharedAcrossHosts: true });
   private readonly schema: string;
   private readonly t: Tables;
   private readonly tokenTable: string;

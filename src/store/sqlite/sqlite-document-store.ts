@@ -31,6 +31,7 @@ import type {
   OutboxEntry,
   RenewResult,
   ReplayTarget,
+  StoreCapabilities,
   UpsertModuleResult,
 } from '../document-store.js';
 import type { TokenRecord } from '../../core/tokens.js';
@@ -61,6 +62,8 @@ export interface SqliteDocumentStoreOptions {
  * `settlements.ts`, `tokens.ts`); the job lifecycle's rules in core/job-lifecycle.ts.
  */
 export class SqliteDocumentStore implements DocumentStore {
+  /** One file: processes on this host share it, others cannot reach it. */
+  readonly capabilities: StoreCapabilities = Object.freeze({ sharedAcrossHosts: false });
   private db: Database | null = null;
   private closed = false;
 

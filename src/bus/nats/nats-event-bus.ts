@@ -57,6 +57,11 @@ interface Connected {
 
 /** The per-id dedupe window: a message id published twice within it is stored once. */
 const DUPLICATE_WINDOW_MS = 2 * 60 * 1000;
+/**
+ * How long the stream keeps a message (limits retention, see ensureStream): far longer than
+ * any retry delay or lease, so only a subscription left unconsumed for a week loses messages.
+ */
+const MAX_AGE_MS = 7 * 24 * 60 * 60 * 1000;
 const MS = 1_000_000; // nanoseconds
 /** JetStream API error codes. */
 const CONSUMER_NOT_FOUND = 10014;
@@ -78,7 +83,8 @@ function metaOf(direct: ConsumerInfo): SubscriptionMeta {
 /**
  * The distributed event bus on NATS JetStream (server 2.9 or later).
  *
- * Layout: one stream (`stream`, interest retention, file storage, subjects `<prefix>.>`). A
+ * Layout: one stream (`stream`, limits retention with a 7-day max age, file storage, subjects
+ * `<prefix>.>`). A
  * publish goes to `<prefix>.t.<topic>` with `Nats-Msg-Id` = the message id, so the stream's
  * 2-minute duplicate window keeps one copy per id; `sendTo` goes to
  * `<prefix>.s.<subscription>` with a unique msg id (a new message, so its delivery count
@@ -91,8 +97,8 @@ function metaOf(direct: ConsumerInfo): SubscriptionMeta {
  * `ack_wait` = `leaseMs`, and `deliver_policy: new`, so messages published before a binding
  * existed are not delivered. The direct consumer's description holds the subscription's
  * metadata (topics, lease) and marks that it exists. `ensureSubscription` creates or updates
- * the consumers, then deletes those of topics no longer bound; deleting a consumer drops the
- * messages it held (interest retention removes those nobody else is bound to).
+ * the consumers, then deletes those of topics no longer bound; a consumer created again later
+ * starts with new messages only.
  *
  * Consumption is described in {@link SubscriptionPuller}. Settles map to JetStream acks,
  * each confirmed by the server: ack `+ACK`, nack `-NAK` (with a delay), extend `+WPI`,
@@ -353,16 +359,26 @@ export class NatsEventBus implements EventBus {
   private async ensureStream(nats: Nats, jsm: JetStreamManager): Promise<void> {
     const { stream, prefix } = this.names;
     try {
-      await jsm.streams.info(stream);
+      const info = await jsm.streams.info(stream);
+      if (info.config.retention === nats.RetentionPolicy.Interest)
+        this.options.logger?.warn(
+          { stream },
+          `${ADAPTER}: stream ${stream} uses interest retention, which can lose messages when nats-server 2.9 restarts; recreate it (Ion creates it with limits retention)`,
+        );
       return;
     } catch (err) {
       if (!isApiError(err, STREAM_NOT_FOUND)) throw err;
     }
     // Another instance creating it at the same moment is fine: same config, same answer.
+    // Limits, not interest retention: on a restart, nats-server 2.9 recovers an interest
+    // stream's consumers one by one, and each one recovered acks the messages below its ack
+    // floor on every subject, deleting those the consumers not yet recovered still need (a
+    // subscription behind another lost 24 of 25 messages in test/soak/nats-restart.test.ts).
     await jsm.streams.add({
       name: stream,
       subjects: [`${prefix}.>`],
-      retention: nats.RetentionPolicy.Interest,
+      retention: nats.RetentionPolicy.Limits,
+      max_age: MAX_AGE_MS * MS,
       storage: nats.StorageType.File,
       discard: nats.DiscardPolicy.Old,
       duplicate_window: DUPLICATE_WINDOW_MS * MS,

@@ -7,14 +7,15 @@
 //   }
 //   serve(main);
 //
-// Started by Ion as a warm module (ION_CONTROL_FD set), serve() loads once and calls main
+// Started by Ion as a warm module (ION_CONTROL_FD set, or ION_CONTROL_SOCKET in a warm
+// container: the unix socket it connects to), serve() loads once and calls main
 // once per job: the working directory is the job directory and process.env holds that
 // job's contract variables (HANDLER_BASE_DIR, ION_EVENT_ID, ...). Started any other way (a
 // cold module, or by hand in a prepared directory), it calls main once and the process
 // exits with its code, so one file runs cold and warm. Protocol: docs/modules.md, "Warm
 // modules".
 
-import { Socket } from 'node:net';
+import { Socket, connect } from 'node:net';
 import { createInterface } from 'node:readline';
 
 const PROTOCOL = 1;
@@ -33,17 +34,31 @@ class ExitRequest extends Error {
  */
 export async function serve(fn) {
   const control = process.env.ION_CONTROL_FD;
-  if (!control) {
+  const path = process.env.ION_CONTROL_SOCKET;
+  if (!control && !path) {
     const dir = process.env.HANDLER_BASE_DIR || process.env.ION_BASE_DIR || process.cwd();
     const code = await fn(dir);
     if (typeof code === 'number') process.exitCode = code;
     return;
   }
-  await warmLoop(fn, Number(control));
+  const socket = path
+    ? await connectTo(path) // a warm container: Ion listens on a socket mounted into it
+    : new Socket({ fd: Number(control), readable: true, writable: true });
+  await warmLoop(fn, socket);
 }
 
-async function warmLoop(fn, fd) {
-  const socket = new Socket({ fd, readable: true, writable: true });
+function connectTo(path) {
+  return new Promise((resolve, reject) => {
+    const socket = connect(path);
+    socket.once('error', reject);
+    socket.once('connect', () => {
+      socket.off('error', reject);
+      resolve(socket);
+    });
+  });
+}
+
+async function warmLoop(fn, socket) {
   const baseEnv = { ...process.env };
   const home = process.cwd();
   let busy = false;

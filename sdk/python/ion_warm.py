@@ -9,7 +9,8 @@
     if __name__ == "__main__":
         serve(main)
 
-Started by Ion as a warm module (ION_CONTROL_FD set), serve() loads once and calls
+Started by Ion as a warm module (ION_CONTROL_FD set, or ION_CONTROL_SOCKET in a warm
+container: the unix socket it connects to), serve() loads once and calls
 main once per job: the working directory is the job directory and os.environ holds that
 job's contract variables (HANDLER_BASE_DIR, ION_EVENT_ID, ...). Started any other way
 (a cold module, or by hand in a prepared directory), it calls main once and exits with its
@@ -21,6 +22,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import sys
 import threading
 import traceback
@@ -32,9 +34,14 @@ __all__ = ["serve"]
 def serve(fn):
     """Run fn once per job (warm) or once (cold). Never returns."""
     control = os.environ.get("ION_CONTROL_FD")
-    if not control:
+    path = os.environ.get("ION_CONTROL_SOCKET")
+    if not control and not path:
         base = os.environ.get("HANDLER_BASE_DIR") or os.environ.get("ION_BASE_DIR") or os.getcwd()
         sys.exit(_invoke(fn, base))
+    if path:  # a warm container: Ion listens on a socket mounted into it
+        channel = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        channel.connect(path)
+        _Loop(fn, channel.fileno(), channel).run()
     _Loop(fn, int(control)).run()
 
 
@@ -57,9 +64,10 @@ def _exit_code(value):
 
 
 class _Loop:
-    def __init__(self, fn, fd):
+    def __init__(self, fn, fd, channel=None):
         self.fn = fn
         self.fd = fd
+        self.channel = channel  # the socket object owning fd, kept open
         self.jobs = queue.Queue()
         self.busy = threading.Event()
         self.base_env = dict(os.environ)

@@ -28,7 +28,7 @@ import {
   statusOf,
   waitExit,
 } from './engine.js';
-import { followLog } from './log-demux.js';
+import { captureLog } from './log-demux.js';
 import { OrphanSweeper, type AttemptLiveness } from './orphan-sweeper.js';
 
 /** Options of {@link DockerExecutor}. */
@@ -289,9 +289,11 @@ export class DockerExecutor implements Executor {
     const onAbort = (): void => stop('cancelled');
     let timeoutTimer: NodeJS.Timeout | undefined;
     const body = async (): Promise<Partial<ExecutionResult>> => {
+      const logs = await captureLog(container, log);
       try {
         await container.start();
       } catch (err) {
+        logs.cancel();
         // The engine refused to start the process: a command that does not exist in the
         // image is the module's fault, as a shell would say it (exit 127), not Ion's.
         if (isConnectionError(err)) throw this.unreachable(err);
@@ -306,7 +308,6 @@ export class DockerExecutor implements Executor {
         spec.timeoutMs <= MAX_TIMER_MS
           ? setTimeout(() => stop('timedOut'), spec.timeoutMs)
           : undefined;
-      const logs = followLog(container, log);
       const waited = await waitExit(container);
       exited = true;
       await logs.finish();

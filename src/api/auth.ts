@@ -1,12 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
-import {
-  SCOPES,
-  scopeAllows,
-  type Scope,
-  type TokenService,
-  type TokenView,
-} from '../core/tokens.js';
-import { errorBodySchema, errorResponses } from './errors.js';
+import { scopeAllows, type Scope, type TokenService, type TokenView } from '../core/tokens.js';
+import { errorBodySchema } from './errors.js';
 
 /**
  * API authentication: bearer tokens with scopes, checked in one `onRequest` hook before any
@@ -95,8 +89,9 @@ function bearer(request: FastifyRequest): string | null {
 const refusals = { 401: errorBodySchema, 403: errorBodySchema };
 
 /**
- * Installs authentication (when `auth.mode` is `on`) and the token routes. Called once in
- * `buildServer`, before any route, so the hook and the refusal schemas cover every route.
+ * Installs authentication (when `auth.mode` is `on`); the token routes are in routes/tokens.ts.
+ * Called once in `buildServer`, before any route, so the hook and the refusal schemas cover
+ * every route.
  */
 export function installAuth(app: FastifyInstance, auth: AuthDeps | undefined): void {
   app.decorateRequest('ionToken', null);
@@ -138,85 +133,4 @@ export function installAuth(app: FastifyInstance, auth: AuthDeps | undefined): v
       request.ionToken = token;
     });
   }
-
-  registerTokenRoutes(app, tokens);
-}
-
-const tokenViewSchema = {
-  type: 'object',
-  properties: {
-    id: { type: 'string' },
-    name: { type: 'string' },
-    scopes: { type: 'array', items: { type: 'string' } },
-    createdAt: { type: 'string' },
-    lastUsedAt: { type: ['string', 'null'] },
-    revokedAt: { type: ['string', 'null'] },
-  },
-} as const;
-
-const errors = errorResponses;
-
-/** `POST/GET/DELETE /v1/tokens` (scope `admin` by the table above). */
-function registerTokenRoutes(app: FastifyInstance, tokens: TokenService): void {
-  app.post('/v1/tokens', {
-    schema: {
-      body: {
-        type: 'object',
-        required: ['name', 'scopes'],
-        additionalProperties: false,
-        properties: {
-          name: { type: 'string', minLength: 1, maxLength: 200 },
-          scopes: {
-            type: 'array',
-            minItems: 1,
-            items: { type: 'string', enum: [...SCOPES] },
-          },
-        },
-      },
-      response: {
-        201: {
-          type: 'object',
-          properties: {
-            token: { type: 'string', description: 'the token value; shown this once only' },
-            ...tokenViewSchema.properties,
-          },
-        },
-        ...errors,
-      },
-    },
-    handler: async (request, reply) => {
-      const body = request.body as { name: string; scopes: string[] };
-      const { token, record } = await tokens.create(body);
-      return reply.status(201).send({ token, ...record });
-    },
-  });
-  app.get(
-    '/v1/tokens',
-    {
-      schema: {
-        response: {
-          200: {
-            type: 'object',
-            properties: { tokens: { type: 'array', items: tokenViewSchema } },
-          },
-          ...errors,
-        },
-      },
-    },
-    async () => ({ tokens: await tokens.list() }),
-  );
-  app.delete(
-    '/v1/tokens/:id',
-    {
-      schema: {
-        params: {
-          type: 'object',
-          required: ['id'],
-          properties: { id: { type: 'string', minLength: 1, maxLength: 200 } },
-        },
-        response: { 200: tokenViewSchema, ...errors },
-      },
-    },
-    async (request) => tokens.revoke((request.params as { id: string }).id),
-  );
 }

@@ -1,16 +1,11 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import type { ApplyResult } from '../app/control.js';
-import type { ReplayOutcome, ReplayRequest } from '../app/replays.js';
-import { IonError, UnavailableError, type ErrorCode, ERROR_CODES } from '../core/errors.js';
-import { fetchTrusting, unreachableMessage, type Transport } from './client-transport.js';
+import { UnavailableError } from '../core/errors.js';
 import type {
   Attempt,
   BlobRef,
   DeadLetter,
-  Insight,
-  IonEvent,
   Job,
   JobState,
   KeyValue,
@@ -19,99 +14,32 @@ import type {
   Replay,
   ReplayStatus,
 } from '../core/types.js';
+import type { TokenView } from '../core/tokens.js';
+import { ApiHttp, queryString } from './client-http.js';
+import { unreachableMessage } from './client-transport.js';
+import type {
+  ApplyResult,
+  DeadLetterSelector,
+  EventView,
+  InsightHitView,
+  ReplayOutcome,
+  ReplayRequest,
+  TraceView,
+} from './client-types.js';
 
-/** An event as the API returns it: `data` as an object, `metadata` as the ordered pairs. */
-export type EventView = Omit<IonEvent, 'data'> & {
-  data: Record<string, string>;
-  metadata: KeyValue[];
-};
-
-export interface TraceView {
-  correlationId: string;
-  events: EventView[];
-  jobs: Job[];
-  insights: Insight[];
-}
-
-/** An insight hit of `GET /v1/insights`: the insight and a summary of its event. */
-export type InsightHitView = Insight & {
-  event: {
-    eventId: string;
-    type: string;
-    files: { path: string; sha256: string; size: number; href: string }[];
-  } | null;
-};
-
-/** An error answered by the API, with its stable code. */
-export class ApiError extends IonError {
-  readonly status: number;
-  constructor(status: number, code: ErrorCode, message: string) {
-    super(code, message);
-    this.status = status;
-  }
-}
-
-function queryString(
-  filter: Record<string, string | number | readonly string[] | undefined>,
-): string {
-  const query = new URLSearchParams();
-  for (const [k, v] of Object.entries(filter)) {
-    if (v === undefined) continue;
-    if (Array.isArray(v)) for (const item of v as readonly string[]) query.append(k, item);
-    else query.set(k, String(v));
-  }
-  return query.size > 0 ? `?${query.toString()}` : '';
-}
+export { ApiError } from './client-http.js';
+export type {
+  ApplyResult,
+  DeadLetterSelector,
+  EventView,
+  InsightHitView,
+  ReplayOutcome,
+  ReplayRequest,
+  TraceView,
+} from './client-types.js';
 
 /** The typed client of the v1 API, used by the CLI and tests. */
-export class IonClient {
-  private readonly baseUrl: string;
-  private readonly transport: Transport;
-  constructor(
-    baseUrl: string,
-    private readonly token?: string,
-    /** `ca`: PEM CA certificates to trust besides the system ones (private CA, self-signed). */
-    options: { ca?: string | Buffer } = {},
-  ) {
-    this.baseUrl = baseUrl.replace(/\/+$/, '');
-    this.transport = options.ca === undefined ? fetch : fetchTrusting(options.ca);
-  }
-
-  private headers(extra: Record<string, string> = {}): Record<string, string> {
-    return {
-      ...(this.token === undefined ? {} : { authorization: `Bearer ${this.token}` }),
-      ...extra,
-    };
-  }
-
-  private async request(
-    method: string,
-    path: string,
-    init: { json?: unknown; body?: RequestInit['body']; headers?: Record<string, string> } = {},
-  ): Promise<Response> {
-    let response: Response;
-    try {
-      response = await this.transport(`${this.baseUrl}${path}`, {
-        method,
-        headers: this.headers({
-          ...(init.json === undefined ? {} : { 'content-type': 'application/json' }),
-          ...init.headers,
-        }),
-        body: init.json === undefined ? init.body : JSON.stringify(init.json),
-        ...(init.body instanceof ReadableStream ? { duplex: 'half' } : {}),
-      });
-    } catch (err) {
-      throw new UnavailableError(unreachableMessage(this.baseUrl, err), { cause: err });
-    }
-    if (!response.ok) throw await this.errorOf(response, method, path);
-    return response;
-  }
-
-  private async json<T>(method: string, path: string, json?: unknown): Promise<T> {
-    const response = await this.request(method, path, json === undefined ? {} : { json });
-    return (await response.json()) as T;
-  }
-
+export class IonClient extends ApiHttp {
   health(): Promise<{ status: string }> {
     return this.json('GET', '/healthz');
   }
@@ -248,19 +176,11 @@ export class IonClient {
     ).versions;
   }
 
-  redriveMany(selector: {
-    ids?: string[];
-    module?: string;
-    all?: boolean;
-  }): Promise<{ redriven: number; jobs: Job[] }> {
+  redriveMany(selector: DeadLetterSelector): Promise<{ redriven: number; jobs: Job[] }> {
     return this.json('POST', '/v1/dead-letters/redrive', selector);
   }
 
-  discardMany(selector: {
-    ids?: string[];
-    module?: string;
-    all?: boolean;
-  }): Promise<{ discarded: number }> {
+  discardMany(selector: DeadLetterSelector): Promise<{ discarded: number }> {
     return this.json('POST', '/v1/dead-letters/discard', selector);
   }
 
@@ -394,37 +314,17 @@ export class IonClient {
   }
 
   /** Creates a token (`POST /v1/tokens`, scope admin); its value is in the answer only. */
-  createToken(input: {
-    name: string;
-    scopes: string[];
-  }): Promise<{ token: string } & import('../core/tokens.js').TokenView> {
+  createToken(input: { name: string; scopes: string[] }): Promise<{ token: string } & TokenView> {
     return this.json('POST', '/v1/tokens', input);
   }
 
   /** Every token, revoked ones included, oldest first; never their values. */
-  async listTokens(): Promise<import('../core/tokens.js').TokenView[]> {
-    return (
-      await this.json<{ tokens: import('../core/tokens.js').TokenView[] }>('GET', '/v1/tokens')
-    ).tokens;
+  async listTokens(): Promise<TokenView[]> {
+    return (await this.json<{ tokens: TokenView[] }>('GET', '/v1/tokens')).tokens;
   }
 
   /** Revokes a token: requests carrying it are refused from now on. */
-  revokeToken(id: string): Promise<import('../core/tokens.js').TokenView> {
+  revokeToken(id: string): Promise<TokenView> {
     return this.json('DELETE', `/v1/tokens/${encodeURIComponent(id)}`);
-  }
-
-  /** The ApiError of a non-2xx answer, read from the one error format (else its status line). */
-  private async errorOf(response: Response, method: string, path: string): Promise<ApiError> {
-    let code: ErrorCode = 'internal';
-    let message = `${method} ${path} answered ${response.status}`;
-    try {
-      const body = (await response.json()) as { error?: { code?: string; message?: string } };
-      if (body.error?.code !== undefined && body.error.code in ERROR_CODES)
-        code = body.error.code as ErrorCode;
-      if (body.error?.message !== undefined) message = body.error.message;
-    } catch {
-      // not our error format: keep the status line
-    }
-    return new ApiError(response.status, code, message);
   }
 }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Job } from '../core/types.js';
-import type { Deps } from './dashboard-routes.js';
+import type { Deps } from './routes/dashboard.js';
 
 /**
  * Failures grouped for the dashboard's failures page: by module and a fingerprint of the

@@ -5,7 +5,7 @@ import {
   encodeLiveCursor,
   isAfter,
   type LiveCursor,
-} from '../../src/api/live.js';
+} from '../../src/api/routes/live.js';
 import { expectError, runChild, startApiApp, type ApiApp } from '../support/api-app.js';
 import { waitFor } from '../support/wait.js';
 

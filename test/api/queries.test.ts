@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { IonApp } from '../../src/app/ion-app.js';
 import { createLogger } from '../../src/app/logger.js';
 import { loadConfig } from '../../src/config/config.js';
-import { contentTypeFor, parseRange } from '../../src/api/queries.js';
+import { contentTypeFor, parseRange } from '../../src/api/routes/blobs.js';
 import { runChild } from '../support/api-app.js';
 
 type Injected = LightMyRequestResponse;

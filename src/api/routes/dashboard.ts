@@ -1,10 +1,10 @@
 import type { FastifyInstance } from 'fastify';
-import { ValidationError } from '../core/errors.js';
-import { JOB_STATES, type Job, type JobState } from '../core/types.js';
-import { errorResponses } from './errors.js';
-import { failureGroups } from './failure-groups.js';
-import { jobSchema } from './schemas.js';
-import type { ServerDeps } from './server.js';
+import { ValidationError } from '../../core/errors.js';
+import { JOB_STATES, type Job, type JobState } from '../../core/types.js';
+import { errorResponses } from '../errors.js';
+import { failureGroups } from '../failure-groups.js';
+import { jobSchema } from '../schemas.js';
+import type { RouteDeps } from './deps.js';
 
 /**
  * Routes the web dashboard needs that the rest of the API lacks: a cursor-paged job list
@@ -16,7 +16,7 @@ import type { ServerDeps } from './server.js';
 /** Counts stop here: the pipeline page shows "1000+" rather than scanning a huge table. */
 export const COUNT_CAP = 1000;
 
-export type Deps = Pick<ServerDeps, 'control'>;
+export type Deps = Pick<RouteDeps, 'control'>;
 
 interface JobsQuery {
   module?: string;

@@ -1,9 +1,9 @@
 import { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import { ValidationError } from '../core/errors.js';
-import type { IonEvent, Job } from '../core/types.js';
-import { errorBodySchema } from './errors.js';
-import type { ServerDeps } from './server.js';
+import { ValidationError } from '../../core/errors.js';
+import type { IonEvent, Job } from '../../core/types.js';
+import { errorBodySchema } from '../errors.js';
+import type { RouteDeps } from './deps.js';
 
 /**
  * The live stream: `GET /v1/stream` answers Server-Sent Events of job and event changes,
@@ -122,7 +122,7 @@ function tooFarBehind(what: string): ValidationError {
 
 export function registerLiveRoutes(
   app: FastifyInstance,
-  deps: ServerDeps,
+  deps: RouteDeps,
   options: LiveOptions = {},
 ): void {
   const { control } = deps;

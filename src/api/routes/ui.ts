@@ -15,7 +15,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
  */
 
 /** Where `npm install` (the `prepare` script) builds the dashboard: `<package>/dist/web`. */
-export const DEFAULT_UI_DIR = fileURLToPath(new URL('../../dist/web', import.meta.url));
+export const DEFAULT_UI_DIR = fileURLToPath(new URL('../../../dist/web', import.meta.url));
 
 export const UI_CSP = [
   "default-src 'self'",

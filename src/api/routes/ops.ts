@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify';
-import type { BackendCheck } from '../app/control.js';
-import type { ServerDeps } from './server.js';
-import { errorBodySchema } from './errors.js';
-import { metricsOf } from './metrics.js';
+import type { BackendCheck } from '../../app/control.js';
+import type { RouteDeps } from './deps.js';
+import { errorBodySchema } from '../errors.js';
+import { metricsOf } from '../metrics.js';
 
 /** How long each backend may take to answer a readiness probe. */
 const READINESS_TIMEOUT_MS = 2000;
@@ -35,8 +35,13 @@ function publicCheck(check: BackendCheck): BackendCheck {
  * Operations endpoints, outside `/v1` and open without a token (probes and scrapers do not
  * carry one): `GET /readyz` (every backend answers) and `GET /metrics` (Prometheus text).
  */
-export function registerOps(app: FastifyInstance, deps: ServerDeps): void {
+export function registerOps(
+  app: FastifyInstance,
+  deps: Pick<RouteDeps, 'control' | 'logger'>,
+): void {
   const { control, logger } = deps;
+
+  app.get('/healthz', () => ({ status: 'ok' }));
 
   app.get('/readyz', {
     config: { scope: 'open' },

@@ -12,6 +12,8 @@ import { metricsOf } from '../api/metrics.js';
 import { Control } from './control.js';
 import { createBackends, type Backends } from './backends.js';
 import { readTlsFiles } from '../config/tls.js';
+import { startTelemetry, type Telemetry } from '../telemetry/telemetry.js';
+import { Tracing } from '../telemetry/tracing.js';
 
 /** Which parts of Ion this process runs. `ion up` runs all three. */
 export interface Roles {
@@ -49,19 +51,33 @@ export class IonApp {
   readonly settler: SettlementRelay | null;
   readonly pool: WorkerPool | null;
   readonly server: IonServer | null;
+  /** Tracing as the `OTEL_*` variables say; off (no SDK loaded) when none are set. */
+  readonly telemetry: Telemetry;
   private started = false;
   private stopping: Promise<void> | null = null;
 
-  /** Builds the backends the config names (loading their drivers) and the app around them. */
+  /**
+   * Builds the backends the config names (loading their drivers) and the app around them.
+   * Tracing starts first, so the drivers loaded next and the API server are instrumented;
+   * `options.telemetry` replaces what `env` says (tests: an in-memory exporter).
+   */
   static async create(
     config: IonConfig,
     logger: Logger,
     roles: Roles,
     env: NodeJS.ProcessEnv,
+    options: { telemetry?: Telemetry } = {},
   ): Promise<IonApp> {
     // A TLS file that cannot be used fails before any backend is opened.
     if (roles.api) readTlsFiles(config.api);
-    return new IonApp(config, logger, roles, env, await createBackends(config, logger));
+    const telemetry = options.telemetry ?? (await startTelemetry(env, logger));
+    try {
+      const backends = await createBackends(config, logger);
+      return new IonApp(config, logger, roles, env, backends, telemetry);
+    } catch (err) {
+      await telemetry.shutdown();
+      throw err;
+    }
   }
 
   constructor(
@@ -70,11 +86,14 @@ export class IonApp {
     readonly roles: Roles,
     env: NodeJS.ProcessEnv,
     backends: Backends,
+    telemetry: Telemetry = { tracing: Tracing.off, shutdown: () => Promise.resolve() },
   ) {
     this.backends = backends;
+    this.telemetry = telemetry;
+    const { tracing } = telemetry;
     const { bus, store, blobs, jobHosts } = this.backends;
     this.relay = roles.relay
-      ? new OutboxRelay(store, bus, logger.child({ component: 'relay' }))
+      ? new OutboxRelay(store, bus, logger.child({ component: 'relay' }), { tracing })
       : null;
     this.settler = roles.relay
       ? new SettlementRelay(store, blobs, logger.child({ component: 'settler' }), {
@@ -93,6 +112,7 @@ export class IonApp {
             dataDir: config.dataDir,
             baseEnv: moduleBaseEnv(env),
             settings: config.dispatcher,
+            tracing,
             onCommitted: () => this.relay?.wake(),
             onAttemptFinished: (info) => {
               // A job that ended may have settled its trace.
@@ -162,11 +182,14 @@ export class IonApp {
     if (this.pool !== null) await step('workers', () => this.pool!.stop());
     if (this.settler !== null) await step('settler', () => this.settler!.stop());
     if (this.relay !== null) await step('relay', () => this.relay!.stop());
-    if (!this.started) return;
-    const { bus, store, blobs, jobHosts } = this.backends;
-    await step('executor', () => jobHosts.close());
-    await step('bus', () => bus.close());
-    await step('blobs', () => blobs.close());
-    await step('store', () => store.close());
+    if (this.started) {
+      const { bus, store, blobs, jobHosts } = this.backends;
+      await step('executor', () => jobHosts.close());
+      await step('bus', () => bus.close());
+      await step('blobs', () => blobs.close());
+      await step('store', () => store.close());
+    }
+    // Last: the spans of the shutdown itself are flushed too.
+    await step('telemetry', () => this.telemetry.shutdown());
   }
 }

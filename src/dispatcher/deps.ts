@@ -3,6 +3,7 @@ import type { BlobStore } from '../blob/blob-store.js';
 import type { EventBus } from '../bus/event-bus.js';
 import type { JobHosts } from '../executors/job-hosts.js';
 import type { DocumentStore } from '../store/document-store.js';
+import type { Tracing } from '../telemetry/tracing.js';
 
 export interface DispatcherSettings {
   leaseMs: number;
@@ -42,6 +43,8 @@ export interface DispatcherDeps {
   settings: DispatcherSettings;
   /** Called after a commit wrote outbox rows, so the relay publishes without waiting. */
   onCommitted?: () => void;
+  /** Spans for each job attempt; off when absent. */
+  tracing?: Tracing;
   /** Called once the outcome of an attempt is decided (metrics). Must not throw. */
   onAttemptFinished?: (info: AttemptFinished) => void;
 }

@@ -1,58 +1,24 @@
-import { open, rm, rmdir, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
 import type { Delivery } from '../bus/event-bus.js';
+import { parseNotice, type EventNotice } from '../bus/message-format.js';
 import { errorMessage } from '../core/errors.js';
-import { childEventId, jobIdFor } from '../core/ids.js';
+import { jobIdFor, newId } from '../core/ids.js';
 import { nowIso } from '../core/time.js';
-import type { FailureKind, FileRef, IonEvent, Job, KeyValue, ModuleRecord } from '../core/types.js';
-import type { CollectedOutputs } from '../handler/collect.js';
-import { hostFailure } from '../executors/job-host.js';
+import type { IonEvent, Job, ModuleRecord } from '../core/types.js';
+import { hostFailure, type JobHostResult } from '../executors/job-host.js';
 import { isHostFailure } from '../executors/job-hosts.js';
-import type { LogProgress, RenewResult } from '../store/document-store.js';
+import type { FailAttemptInput } from '../store/document-store.js';
+import { Tracing } from '../telemetry/tracing.js';
+import {
+  attemptEnd,
+  failureOutcome,
+  WORKERS_LOST,
+  type AttemptEnd,
+  type AttemptFailure,
+} from './attempt-end.js';
+import { attemptLogFile, keepAttemptLog, leaseFromNow, watchAttempt } from './attempt-progress.js';
 import { retryDelayMs } from './backoff.js';
-import { parseNotice } from '../bus/message-format.js';
 import type { DispatcherDeps } from './deps.js';
-import { newId } from '../core/ids.js';
-import type { ExecutionResult } from '../executors/executor.js';
-
-function leaseFromNow(leaseMs: number): string {
-  return new Date(Date.now() + leaseMs).toISOString();
-}
-
-/** How often a running job's leases are pushed out: a third of the lease, so two may fail. */
-function leaseEveryMsFor(leaseMs: number): number {
-  return Math.max(50, Math.floor(leaseMs / 3));
-}
-
-/** How much of a running attempt's log is kept live in the store, for `logs --follow`. */
-const LIVE_TAIL_BYTES = 64 * 1024;
-/** How often a running job reports its log progress and looks for a cancel request. */
-const PROGRESS_INTERVAL_MS = 1000;
-
-/** Where a running attempt's log is written, until it is kept in the blob store. */
-function attemptLogFile(dataDir: string, jobId: string, attempt: number): string {
-  return join(dataDir, 'logs', jobId, `${attempt}.log`);
-}
-
-/** The size of a running attempt's log file and its last bytes; null when there is none yet. */
-async function readLogProgress(logFile: string): Promise<LogProgress | null> {
-  const handle = await open(logFile, 'r').catch(() => null);
-  if (handle === null) return null;
-  try {
-    const { size } = await handle.stat();
-    const length = Math.min(size, LIVE_TAIL_BYTES);
-    const buf = Buffer.alloc(length);
-    const { bytesRead } = await handle.read(buf, 0, length, size - length);
-    // Start on a character boundary, so the stored text re-encodes to exactly the bytes it
-    // stands for and a follower can count bytes (UTF-8 output; other bytes come out replaced).
-    let start = 0;
-    while (start < Math.min(3, bytesRead) && length < size && (buf[start]! & 0xc0) === 0x80)
-      start += 1;
-    return { logSize: size, logTail: buf.subarray(start, bytesRead).toString('utf8') };
-  } finally {
-    await handle.close();
-  }
-}
+import { AttemptSpans } from './job-spans.js';
 
 /** Where the module of a job comes from: a replay may pin an older version of it. */
 async function moduleForJob(
@@ -68,36 +34,33 @@ async function moduleForJob(
   return { ...current, ...pinned.spec, version: pinned.version };
 }
 
-/** How one attempt ended, before it is recorded. */
-type AttemptEnd =
-  | {
-      ok: true;
-      result: ExecutionResult;
-      logBlob: string | null;
-      children: IonEvent[];
-      insights: KeyValue[];
-      outputs: FileRef[];
-    }
-  | {
-      ok: false;
-      released: boolean;
-      /** Stopped on a cancel request: the job ends `cancelled`, no retry. */
-      cancelled?: boolean;
-      code: string;
-      kind: FailureKind;
-      message: string;
-      result: ExecutionResult | null;
-      logBlob: string | null;
-    };
+/** One started attempt, as the steps after `beginAttempt` share it. */
+interface Attempt {
+  delivery: Delivery;
+  module: ModuleRecord;
+  event: IonEvent;
+  jobId: string;
+  attempt: number;
+  replayId: string | null;
+  spans: AttemptSpans;
+  log: DispatcherDeps['logger'];
+}
 
 /**
  * Runs one delivery of one module through the commit protocol: dedupe, prepare, execute,
  * commit (or fail / retry / dead-letter), then settle the delivery. Never throws: every
  * failure ends as a settled delivery and a recorded attempt, or a nack when even recording
  * failed (the bus redelivers later).
+ *
+ * How an attempt's end is decided lives in attempt-end.ts, the leases and progress reports
+ * while it runs in attempt-progress.ts, and its spans in job-spans.ts.
  */
 export class JobRunner {
-  constructor(private readonly deps: DispatcherDeps) {}
+  private readonly tracing: Tracing;
+
+  constructor(private readonly deps: DispatcherDeps) {
+    this.tracing = deps.tracing ?? Tracing.off;
+  }
 
   async handle(delivery: Delivery, module: ModuleRecord, cancel: AbortSignal): Promise<void> {
     const log = this.deps.logger.child({ module: module.name, messageId: delivery.message.id });
@@ -149,6 +112,7 @@ export class JobRunner {
     cancel: AbortSignal,
     log: DispatcherDeps['logger'],
   ): Promise<void> {
+    const receivedAt = Date.now();
     const { store, settings } = this.deps;
     const notice = parseNotice(delivery.message);
     if (typeof notice === 'string') {
@@ -210,135 +174,104 @@ export class JobRunner {
       await delivery.ack();
       return;
     }
-    const { attempt } = begin;
-    if (begin.failures > module.retries) {
+    const started: Attempt = {
+      delivery,
+      module,
+      event,
+      jobId,
+      attempt: begin.attempt,
+      replayId,
+      spans: this.spansFor(notice, event, module, jobId, begin.attempt, replayId, receivedAt),
+      log,
+    };
+    await started.spans.within(() => this.runStarted(started, begin.failures, cancel));
+  }
+
+  private spansFor(
+    notice: EventNotice,
+    event: IonEvent,
+    module: ModuleRecord,
+    jobId: string,
+    attempt: number,
+    replayId: string | null,
+    receivedAt: number,
+  ): AttemptSpans {
+    return new AttemptSpans(
+      this.tracing,
+      notice,
+      event,
+      module,
+      jobId,
+      attempt,
+      replayId,
+      receivedAt,
+    );
+  }
+
+  /** From a started attempt to its recorded end. */
+  private async runStarted(a: Attempt, failuresBefore: number, cancel: AbortSignal): Promise<void> {
+    const { store, settings } = this.deps;
+    const { delivery, module, jobId, attempt, spans, log } = a;
+    if (failuresBefore > module.retries) {
       // Earlier attempts were lost with their workers until the budget ran out.
-      await this.settleFailure(
-        delivery,
-        module,
-        jobId,
-        attempt,
-        begin.failures,
-        {
-          ok: false,
-          released: false,
-          code: 'worker_lost',
-          kind: 'platform',
-          message: 'the workers running this job stopped before it finished',
-          result: null,
-          logBlob: null,
-        },
-        log,
-      );
+      await this.settleFailure(a, failuresBefore, WORKERS_LOST);
       return;
     }
-    // While the job runs, keep both leases alive (the bus delivery's and the attempt's),
-    // report how far its log has got, and watch for a cancel request.
     const stop = new AbortController();
     const logFile = attemptLogFile(this.deps.dataDir, jobId, attempt);
-    const lease = setInterval(() => {
-      delivery
-        .extend()
-        .catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'lease extension failed'));
-    }, leaseEveryMsFor(settings.leaseMs));
-    let lastSize = -1;
-    let renewedAt = Date.now();
-    let renewing = false;
-    const leaseEveryMs = leaseEveryMsFor(settings.leaseMs);
-    const renew = async (): Promise<void> => {
-      const progress = await readLogProgress(logFile).catch(() => null);
-      const changed = progress !== null && progress.logSize !== lastSize;
-      let found: RenewResult;
-      if (changed || Date.now() - renewedAt >= leaseEveryMs) {
-        // A write only when there is news or the lease is due; otherwise a read of the flag.
-        found = await store.renewAttempt(
-          jobId,
-          attempt,
-          leaseFromNow(settings.leaseMs),
-          changed ? progress : undefined,
-        );
-        renewedAt = Date.now();
-        if (changed) lastSize = progress.logSize;
-      } else {
-        const job = await store.getJob(jobId);
-        found = job?.cancelRequestedAt == null ? 'held' : 'cancel_requested';
-      }
-      if (found === 'closed')
-        log.warn({ jobId, attempt }, 'attempt was closed elsewhere while it ran');
-      if (found === 'cancel_requested' && !stop.signal.aborted) {
-        log.info({ jobId, attempt }, 'cancel requested; stopping the module');
-        stop.abort();
-      }
-    };
-    const progress = setInterval(
-      () => {
-        if (renewing) return;
-        renewing = true;
-        renew()
-          .catch((err: unknown) =>
-            log.warn({ err: errorMessage(err) }, 'attempt lease renewal failed'),
-          )
-          .finally(() => {
-            renewing = false;
-          });
-      },
-      Math.min(PROGRESS_INTERVAL_MS, leaseEveryMsFor(settings.leaseMs)),
-    );
+    const endWatch = watchAttempt({
+      store,
+      delivery,
+      jobId,
+      attempt,
+      leaseMs: settings.leaseMs,
+      logFile,
+      log,
+      stop,
+    });
     let end: AttemptEnd;
     try {
-      end = await this.runAttempt(module, event, jobId, attempt, cancel, stop.signal, replayId);
+      end = await this.runAttempt(a, logFile, cancel, stop.signal);
     } finally {
-      clearInterval(lease);
-      clearInterval(progress);
+      endWatch();
     }
-    if (end.ok) {
-      const duration = end.result.durationMs;
+    spans.endRun(end);
+    if (!end.ok) {
+      await this.settleFailure(a, failuresBefore + (end.released ? 0 : 1), end);
+      return;
+    }
+    const duration = end.result.durationMs;
+    const committed = end;
+    await spans.commit(jobId, true, async () => {
       await store.commitAttempt({
         jobId,
         attempt,
         finishedAt: nowIso(),
         durationMs: duration,
         exitCode: 0,
-        logTail: end.result.logTail,
-        logBlob: end.logBlob,
-        insights: end.insights,
-        outputs: end.outputs,
-        children: end.children,
+        logTail: committed.result.logTail,
+        logBlob: committed.logBlob,
+        insights: committed.insights,
+        outputs: committed.outputs,
+        children: committed.children,
       });
       await delivery.ack();
-      this.deps.onCommitted?.();
-      this.deps.onAttemptFinished?.({
-        module: module.name,
-        outcome: 'succeeded',
-        durationMs: duration,
-      });
-      log.info(
-        { jobId, attempt, durationMs: duration, children: end.children.length },
-        'job succeeded',
-      );
-      return;
-    }
-    await this.settleFailure(
-      delivery,
-      module,
-      jobId,
-      attempt,
-      begin.failures + (end.released ? 0 : 1),
-      end,
-      log,
+    });
+    spans.finish('succeeded', end);
+    this.deps.onCommitted?.();
+    this.deps.onAttemptFinished?.({
+      module: module.name,
+      outcome: 'succeeded',
+      durationMs: duration,
+    });
+    log.info(
+      { jobId, attempt, durationMs: duration, children: end.children.length },
+      'job succeeded',
     );
   }
 
-  private async settleFailure(
-    delivery: Delivery,
-    module: ModuleRecord,
-    jobId: string,
-    attempt: number,
-    failures: number,
-    end: Extract<AttemptEnd, { ok: false }>,
-    log: DispatcherDeps['logger'],
-  ): Promise<void> {
-    const { store, settings } = this.deps;
+  private async settleFailure(a: Attempt, failures: number, end: AttemptFailure): Promise<void> {
+    const { module, jobId, attempt, spans } = a;
     const base = {
       jobId,
       attempt,
@@ -351,30 +284,37 @@ export class JobRunner {
       logTail: end.result?.logTail ?? '',
       logBlob: end.logBlob,
     };
-    this.deps.onAttemptFinished?.({
-      module: module.name,
-      outcome: end.cancelled
-        ? 'cancelled'
-        : end.released
-          ? 'released'
-          : failures > module.retries
-            ? 'dead_lettered'
-            : 'failed',
-      durationMs: base.durationMs,
-    });
-    if (end.cancelled === true) {
+    const outcome = failureOutcome(end, failures, module.retries);
+    this.deps.onAttemptFinished?.({ module: module.name, outcome, durationMs: base.durationMs });
+    try {
+      await spans.commit(jobId, false, () => this.recordFailure(a, failures, end, base, outcome));
+    } finally {
+      spans.finish(outcome, end);
+    }
+  }
+
+  private async recordFailure(
+    a: Attempt,
+    failures: number,
+    end: AttemptFailure,
+    base: Omit<FailAttemptInput, 'nextState' | 'countsAsFailure' | 'deadLetterReason'>,
+    outcome: ReturnType<typeof failureOutcome>,
+  ): Promise<void> {
+    const { store, settings } = this.deps;
+    const { delivery, jobId, attempt, log } = a;
+    if (outcome === 'cancelled') {
       await store.failAttempt({ ...base, nextState: 'cancelled', countsAsFailure: false });
       await delivery.ack();
       log.info({ jobId, attempt }, 'job cancelled on request');
       return;
     }
-    if (end.released) {
+    if (outcome === 'released') {
       await store.failAttempt({ ...base, nextState: 'pending', countsAsFailure: false });
       await delivery.nack({ delayMs: 0 });
       log.info({ jobId, attempt }, 'job released for redelivery (shutdown)');
       return;
     }
-    if (failures > module.retries) {
+    if (outcome === 'dead_lettered') {
       const reason = `${end.code}: ${end.message} (after ${failures} failed attempt${failures === 1 ? '' : 's'})`;
       await store.failAttempt({
         ...base,
@@ -400,131 +340,44 @@ export class JobRunner {
 
   /** Runs the attempt on its module's job host and decides how it ended. */
   private async runAttempt(
-    module: ModuleRecord,
-    event: IonEvent,
-    jobId: string,
-    attempt: number,
+    a: Attempt,
+    logFile: string,
     shutdown: AbortSignal,
     cancelRequest: AbortSignal,
-    replayId: string | null,
   ): Promise<AttemptEnd> {
-    const { dataDir } = this.deps;
-    const logFile = attemptLogFile(dataDir, jobId, attempt);
+    const { module, event, jobId, attempt, replayId, spans } = a;
     const host = await this.deps.jobHosts.hostFor(module);
+    // A warm module's process is keyed by its env minus the per-job variables, which do not
+    // include the trace context yet: passing it would start a process per job.
+    const traceEnv = spans.startRun(module.warm === undefined);
     if (isHostFailure(host))
       return { ok: false, released: false, ...host, result: null, logBlob: null };
-    let ran;
+    let ran: JobHostResult;
     try {
       ran = await host.run({
         jobId,
         attempt,
         module,
         event,
-        baseEnv: this.deps.baseEnv,
+        baseEnv:
+          traceEnv.TRACEPARENT === undefined
+            ? this.deps.baseEnv
+            : { ...this.deps.baseEnv, ...traceEnv },
         logFile,
         signal: AbortSignal.any([shutdown, cancelRequest]),
       });
     } catch (err) {
       ran = { execution: null, collected: null, failure: hostFailure(err) };
     }
-    const logBlob = await this.keepLog(logFile);
-    const result = ran.execution;
-    const fail = (
-      code: string,
-      kind: FailureKind,
-      message: string,
-    ): Extract<AttemptEnd, { ok: false }> => ({
-      ok: false,
-      released: false,
-      code,
-      kind,
-      message,
-      result,
+    const logBlob = await keepAttemptLog(this.deps.blobs, this.deps.logger, logFile);
+    return attemptEnd({
+      ran,
+      module,
+      event,
+      jobId,
+      replayId,
       logBlob,
+      cancelRequested: cancelRequest.aborted,
     });
-    if (ran.failure !== null) return fail(ran.failure.code, ran.failure.kind, ran.failure.message);
-    if (result === null) return fail('internal', 'platform', 'the job host reported no run');
-    if (result.cancelled && cancelRequest.aborted) {
-      return {
-        ...fail('job_cancelled', 'platform', 'cancelled on request; the module was stopped'),
-        cancelled: true,
-      };
-    }
-    if (result.cancelled) {
-      return {
-        ...fail(
-          'worker_lost',
-          'platform',
-          'the worker shut down while the job ran; released for redelivery',
-        ),
-        released: true,
-      };
-    }
-    if (result.timedOut)
-      return fail(
-        'module_timeout',
-        'module',
-        `timed out after ${module.timeoutMs}ms and was killed`,
-      );
-    if (result.failure !== undefined) {
-      const kind =
-        result.failure.code === 'image_unavailable' || result.failure.code === 'pod_unschedulable'
-          ? 'platform'
-          : 'module';
-      return fail(result.failure.code, kind, result.failure.message);
-    }
-    if (result.exitCode !== 0) {
-      const how =
-        result.exitCode === null
-          ? `was killed by ${result.signal ?? 'a signal'}`
-          : `exited with code ${result.exitCode}`;
-      return fail('module_failed', 'module', `the module ${how}`);
-    }
-    if (ran.collected === null)
-      return fail('internal', 'platform', 'the job host collected nothing');
-    return {
-      ok: true,
-      result,
-      logBlob,
-      ...this.childrenOf(ran.collected, module, event, jobId, replayId),
-    };
-  }
-
-  /** The collected outputs as what the commit stores: child events get their derived ids. */
-  private childrenOf(
-    collected: CollectedOutputs,
-    module: ModuleRecord,
-    event: IonEvent,
-    jobId: string,
-    replayId: string | null,
-  ): { children: IonEvent[]; insights: KeyValue[]; outputs: FileRef[] } {
-    const createdAt = nowIso();
-    const children: IonEvent[] = collected.events.map((raised) => ({
-      eventId: childEventId(event.eventId, module.name, raised.fileName, replayId),
-      type: raised.type,
-      correlationId: event.correlationId,
-      parentEventId: event.eventId,
-      source: module.name,
-      sourceJobId: jobId,
-      data: raised.data,
-      files: raised.files,
-      createdAt,
-    }));
-    return { children, insights: collected.insights, outputs: collected.outputs };
-  }
-
-  /** Moves the attempt's log into the blob store so any server can serve it later. */
-  private async keepLog(logFile: string): Promise<string | null> {
-    try {
-      const info = await stat(logFile).catch(() => null);
-      // An empty log is fully described by the (empty) tail stored with the attempt.
-      const ref = info === null || info.size === 0 ? null : await this.deps.blobs.putFile(logFile);
-      await rm(logFile, { force: true });
-      await rmdir(dirname(logFile)).catch(() => undefined); // only when no other log is left
-      return ref?.sha256 ?? null;
-    } catch (err) {
-      this.deps.logger.warn({ err: errorMessage(err), logFile }, 'could not keep the attempt log');
-      return null;
-    }
   }
 }

@@ -57,7 +57,14 @@ export interface JobHost {
   run(request: JobRequest): Promise<JobHostResult>;
 }
 
-/** The environment of one module run: platform base, the module's own, then Ion's contract vars. */
+/** W3C trace context the worker puts in `baseEnv` for one attempt (see docs/tracing.md). */
+const TRACE_ENV = ['TRACEPARENT', 'TRACESTATE', 'BAGGAGE'] as const;
+
+/**
+ * The environment of one module run: platform base, the module's own, then Ion's contract
+ * vars, then the attempt's trace context (`TRACEPARENT`, `TRACESTATE`, `BAGGAGE`, when
+ * tracing is on), which the module's own env cannot replace: its spans must join the job's.
+ */
 export function moduleEnv(
   base: Readonly<Record<string, string>>,
   module: ModuleRecord,
@@ -76,7 +83,17 @@ export function moduleEnv(
     ION_CORRELATION_ID: event.correlationId,
     ION_PARENT_EVENT_ID: event.parentEventId ?? '',
     ION_ATTEMPT: String(attempt),
+    ...traceEnv(base),
   };
+}
+
+function traceEnv(base: Readonly<Record<string, string>>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const name of TRACE_ENV) {
+    const value = base[name];
+    if (value !== undefined) env[name] = value;
+  }
+  return env;
 }
 
 /** A thrown error as the attempt's failure: bad output is the module's, the rest the platform's. */

@@ -1,13 +1,17 @@
 import type { Logger } from 'pino';
-import type { EventBus } from '../bus/event-bus.js';
+import type { BusMessage, EventBus } from '../bus/event-bus.js';
 import { NotFoundError } from '../core/errors.js';
 import { noticeMessage } from '../bus/message-format.js';
-import type { DocumentStore } from '../store/document-store.js';
+import type { DocumentStore, OutboxEntry } from '../store/document-store.js';
+import { spanIdFor } from '../telemetry/trace-ids.js';
+import { SpanKind, SpanStatusCode, Tracing, derivedContext } from '../telemetry/tracing.js';
 import { BatchLoop } from './batch-loop.js';
 
 export interface OutboxRelayOptions {
   pollIntervalMs?: number;
   batchSize?: number;
+  /** A span per published entry (the relay hop), its context carried in the message. */
+  tracing?: Tracing;
 }
 
 /**
@@ -18,6 +22,7 @@ export interface OutboxRelayOptions {
 export class OutboxRelay {
   private readonly batchSize: number;
   private readonly loop: BatchLoop;
+  private readonly tracing: Tracing;
 
   constructor(
     private readonly store: DocumentStore,
@@ -26,6 +31,7 @@ export class OutboxRelay {
     options: OutboxRelayOptions = {},
   ) {
     this.batchSize = options.batchSize ?? 200;
+    this.tracing = options.tracing ?? Tracing.off;
     this.loop = new BatchLoop({
       pass: () => this.publishBatch(),
       batchSize: this.batchSize,
@@ -50,22 +56,63 @@ export class OutboxRelay {
     if (entries.length === 0) return 0;
     const done: string[] = [];
     for (const entry of entries) {
-      const message = noticeMessage(entry, entry.jobId);
-      try {
-        if (entry.subscription === null) await this.bus.publish(message);
-        else await this.bus.sendTo(entry.subscription, message);
-      } catch (err) {
-        if (!(err instanceof NotFoundError)) throw err;
-        // The target module was deleted since: nothing can receive it.
-        this.logger.warn(
-          { eventId: entry.eventId, subscription: entry.subscription },
-          'outbox entry targets a missing subscription; dropped',
-        );
-      }
+      if (this.tracing.enabled) await this.publishTraced(entry);
+      else await this.publishOne(entry, noticeMessage(entry, entry.jobId));
       done.push(entry.id);
     }
     await this.store.markPublished(done);
     return entries.length;
+  }
+
+  private async publishOne(entry: OutboxEntry, message: BusMessage): Promise<void> {
+    try {
+      if (entry.subscription === null) await this.bus.publish(message);
+      else await this.bus.sendTo(entry.subscription, message);
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) throw err;
+      // The target module was deleted since: nothing can receive it.
+      this.logger.warn(
+        { eventId: entry.eventId, subscription: entry.subscription },
+        'outbox entry targets a missing subscription; dropped',
+      );
+    }
+  }
+
+  /**
+   * The relay hop as a span under the span that made the event (the job's commit, or the
+   * publish of a root event: both ids derive from what the event records), carried in the
+   * message so the job it starts is a child of this hop.
+   */
+  private async publishTraced(entry: OutboxEntry): Promise<void> {
+    // The entry does not say which job raised the event; the event does.
+    const event = await this.store.getEvent(entry.eventId);
+    const parentSpanId =
+      event?.sourceJobId == null
+        ? spanIdFor('publish', entry.eventId)
+        : spanIdFor('commit', event.sourceJobId);
+    const span = this.tracing.start('ion.relay.publish', {
+      place: { parent: derivedContext(entry.correlationId, parentSpanId) },
+      kind: SpanKind.PRODUCER,
+      attributes: {
+        'ion.event.id': entry.eventId,
+        'ion.event.type': entry.type,
+        'ion.correlation.id': entry.correlationId,
+        ...(entry.subscription === null ? {} : { 'ion.subscription': entry.subscription }),
+        ...(entry.jobId === null ? {} : { 'ion.job.id': entry.jobId }),
+      },
+    });
+    const trace = {
+      traceparent: this.tracing.traceparentOf(span),
+      tracestate: this.tracing.tracestateOf(span),
+    };
+    try {
+      await this.publishOne(entry, noticeMessage(entry, entry.jobId, trace));
+    } catch (err) {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: String(err) });
+      throw err;
+    } finally {
+      span.end();
+    }
   }
 
   async stop(): Promise<void> {

@@ -1,0 +1,138 @@
+import { open, rm, rmdir, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { BlobStore } from '../blob/blob-store.js';
+import type { Logger } from 'pino';
+import type { Delivery } from '../bus/event-bus.js';
+import { errorMessage } from '../core/errors.js';
+import type { DocumentStore, LogProgress, RenewResult } from '../store/document-store.js';
+
+export function leaseFromNow(leaseMs: number): string {
+  return new Date(Date.now() + leaseMs).toISOString();
+}
+
+/** How often a running job's leases are pushed out: a third of the lease, so two may fail. */
+function leaseEveryMsFor(leaseMs: number): number {
+  return Math.max(50, Math.floor(leaseMs / 3));
+}
+
+/** How much of a running attempt's log is kept live in the store, for `logs --follow`. */
+const LIVE_TAIL_BYTES = 64 * 1024;
+/** How often a running job reports its log progress and looks for a cancel request. */
+const PROGRESS_INTERVAL_MS = 1000;
+
+/** Where a running attempt's log is written, until it is kept in the blob store. */
+export function attemptLogFile(dataDir: string, jobId: string, attempt: number): string {
+  return join(dataDir, 'logs', jobId, `${attempt}.log`);
+}
+
+/** The size of a running attempt's log file and its last bytes; null when there is none yet. */
+async function readLogProgress(logFile: string): Promise<LogProgress | null> {
+  const handle = await open(logFile, 'r').catch(() => null);
+  if (handle === null) return null;
+  try {
+    const { size } = await handle.stat();
+    const length = Math.min(size, LIVE_TAIL_BYTES);
+    const buf = Buffer.alloc(length);
+    const { bytesRead } = await handle.read(buf, 0, length, size - length);
+    // Start on a character boundary, so the stored text re-encodes to exactly the bytes it
+    // stands for and a follower can count bytes (UTF-8 output; other bytes come out replaced).
+    let start = 0;
+    while (start < Math.min(3, bytesRead) && length < size && (buf[start]! & 0xc0) === 0x80)
+      start += 1;
+    return { logSize: size, logTail: buf.subarray(start, bytesRead).toString('utf8') };
+  } finally {
+    await handle.close();
+  }
+}
+
+export interface AttemptWatch {
+  store: DocumentStore;
+  delivery: Delivery;
+  jobId: string;
+  attempt: number;
+  leaseMs: number;
+  logFile: string;
+  log: Logger;
+  /** Aborted when a cancel request is seen. */
+  stop: AbortController;
+}
+
+/**
+ * While a job runs, keeps both leases alive (the bus delivery's and the attempt's), reports
+ * how far its log has got, and watches for a cancel request (aborting `stop`). Returns the
+ * function that ends the watch.
+ */
+export function watchAttempt(watch: AttemptWatch): () => void {
+  const { store, delivery, jobId, attempt, leaseMs, logFile, log, stop } = watch;
+  const leaseEveryMs = leaseEveryMsFor(leaseMs);
+  const lease = setInterval(() => {
+    delivery
+      .extend()
+      .catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'lease extension failed'));
+  }, leaseEveryMs);
+  let lastSize = -1;
+  let renewedAt = Date.now();
+  let renewing = false;
+  const renew = async (): Promise<void> => {
+    const progress = await readLogProgress(logFile).catch(() => null);
+    const changed = progress !== null && progress.logSize !== lastSize;
+    let found: RenewResult;
+    if (changed || Date.now() - renewedAt >= leaseEveryMs) {
+      // A write only when there is news or the lease is due; otherwise a read of the flag.
+      found = await store.renewAttempt(
+        jobId,
+        attempt,
+        leaseFromNow(leaseMs),
+        changed ? progress : undefined,
+      );
+      renewedAt = Date.now();
+      if (changed) lastSize = progress.logSize;
+    } else {
+      const job = await store.getJob(jobId);
+      found = job?.cancelRequestedAt == null ? 'held' : 'cancel_requested';
+    }
+    if (found === 'closed')
+      log.warn({ jobId, attempt }, 'attempt was closed elsewhere while it ran');
+    if (found === 'cancel_requested' && !stop.signal.aborted) {
+      log.info({ jobId, attempt }, 'cancel requested; stopping the module');
+      stop.abort();
+    }
+  };
+  const progress = setInterval(
+    () => {
+      if (renewing) return;
+      renewing = true;
+      renew()
+        .catch((err: unknown) =>
+          log.warn({ err: errorMessage(err) }, 'attempt lease renewal failed'),
+        )
+        .finally(() => {
+          renewing = false;
+        });
+    },
+    Math.min(PROGRESS_INTERVAL_MS, leaseEveryMs),
+  );
+  return () => {
+    clearInterval(lease);
+    clearInterval(progress);
+  };
+}
+
+/** Moves the attempt's log into the blob store so any server can serve it later. */
+export async function keepAttemptLog(
+  blobs: BlobStore,
+  logger: Logger,
+  logFile: string,
+): Promise<string | null> {
+  try {
+    const info = await stat(logFile).catch(() => null);
+    // An empty log is fully described by the (empty) tail stored with the attempt.
+    const ref = info === null || info.size === 0 ? null : await blobs.putFile(logFile);
+    await rm(logFile, { force: true });
+    await rmdir(dirname(logFile)).catch(() => undefined); // only when no other log is left
+    return ref?.sha256 ?? null;
+  } catch (err) {
+    logger.warn({ err: errorMessage(err), logFile }, 'could not keep the attempt log');
+    return null;
+  }
+}

@@ -17,6 +17,15 @@ import type {
   QueueDepth,
   SubscriptionSpec,
 } from '../event-bus.js';
+import {
+  PRUNE_EVERY_MS,
+  SCHEMA,
+  TOMBSTONE_TTL_MS,
+  prepareStatements,
+  type ClaimedRow,
+  type Statements,
+} from './statements.js';
+import { SubscriptionWaiters, type WakeReason } from './waiters.js';
 
 /** Options of {@link SqliteEventBus}. */
 export interface SqliteEventBusOptions {
@@ -34,145 +43,6 @@ export interface SqliteEventBusOptions {
 }
 
 const ADAPTER = 'sqlite event bus';
-/** Acked rows are kept as dedupe tombstones this long, then pruned. */
-const TOMBSTONE_TTL_MS = 24 * 60 * 60 * 1000;
-const PRUNE_EVERY_MS = 60 * 1000;
-
-/*
- * One row per (subscription, message id). `state` is ready | leased | done | dead.
- * `visible_at` (epoch ms) means "deliverable from" for ready rows and "lease expires at" for
- * leased rows, so one index answers "what is available" for both, and FIFO is simply
- * ORDER BY visible_at, seq. `lease_token` changes on every claim: a settle applies only when
- * it still carries the token of the current claim, which is how stale consumers are fenced.
- */
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS bus_subscriptions (
-  name TEXT PRIMARY KEY,
-  lease_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS bus_bindings (
-  subscription TEXT NOT NULL,
-  topic TEXT NOT NULL,
-  PRIMARY KEY (topic, subscription)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS bus_messages (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT,
-  subscription TEXT NOT NULL,
-  message_id TEXT NOT NULL,
-  topic TEXT NOT NULL,
-  body TEXT NOT NULL,
-  state TEXT NOT NULL CHECK (state IN ('ready', 'leased', 'done', 'dead')),
-  visible_at INTEGER NOT NULL,
-  delivery_count INTEGER NOT NULL DEFAULT 0,
-  lease_token TEXT,
-  dead_reason TEXT,
-  updated_at INTEGER NOT NULL,
-  UNIQUE (subscription, message_id)
-);
-CREATE INDEX IF NOT EXISTS bus_messages_available
-  ON bus_messages (subscription, visible_at, seq) WHERE state IN ('ready', 'leased');
-CREATE INDEX IF NOT EXISTS bus_messages_done
-  ON bus_messages (updated_at) WHERE state = 'done';
-`;
-
-interface ClaimedRow {
-  seq: number;
-  message_id: string;
-  topic: string;
-  body: string;
-  delivery_count: number;
-  /** Lease expiry of the claim. */
-  visible_at: number;
-}
-
-type Statements = ReturnType<typeof prepareStatements>;
-
-function prepareStatements(db: Db) {
-  const fenced = (set: string) =>
-    db.prepare(
-      `UPDATE bus_messages SET ${set}, updated_at = @now WHERE seq = @seq AND lease_token = @token`,
-    );
-  return {
-    upsertSubscription: db.prepare(
-      'INSERT INTO bus_subscriptions (name, lease_ms) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET lease_ms = excluded.lease_ms',
-    ),
-    subscriptionExists: db.prepare('SELECT 1 FROM bus_subscriptions WHERE name = ?').pluck(),
-    deleteBindings: db.prepare('DELETE FROM bus_bindings WHERE subscription = ?'),
-    insertBinding: db.prepare(
-      'INSERT OR IGNORE INTO bus_bindings (subscription, topic) VALUES (?, ?)',
-    ),
-    deleteMessages: db.prepare('DELETE FROM bus_messages WHERE subscription = ?'),
-    deleteSubscription: db.prepare('DELETE FROM bus_subscriptions WHERE name = ?'),
-    // One statement: fan-out and dedupe are atomic. An existing row (ready, leased, done
-    // tombstone or dead) wins, so a relay republishing the same id is a no-op. RETURNING
-    // names the subscriptions that got a new copy (skipped conflicts return nothing), so only
-    // their consumers are woken.
-    publish: db
-      .prepare(
-        `INSERT INTO bus_messages (subscription, message_id, topic, body, state, visible_at, updated_at)
-         SELECT subscription, @id, @topic, @body, 'ready', @now, @now FROM bus_bindings WHERE topic = @topic
-         ON CONFLICT (subscription, message_id) DO NOTHING
-         RETURNING subscription`,
-      )
-      .pluck(),
-    // Re-send: anything not in flight becomes ready again with a fresh count; a live lease
-    // is left alone (its consumer will settle it).
-    sendTo: db.prepare(
-      `INSERT INTO bus_messages (subscription, message_id, topic, body, state, visible_at, updated_at)
-       VALUES (@sub, @id, @topic, @body, 'ready', @now, @now)
-       ON CONFLICT (subscription, message_id) DO UPDATE SET
-         topic = excluded.topic, body = excluded.body, state = 'ready', visible_at = excluded.visible_at,
-         delivery_count = 0, lease_token = NULL, dead_reason = NULL, updated_at = excluded.updated_at
-       WHERE NOT (bus_messages.state = 'leased' AND bus_messages.visible_at > excluded.visible_at)`,
-    ),
-    // A write statement takes SQLite's write lock before it reads, so select-and-lease in
-    // one UPDATE is atomic across connections and processes: two consumers never claim the
-    // same row.
-    claim: db.prepare(
-      `UPDATE bus_messages SET state = 'leased', lease_token = @token, delivery_count = delivery_count + 1,
-         visible_at = @now + (SELECT lease_ms FROM bus_subscriptions WHERE name = @sub), updated_at = @now
-       WHERE seq = (SELECT seq FROM bus_messages
-                    WHERE subscription = @sub AND state IN ('ready', 'leased') AND visible_at <= @now
-                    ORDER BY visible_at, seq LIMIT 1)
-       RETURNING seq, message_id, topic, body, delivery_count, visible_at`,
-    ),
-    // When the next row of a subscription becomes claimable (null: it holds none). Read
-    // only (no write lock), answered by the bus_messages_available index.
-    nextVisibleAt: db
-      .prepare(
-        `SELECT min(visible_at) FROM bus_messages
-         WHERE subscription = ? AND state IN ('ready', 'leased')`,
-      )
-      .pluck(),
-    // A lease that lapsed is claimable again, so it counts as ready; a delayed nack is a
-    // ready row whose visible_at lies ahead, also ready. Answered by bus_messages_available.
-    depth: db.prepare(
-      `SELECT coalesce(sum(state = 'ready' OR visible_at <= @now), 0) AS ready,
-              coalesce(sum(state = 'leased' AND visible_at > @now), 0) AS inFlight
-       FROM bus_messages WHERE subscription = @sub AND state IN ('ready', 'leased')`,
-    ),
-    // Changes whenever another connection (another process, or another instance) committed.
-    dataVersion: db.prepare('PRAGMA data_version').pluck(),
-    // Settles are fenced: they apply only while the row still carries this claim's token.
-    ack: fenced("state = 'done', lease_token = NULL"),
-    nack: fenced("state = 'ready', lease_token = NULL, visible_at = @now + @delay"),
-    extend: fenced(
-      'visible_at = @now + (SELECT lease_ms FROM bus_subscriptions WHERE name = bus_messages.subscription)',
-    ),
-    deadLetter: fenced("state = 'dead', lease_token = NULL, dead_reason = @reason"),
-    prune: db.prepare("DELETE FROM bus_messages WHERE state = 'done' AND updated_at < ?"),
-  };
-}
-
-/** A consumer waiting in this process; `wake` resolves its wait (idempotent). */
-type Waiter = (reason: WakeReason) => void;
-/**
- * Why a wait ended: `wake` (a message was made available through this instance for this
- * subscription), `poll` (the subscription's poll tick: look for work nobody announced),
- * `stop` (abort or close).
- */
-type WakeReason = 'wake' | 'poll' | 'stop';
-
 /**
  * A subscription whose last claim here found nothing. Until one of these changes, a claim
  * would find nothing either, so consumers wait without claiming: `known` messages were made
@@ -184,12 +54,6 @@ interface IdleState {
   known: number;
   dueAt: number;
   dataVersion: number;
-}
-
-/** The consumers of one subscription waiting in this process, oldest first, and its poll timer. */
-interface WaitQueue {
-  waiters: Set<Waiter>;
-  poll: NodeJS.Timeout | undefined;
 }
 
 /**
@@ -221,21 +85,24 @@ export class SqliteEventBus implements EventBus {
     sharedAcrossHosts: false,
   });
   private readonly path: string;
-  private readonly pollIntervalMs: number;
   private readonly logger: { warn(obj: object, msg?: string): void } | undefined;
   private db: Db | undefined;
   private stmts: Statements | undefined;
   private closed = false;
   private lastPruneAt = 0;
   /** Consumers waiting in this process, per subscription. */
-  private readonly waiting = new Map<string, WaitQueue>();
+  private readonly waiters: SubscriptionWaiters;
   /** What this instance knows about subscriptions whose last claim found nothing. */
   private readonly idle = new Map<string, IdleState>();
 
   constructor(options: SqliteEventBusOptions) {
     this.path = options.path;
-    this.pollIntervalMs = options.pollIntervalMs ?? 25;
     this.logger = options.logger;
+    this.waiters = new SubscriptionWaiters(
+      options.pollIntervalMs ?? 25,
+      (subscription) => this.isIdle(subscription),
+      () => this.closed,
+    );
   }
 
   /** Opens the database and creates the schema. Idempotent. */
@@ -266,9 +133,7 @@ export class SqliteEventBus implements EventBus {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const queue of [...this.waiting.values()]) {
-      for (const waiter of [...queue.waiters]) waiter('stop');
-    }
+    this.waiters.stopAll();
     this.db?.close();
     this.db = undefined;
     this.stmts = undefined;
@@ -361,11 +226,11 @@ export class SqliteEventBus implements EventBus {
         for (;;) {
           if (this.closed || options.signal.aborted || finished) {
             // A wake-up meant for this consumer must not be lost with it.
-            if (woken === 'wake' || woken === 'poll') this.wakeWaiter(subscription, woken);
+            if (woken === 'wake' || woken === 'poll') this.waiters.wake(subscription, woken);
             return done();
           }
           if (this.isIdle(subscription)) {
-            woken = await this.waitForWork(subscription, options.signal);
+            woken = await this.waiters.wait(subscription, options.signal);
             continue;
           }
           let delivery: Delivery | undefined;
@@ -377,10 +242,10 @@ export class SqliteEventBus implements EventBus {
           }
           if (delivery) {
             // Polled work was announced to nobody: there may be more, so pass the poll on.
-            if (woken === 'poll') this.wakeWaiter(subscription, 'poll');
+            if (woken === 'poll') this.waiters.wake(subscription, 'poll');
             return { done: false, value: delivery };
           }
-          woken = await this.waitForWork(subscription, options.signal);
+          woken = await this.waiters.wait(subscription, options.signal);
         }
       },
       return: async () => done(),
@@ -458,56 +323,11 @@ export class SqliteEventBus implements EventBus {
     };
   }
 
-  /**
-   * Resolves on an in-process wake-up, the subscription's poll tick, abort or close; never
-   * busy-loops. Registered synchronously, so a publish made after the claim that found
-   * nothing cannot be missed.
-   */
-  private waitForWork(subscription: string, signal: AbortSignal): Promise<WakeReason> {
-    return new Promise((resolve) => {
-      let queue = this.waiting.get(subscription);
-      if (!queue) {
-        queue = { waiters: new Set(), poll: undefined };
-        this.waiting.set(subscription, queue);
-      }
-      const waiters = queue.waiters;
-      const onAbort = (): void => finish('stop');
-      const finish: Waiter = (reason) => {
-        if (!waiters.delete(finish)) return;
-        signal.removeEventListener('abort', onAbort);
-        this.releaseQueue(subscription);
-        resolve(reason);
-      };
-      waiters.add(finish);
-      signal.addEventListener('abort', onAbort, { once: true });
-      this.armPoll(subscription, queue);
-    });
-  }
-
   /** A message was made available on `subscription` through this instance: wake one consumer. */
   private wakeOne(subscription: string): void {
     const idle = this.idle.get(subscription);
     if (idle) idle.known++;
-    this.wakeWaiter(subscription, 'wake');
-  }
-
-  /** Wakes the oldest consumer of `subscription` waiting in this process, if any. */
-  private wakeWaiter(subscription: string, reason: 'wake' | 'poll'): void {
-    const queue = this.waiting.get(subscription);
-    const first = queue?.waiters.values().next();
-    if (first && !first.done) first.value(reason);
-  }
-
-  /** One poll timer per subscription with waiters; each tick wakes one of them. */
-  private armPoll(subscription: string, queue: WaitQueue): void {
-    if (queue.poll !== undefined || this.closed) return;
-    queue.poll = setTimeout(() => {
-      queue.poll = undefined;
-      // Claims only when something may have changed; otherwise the tick costs one pragma read.
-      if (!this.isIdle(subscription)) this.wakeWaiter(subscription, 'poll');
-      // Still waiters (the woken one re-arms when it waits again): keep polling.
-      if (queue.waiters.size > 0) this.armPoll(subscription, queue);
-    }, this.pollIntervalMs);
+    this.waiters.wake(subscription, 'wake');
   }
 
   /** True while a claim on `subscription` would certainly find nothing (see {@link IdleState}). */
@@ -523,14 +343,6 @@ export class SqliteEventBus implements EventBus {
 
   private isStale(idle: IdleState): boolean {
     return Date.now() >= idle.dueAt || this.statements().dataVersion.get() !== idle.dataVersion;
-  }
-
-  /** Stops the poll and forgets the queue once nobody waits on it. */
-  private releaseQueue(subscription: string): void {
-    const queue = this.waiting.get(subscription);
-    if (!queue || queue.waiters.size > 0) return;
-    clearTimeout(queue.poll);
-    this.waiting.delete(subscription);
   }
 
   /** Deletes old acked tombstones at most once a minute; failures only cost disk space. */

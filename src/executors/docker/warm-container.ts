@@ -54,6 +54,7 @@ export class WarmContainer extends WarmSlot {
   private readonly outputEnded: Promise<unknown>;
   private exited = false;
   private killing = false;
+  private readonly exitHint = new Hint();
 
   constructor(private readonly options: WarmContainerOptions) {
     super(options);
@@ -75,6 +76,9 @@ export class WarmContainer extends WarmSlot {
         return;
       }
       this.listen(socket);
+      // The module's end closes its socket: look at the container's state at once rather
+      // than wait for an engine's wait that may lag (podman) or the slow poll.
+      socket.once('close', () => this.exitHint.fire());
       server.close();
     });
     this.ended = new Promise<void>((resolve) => (this.resolveEnded = resolve));
@@ -101,7 +105,7 @@ export class WarmContainer extends WarmSlot {
   }
 
   private async watch(): Promise<void> {
-    const code = await awaitExit(this.options.container).catch(() => null);
+    const code = await awaitExit(this.options.container, this.exitHint).catch(() => null);
     this.exited = true;
     await within(this.outputEnded, 1000);
     await this.end(code, this.killing ? null : await this.oom());
@@ -214,16 +218,40 @@ async function move(from: string, to: string): Promise<void> {
   }
 }
 
+/** A wake-up for a sleeping poll: after it fires, sleeps are short for a few seconds. */
+class Hint {
+  private firedAt = -Infinity;
+  private wake: (() => void) | null = null;
+
+  fire(): void {
+    this.firedAt = performance.now();
+    this.wake?.();
+  }
+
+  sleep(ms: number): Promise<void> {
+    const recent = performance.now() - this.firedAt < 10_000;
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, recent ? 100 : ms);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+}
+
 /**
  * Waits for the container to exit: the engine's wait, and a slow poll of its state (podman
  * has been seen not to answer a wait for a container that exited as the wait arrived).
  */
-async function awaitExit(container: Docker.Container): Promise<number | null> {
+async function awaitExit(container: Docker.Container, hint: Hint): Promise<number | null> {
   const abort = new AbortController();
   let polling = true;
   const poll = async (): Promise<number | null> => {
     while (polling) {
-      await new Promise((resolve) => setTimeout(resolve, EXIT_POLL_MS));
+      // After the hint (the module closed its socket) the state is read often, for a while.
+      await hint.sleep(EXIT_POLL_MS);
       if (!polling) break;
       const { State } = await container.inspect();
       if (!State.Running && State.Status !== 'created') return State.ExitCode ?? null;

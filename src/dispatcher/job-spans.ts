@@ -112,7 +112,6 @@ export class AttemptSpans {
       attributes,
       links,
     });
-    this.attemptSpan.updateName(`${module.name} attempt ${attempt}`);
     this.prepareSpan = this.child('ion.job.prepare', startedAt);
   }
 

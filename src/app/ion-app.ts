@@ -14,6 +14,7 @@ import { createBackends, type Backends } from './backends.js';
 import { readTlsFiles } from '../config/tls.js';
 import { startTelemetry, type Telemetry } from '../telemetry/telemetry.js';
 import { Tracing } from '../telemetry/tracing.js';
+import { tracePublishes } from '../telemetry/publish-spans.js';
 
 /** Which parts of Ion this process runs. `ion up` runs all three. */
 export interface Roles {
@@ -131,6 +132,8 @@ export class IonApp {
       onPublished: () => this.relay?.wake(),
       onModulesChanged: () => this.pool?.refresh(),
     });
+    // Root events published through this process start their correlation's trace.
+    tracePublishes(this.control, tracing);
     this.tokens = new TokenService(store);
     // Metrics count from start-up, not from the first scrape.
     if (roles.api) metricsOf(this.control, { bus, logger: logger.child({ component: 'metrics' }) });

@@ -156,6 +156,9 @@ describe('the span tree of a job chain', () => {
       return hop!;
     };
     expect(hopOf(first!).parentSpanContext?.spanId).toBe(spanIdFor('publish', event.eventId));
+    const publish = byId.get(spanIdFor('publish', event.eventId));
+    expect(publish?.name).toBe('ion.publish');
+    expect(publish?.parentSpanContext).toBeUndefined();
     const firstCommit = spans.find(
       (s) =>
         s.name === 'ion.job.commit' && s.parentSpanContext?.spanId === first!.spanContext().spanId,

@@ -1,18 +1,12 @@
 import { Readable } from 'node:stream';
 import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CopyObjectCommand,
   CreateBucketCommand,
-  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
   S3Client,
-  UploadPartCopyCommand,
   type BucketLocationConstraint,
-  type CompletedPart,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
@@ -32,6 +26,8 @@ import {
   type HashedBody,
   openRegularFile,
 } from '../hashing.js';
+import { copyObject } from './copy.js';
+import { clampToRange, errorName, isNotFound, isRangeNotSatisfiable } from './responses.js';
 
 const ADAPTER = 's3-blob';
 const MIB = 1024 * 1024;
@@ -40,8 +36,6 @@ const GIB = 1024 * MIB;
 const MIN_PART_BYTES = 5 * MIB;
 /** S3's largest single CopyObject; larger objects need a multipart copy. */
 const MAX_SINGLE_COPY_BYTES = 5 * GIB;
-const MAX_PARTS = 10_000;
-const COPY_PART_BYTES = 512 * MIB;
 
 /** Options of {@link S3BlobStore}. */
 export interface S3BlobStoreOptions {
@@ -345,58 +339,12 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
-  /** Server-side copy of `from` to `to`: one CopyObject, or a multipart copy past 5 GiB. */
+  /** Server-side copy of `from` to `to` (see {@link copyObject}). */
   private async copy(from: string, to: string, size: number): Promise<void> {
-    const source = `${this.bucket}/${encodeKey(from)}`;
-    if (size <= this.multipartCopyThresholdBytes) {
-      await this.client.send(
-        new CopyObjectCommand({ Bucket: this.bucket, Key: to, CopySource: source }),
-      );
-      return;
-    }
-    const partBytes = Math.max(COPY_PART_BYTES, Math.ceil(size / MAX_PARTS));
-    const created = await this.client.send(
-      new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: to }),
-    );
-    const uploadId = created.UploadId;
-    if (uploadId === undefined) throw new Error('CreateMultipartUpload returned no UploadId');
-    try {
-      const count = Math.ceil(size / partBytes);
-      const parts: CompletedPart[] = new Array<CompletedPart>(count);
-      let next = 0;
-      const worker = async (): Promise<void> => {
-        while (next < count) {
-          const index = next++;
-          const first = index * partBytes;
-          const last = Math.min(first + partBytes, size) - 1;
-          const res = await this.client.send(
-            new UploadPartCopyCommand({
-              Bucket: this.bucket,
-              Key: to,
-              UploadId: uploadId,
-              PartNumber: index + 1,
-              CopySource: source,
-              CopySourceRange: `bytes=${first}-${last}`,
-            }),
-          );
-          parts[index] = { ETag: res.CopyPartResult?.ETag, PartNumber: index + 1 };
-        }
-      };
-      await Promise.all(Array.from({ length: Math.min(this.partConcurrency, count) }, worker));
-      await this.client.send(
-        new CompleteMultipartUploadCommand({
-          Bucket: this.bucket,
-          Key: to,
-          UploadId: uploadId,
-          MultipartUpload: { Parts: parts },
-        }),
-      );
-    } catch (err) {
-      await this.client
-        .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: to, UploadId: uploadId }))
-        .catch(() => undefined);
-      throw err;
-    }
+    await copyObject(this.client, this.bucket, from, to, size, {
+      multipartCopyThresholdBytes: this.multipartCopyThresholdBytes,
+      partConcurrency: this.partConcurrency,
+    });
   }
 
   /**
@@ -410,67 +358,4 @@ export class S3BlobStore implements BlobStore {
       // see above
     }
   }
-}
-
-/**
- * Guards against servers that serve more than the range asked for: s3rver reads the
- * `end` of `bytes=0-0` as absent and returns the whole object. The response's
- * Content-Range says what was served; a body starting elsewhere than asked is refused, and
- * one running past the (clamped) end is cut. With a compliant server this only parses a
- * header.
- */
-function clampToRange(
-  body: Readable,
-  range: { start: number; end: number },
-  contentRange: string | undefined,
-): Readable {
-  const served = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(contentRange ?? '');
-  const servedStart = served === null ? 0 : Number(served[1]);
-  const servedEnd = served === null ? Number.POSITIVE_INFINITY : Number(served[2]);
-  if (servedStart !== range.start) {
-    body.destroy();
-    throw new Error(
-      `server answered range ${range.start}-${range.end} with ${contentRange ?? 'the whole object'}`,
-    );
-  }
-  if (servedEnd <= range.end) return body;
-  let remaining = range.end - range.start + 1;
-  async function* take(chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-    for await (const chunk of chunks) {
-      if (chunk.length >= remaining) {
-        yield chunk.subarray(0, remaining);
-        return;
-      }
-      remaining -= chunk.length;
-      yield chunk;
-    }
-  }
-  return Readable.from(take(body), { objectMode: false });
-}
-
-/** CopySource must be URL-encoded; `/` separates segments and stays as is. */
-function encodeKey(key: string): string {
-  return key.split('/').map(encodeURIComponent).join('/');
-}
-
-function errorName(err: unknown): string | undefined {
-  return err instanceof Error ? err.name : undefined;
-}
-
-function httpStatus(err: unknown): number | undefined {
-  if (typeof err !== 'object' || err === null || !('$metadata' in err)) return undefined;
-  const meta = (err as { $metadata?: { httpStatusCode?: number } }).$metadata;
-  return meta?.httpStatusCode;
-}
-
-function isNotFound(err: unknown): boolean {
-  // A missing bucket is a configuration error, not a missing blob (HeadObject cannot tell
-  // them apart: its 404 has no body, but start() creates the bucket).
-  const name = errorName(err);
-  if (name === 'NoSuchBucket') return false;
-  return name === 'NotFound' || name === 'NoSuchKey' || httpStatus(err) === 404;
-}
-
-function isRangeNotSatisfiable(err: unknown): boolean {
-  return errorName(err) === 'InvalidRange' || httpStatus(err) === 416;
 }

@@ -142,7 +142,8 @@ export async function runFaults(
     options.log(
       `fault ${kind}: ${record.recoveredAt === undefined ? 'NOT recovered' : `recovered in ${record.recoveredAt - record.restoredAt} ms`}`,
     );
-    await sleep(rng.int(2000, 5000));
+    const gapMs = rng.int(2000, 5000);
+    if (Date.now() + gapMs < options.endAt - 10_000) await sleep(gapMs);
   }
   return records;
 }

@@ -294,11 +294,12 @@ export async function startDistributed(workers = 3): Promise<Setup> {
     const url = (await server.start())[1]!;
     const token = await createToken(env);
     const workerProcs: IonProc[] = [];
-    for (let i = 1; i <= workers; i += 1) {
-      const w = await makeProc(`ion worker ${i}`, ['worker'], /Ion worker is up/);
-      await w.start();
-      workerProcs.push(w);
-    }
+    for (let i = 1; i <= workers; i += 1)
+      workerProcs.push(await makeProc(`ion worker ${i}`, ['worker'], /Ion worker is up/));
+    cleanups.push(async () => {
+      for (const w of workerProcs) await w.kill();
+    });
+    await Promise.all(workerProcs.map((w) => w.start()));
     const procs = [server, ...workerProcs];
     let victim: IonProc | undefined;
     const faults = new Map<string, FaultAction>([

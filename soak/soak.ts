@@ -52,7 +52,9 @@ async function drain(setup: Setup, deadline: number, log: (l: string) => void): 
 
 /** Runs one set-up's soak end to end and checks it. Never throws for a violation: reports it. */
 export async function runSoak(options: SoakOptions): Promise<SetupResult> {
-  const log = options.log ?? ((line: string) => console.log(`[${options.setup}] ${line}`));
+  const log =
+    options.log ??
+    ((line: string) => console.log(`${new Date().toISOString()} [${options.setup}] ${line}`));
   const started = Date.now();
   const setup = options.setup === 'embedded' ? await startEmbedded() : await startDistributed();
   log(`up at ${setup.url}, working in ${setup.root}`);

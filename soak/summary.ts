@@ -24,6 +24,12 @@ function percentile(values: number[], p: number): number | undefined {
 const secs = (ms: number | undefined): string =>
   ms === undefined ? '-' : `${(ms / 1000).toFixed(1)} s`;
 
+/**
+ * Recovery: from the end of the fault (service restored, process restarted and ready) until a
+ * canary event published after it has its job succeeded. Outage: from the injection until
+ * that canary succeeded (for a SIGKILL, includes the restart).
+ */
+
 /** The summary as Markdown tables (printed by the soak, pasted into docs/reliability.md). */
 export function summaryTable(results: SetupResult[]): string {
   const lines: string[] = [];
@@ -36,8 +42,10 @@ export function summaryTable(results: SetupResult[]): string {
       `| ${r.setup} | ${r.seconds} | ${r.seed} | ${r.load.accepted.length} | ${r.report.events} | ${r.report.jobsRun} | ${r.report.attemptsRun} | ${r.report.blobsChecked} | ${r.report.eventsLost} | ${r.report.duplicateEffects} | ${r.report.violations.length} |`,
     );
   lines.push('');
-  lines.push('| set-up | fault kind | injected | recovered | recovery p50 | recovery max | note |');
-  lines.push('| --- | --- | ---: | ---: | ---: | ---: | --- |');
+  lines.push(
+    '| set-up | fault kind | injected | recovered | recovery p50 | recovery max | outage p50 | outage max | note |',
+  );
+  lines.push('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |');
   for (const r of results) {
     const kinds = new Map<string, FaultRecord[]>();
     for (const f of r.faults) kinds.set(f.kind, [...(kinds.get(f.kind) ?? []), f]);
@@ -45,9 +53,12 @@ export function summaryTable(results: SetupResult[]): string {
       const rec = fs
         .filter((f) => f.recoveredAt !== undefined)
         .map((f) => f.recoveredAt! - f.restoredAt);
+      const outage = fs
+        .filter((f) => f.recoveredAt !== undefined)
+        .map((f) => f.recoveredAt! - f.injectedAt);
       const note = fs.find((f) => f.error !== undefined)?.error ?? '';
       lines.push(
-        `| ${r.setup} | ${kind} | ${fs.length} | ${rec.length} | ${secs(percentile(rec, 50))} | ${secs(percentile(rec, 100))} | ${note.slice(0, 80)} |`,
+        `| ${r.setup} | ${kind} | ${fs.length} | ${rec.length} | ${secs(percentile(rec, 50))} | ${secs(percentile(rec, 100))} | ${secs(percentile(outage, 50))} | ${secs(percentile(outage, 100))} | ${note.slice(0, 80)} |`,
       );
     }
     for (const [kind, why] of r.unavailable)

@@ -27,7 +27,7 @@ describe('soak', () => {
     async () => {
       const result = await runSoak({
         setup: 'embedded',
-        seconds: 40,
+        seconds: 30,
         seed: 12,
         rate: 0.7,
         kinds: ['kill-module-group', 'kill-spawn-launcher', 'module-never-exits'],
@@ -44,7 +44,7 @@ describe('soak', () => {
     async () => {
       const result = await runSoak({
         setup: 'distributed',
-        seconds: 45,
+        seconds: 30,
         seed: 12,
         rate: 0.7,
         kinds: ['nats-restart', 'postgres-cut'],

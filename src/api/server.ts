@@ -16,12 +16,21 @@ import { registerOps } from './routes/ops.js';
 import { registerReplayRoutes } from './routes/replays.js';
 import { registerTokenRoutes } from './routes/tokens.js';
 import { registerUiRoutes } from './routes/ui.js';
+import {
+  clientErrorHandler,
+  DEFAULT_SERVER_TIMEOUTS,
+  fastifyTimeoutOptions,
+  installTimeouts,
+  type ServerTimeouts,
+} from './timeouts.js';
 
 /** What the server needs: what its routes need, plus what only the server itself uses. */
 export interface ServerDeps extends RouteDeps {
   bodyLimitBytes?: number;
   /** PEM certificate and key: the API serves HTTPS only (see config/tls.ts). */
   https?: { cert: Buffer; key: Buffer };
+  /** Limits for slow clients (see timeouts.ts); the config's `api.*Ms` keys fit as they are. */
+  timeouts?: Partial<ServerTimeouts>;
 }
 
 /**
@@ -29,7 +38,14 @@ export interface ServerDeps extends RouteDeps {
  * root decides where to listen. All routes live under `/v1`.
  */
 export function buildServer(deps: ServerDeps) {
+  const timeouts: ServerTimeouts = { ...DEFAULT_SERVER_TIMEOUTS };
+  for (const key of Object.keys(timeouts) as (keyof ServerTimeouts)[]) {
+    const value = deps.timeouts?.[key];
+    if (value !== undefined) timeouts[key] = value;
+  }
   const app = Fastify({
+    ...fastifyTimeoutOptions(timeouts),
+    clientErrorHandler: clientErrorHandler(timeouts),
     // Typed as plain HTTP either way: the instance's API is the same over TLS.
     ...(deps.https === undefined ? {} : ({ https: deps.https } as object)),
     loggerInstance: deps.logger,
@@ -44,6 +60,7 @@ export function buildServer(deps: ServerDeps) {
       });
     },
   });
+  installTimeouts(app as unknown as FastifyInstance, timeouts);
   app.setErrorHandler(errorHandler(deps.logger));
   app.setNotFoundHandler((request, reply) => {
     void reply

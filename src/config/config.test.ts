@@ -39,6 +39,11 @@ describe('loadConfig', () => {
       port: 7411,
       bodyLimitBytes: 1024 * 1024,
       auth: 'off',
+      headersTimeoutMs: 30_000,
+      requestTimeoutMs: 60_000,
+      idleTimeoutMs: 60_000,
+      keepAliveTimeoutMs: 5_000,
+      uploadMinBytesPerSecond: 1024,
     });
     expect(config.bus).toEqual({ kind: 'sqlite' });
     expect(config.store).toEqual({ kind: 'sqlite' });
@@ -117,6 +122,28 @@ describe('loadConfig', () => {
   it('rejects an unknown top-level flag, naming it', () => {
     const err = failure(() => loadConfig({ flags: { dataDri: '/x' } }));
     expect(err.message).toContain('dataDri: unknown field');
+  });
+
+  it('takes the server timeouts from ION_API_*_MS and refuses a negative one, naming it', () => {
+    const config = loadConfig({
+      env: {
+        ION_API_HEADERS_TIMEOUT_MS: '5000',
+        ION_API_REQUEST_TIMEOUT_MS: '0',
+        ION_API_IDLE_TIMEOUT_MS: '7000',
+        ION_API_KEEP_ALIVE_TIMEOUT_MS: '2000',
+        ION_API_UPLOAD_MIN_BYTES_PER_SECOND: '0',
+      },
+    });
+    expect(config.api).toMatchObject({
+      headersTimeoutMs: 5000,
+      requestTimeoutMs: 0,
+      idleTimeoutMs: 7000,
+      keepAliveTimeoutMs: 2000,
+      uploadMinBytesPerSecond: 0,
+    });
+    expect(
+      failure(() => loadConfig({ flags: { api: { requestTimeoutMs: -1 } } })).message,
+    ).toContain('api.requestTimeoutMs');
   });
 
   it('rejects a non-numeric ION_PORT, naming the variable', () => {

@@ -152,6 +152,26 @@ export const configSchema = z
          */
         tlsCertFile: z.string().min(1).optional(),
         tlsKeyFile: z.string().min(1).optional(),
+        /** A request's headers must all arrive within this (Node's `headersTimeout`); else 408. */
+        headersTimeoutMs: z.number().int().min(100).default(30_000),
+        /**
+         * A whole request (headers and body) must arrive within this, else 408; 0 turns it off.
+         * Streamed uploads (PUT /v1/blobs, the gateway) are exempt: a multi-GB upload can take
+         * longer, so they are held to `uploadMinBytesPerSecond` instead.
+         */
+        requestTimeoutMs: z.number().int().min(0).default(60_000),
+        /**
+         * A connection on which nothing moves either way for this long is closed (the socket
+         * idle timeout); a response that streams on purpose (live stream, followed log) is not.
+         */
+        idleTimeoutMs: z.number().int().min(100).default(60_000),
+        /** How long an idle keep-alive connection stays open between requests. */
+        keepAliveTimeoutMs: z.number().int().min(100).default(5_000),
+        /**
+         * A streamed upload slower than this, averaged over each `idleTimeoutMs`, is cut off
+         * with 408 (a client that trickles bytes); 0 turns the check off.
+         */
+        uploadMinBytesPerSecond: z.number().int().min(0).default(1024),
       })
       .strict()
       .superRefine((api, ctx) => {
@@ -210,6 +230,11 @@ const ENV_KEYS: Record<string, { path: string[]; type: 'string' | 'int' | 'bool'
   ION_AUTH: { path: ['api', 'auth'], type: 'string' },
   ION_API_TLS_CERT_FILE: { path: ['api', 'tlsCertFile'], type: 'string' },
   ION_API_TLS_KEY_FILE: { path: ['api', 'tlsKeyFile'], type: 'string' },
+  ION_API_HEADERS_TIMEOUT_MS: { path: ['api', 'headersTimeoutMs'], type: 'int' },
+  ION_API_REQUEST_TIMEOUT_MS: { path: ['api', 'requestTimeoutMs'], type: 'int' },
+  ION_API_IDLE_TIMEOUT_MS: { path: ['api', 'idleTimeoutMs'], type: 'int' },
+  ION_API_KEEP_ALIVE_TIMEOUT_MS: { path: ['api', 'keepAliveTimeoutMs'], type: 'int' },
+  ION_API_UPLOAD_MIN_BYTES_PER_SECOND: { path: ['api', 'uploadMinBytesPerSecond'], type: 'int' },
   ION_LEASE_MS: { path: ['dispatcher', 'leaseMs'], type: 'int' },
   ION_RETRY_BASE_DELAY_MS: { path: ['dispatcher', 'retryBaseDelayMs'], type: 'int' },
   ION_RETRY_MAX_DELAY_MS: { path: ['dispatcher', 'retryMaxDelayMs'], type: 'int' },

@@ -75,6 +75,7 @@ export function registerBlobRoutes(app: FastifyInstance, deps: Pick<RouteDeps, '
       },
     },
     bodyLimit: Number.MAX_SAFE_INTEGER,
+    config: { streamedUpload: true },
     handler: async (request, reply) => {
       const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
       if (type !== 'application/octet-stream') {

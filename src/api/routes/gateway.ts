@@ -39,6 +39,7 @@ export function registerGateway(
   void app.register(async (scope) => {
     await scope.register(multipart, { throwFileSizeLimit: true });
     scope.post('/v1/gateway/:eventType', {
+      config: { streamedUpload: true },
       schema: {
         params: {
           type: 'object',
@@ -95,6 +96,7 @@ export function registerGateway(
     scope.removeContentTypeParser('text/plain');
     scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
     scope.post(CLOUDEVENTS_PATH, {
+      config: { streamedUpload: true },
       schema: { response: responses },
       handler: async (request, reply) => {
         const mediaType = mediaTypeOf(request);

@@ -74,6 +74,7 @@ export function registerJobRoutes(app: FastifyInstance, deps: Pick<RouteDeps, 'c
   });
 
   app.get('/v1/jobs/:jobId/logs', {
+    config: { longLivedResponse: true },
     schema: {
       description:
         "An attempt's log (the latest attempt by default) as text. With `follow=true` the " +

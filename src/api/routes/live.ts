@@ -136,6 +136,7 @@ export function registerLiveRoutes(
   });
 
   app.get('/v1/stream', {
+    config: { longLivedResponse: true },
     schema: {
       querystring: {
         type: 'object',

@@ -21,6 +21,8 @@
  *                      three-stage module cold and warm beside plain spawn loops, and a
  *                      module that loads slowly) or containers (bench/containers.ts: the same
  *                      pipeline as processes and as containers beside a `docker run --rm` loop)
+ *                      or tracing (bench/tracing.ts: the same pipeline with tracing off and on,
+ *                      exporting to a loopback OTLP receiver)
  *
  * Nothing is written into the repository: data lives in mkdtemp dirs, removed at the end.
  */
@@ -723,8 +725,9 @@ async function entry(): Promise<void> {
   if (suite === 'containers') return (await import('./containers.js')).runContainersSuite();
   if (suite === 'ui') return (await import('./ui.js')).runUiSuite();
   if (suite === 'video') return (await import('./video.js')).runVideoSuite();
+  if (suite === 'tracing') return (await import('./tracing.js')).runTracingSuite();
   throw new Error(
-    `unknown BENCH_SUITE "${suite}": use default, backends, large, replay, warm, containers, ui or video`,
+    `unknown BENCH_SUITE "${suite}": use default, backends, large, replay, warm, containers, ui, video or tracing`,
   );
 }
 

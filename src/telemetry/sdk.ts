@@ -3,7 +3,7 @@
  * file lazily), so a process with tracing off never loads it.
  */
 import { register } from 'node:module';
-import { trace } from '@opentelemetry/api';
+import { context, propagation, trace } from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { FastifyOtelInstrumentation } from '@fastify/otel';
 import { registerInstrumentations, type Instrumentation } from '@opentelemetry/instrumentation';
@@ -122,7 +122,10 @@ export function startSdk(
       await provider.shutdown().catch((err: unknown) => {
         logger.warn({ err: errorMessage(err) }, 'could not flush the last spans');
       });
+      // Unregistered, so a later start (another app in this process) can register again.
       trace.disable();
+      context.disable();
+      propagation.disable();
     },
   };
 }

@@ -96,6 +96,8 @@ export interface DecodedJobRow {
   correlation_id: string;
   state: string;
   attempts: number;
+  /** Failed attempts since the last redrive: the retry budget spent. */
+  failures_since_redrive: number;
   created_at: string;
   updated_at: string;
   finished_at: string | null;

@@ -8,7 +8,7 @@ import type { Ctx, DeadLetterRow, JobRow } from './rows.js';
 
 export async function listDeadLetters(
   { q, t }: Ctx,
-  filter: { module?: string; limit?: number },
+  filter: { module?: string; limit?: number } = {},
 ): Promise<DeadLetter[]> {
   const { where, params } = conditions({ module: filter.module });
   const { rows } = await q.query<DeadLetterRow>(

@@ -49,7 +49,7 @@ export async function markPublished({ q, t }: Ctx, ids: string[]): Promise<void>
   );
 }
 
-export async function listInsights({ q, t }: Ctx, filter: InsightFilter): Promise<Insight[]> {
+export async function listInsights({ q, t }: Ctx, filter: InsightFilter = {}): Promise<Insight[]> {
   const base = conditions({
     module: filter.module,
     key: filter.key,

@@ -48,7 +48,7 @@ export async function getJob(ctx: Ctx, jobId: string): Promise<Job | null> {
   return row ? toJob(row) : null;
 }
 
-export async function listJobs({ q, t }: Ctx, filter: JobFilter): Promise<Job[]> {
+export async function listJobs({ q, t }: Ctx, filter: JobFilter = {}): Promise<Job[]> {
   const { where, params } = conditions(
     {
       module: filter.module,

@@ -1,38 +1,8 @@
 import type { Pool } from 'pg';
 import { UnavailableError, wrapDriverError } from '../../core/errors.js';
 import { nowIso } from '../../core/time.js';
-import type {
-  Attempt,
-  DeadLetter,
-  Insight,
-  IonEvent,
-  Job,
-  ModuleRecord,
-  ModuleSpec,
-  Replay,
-  ReplayStatus,
-  Trace,
-} from '../../core/types.js';
-import type {
-  BeginAttemptInput,
-  BeginAttemptResult,
-  CancelResult,
-  CommitAttemptInput,
-  DocumentStore,
-  EventFilter,
-  FailAttemptInput,
-  InsightFilter,
-  JobFilter,
-  LogProgress,
-  ModuleVersion,
-  OutboxEntry,
-  RenewResult,
-  ReplayTarget,
-  StoreCapabilities,
-  UpsertModuleResult,
-} from '../document-store.js';
-import type { TokenRecord } from '../../core/tokens.js';
-import type { Settlement } from '../../core/trace-settled.js';
+import type { StoreCapabilities } from '../document-store.js';
+import { ResourceDocumentStore, type StoreMode, type StoreOps } from '../resource-store.js';
 import { createPool, inTransaction } from './connection.js';
 import type { WarnLogger } from './connection.js';
 import { eventRow, insertDeadLetter, tables } from './rows.js';
@@ -77,20 +47,37 @@ export interface PostgresDocumentStoreOptions {
  * A transaction that loses a deadlock is run again (see `inTransaction`).
  * The outbox may hand one row to two relays at once; delivery is at-least-once by design.
  */
-export class PostgresDocumentStore implements DocumentStore {
+export class PostgresDocumentStore extends ResourceDocumentStore<Ctx> {
   readonly capabilities: StoreCapabilities = Object.freeze({ sharedAcrossHosts: true });
   private readonly schema: string;
   private readonly t: Tables;
-  private readonly tokenTable: string;
+  protected readonly ops: StoreOps<Ctx>;
   private pool: Pool | null = null;
   private starting: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
   private closed = false;
 
   constructor(private readonly options: PostgresDocumentStoreOptions) {
+    super();
     this.schema = options.schema ?? 'ion';
     this.t = tables(this.schema); // validates the schema name
-    this.tokenTable = tokens.tokensTable(this.schema);
+    const table = tokens.tokensTable(this.schema);
+    this.ops = {
+      ...modules,
+      ...events,
+      ...jobs,
+      ...settlements,
+      ...replays,
+      ...deadLetters,
+      upsertModule: (ctx, spec) => modules.upsertModule(ctx, this.schema, spec),
+      getEvent: eventRow,
+      addDeadLetter: insertDeadLetter,
+      createToken: ({ q }, record) => tokens.insertToken(q, table, record),
+      findTokenByHash: ({ q }, hash) => tokens.tokenByHash(q, table, hash),
+      listTokens: ({ q }) => tokens.allTokens(q, table),
+      revokeToken: ({ q }, id, at) => tokens.revokeToken(q, table, id, at),
+      touchToken: ({ q }, id, at) => tokens.touchToken(q, table, id, at),
+    };
   }
 
   start(): Promise<void> {
@@ -108,191 +95,6 @@ export class PostgresDocumentStore implements DocumentStore {
     this.pool = null;
     if (pool) this.closing = pool.end().catch(() => undefined);
     await this.closing;
-  }
-
-  // -- modules ----------------------------------------------------------------------------
-
-  upsertModule(spec: ModuleSpec): Promise<UpsertModuleResult> {
-    return this.write('upsert module', (ctx) => modules.upsertModule(ctx, this.schema, spec));
-  }
-
-  getModule(name: string): Promise<ModuleRecord | null> {
-    return this.read('get module', (ctx) => modules.getModule(ctx, name));
-  }
-
-  listModules(): Promise<ModuleRecord[]> {
-    return this.read('list modules', modules.listModules);
-  }
-
-  deleteModule(name: string): Promise<boolean> {
-    return this.write('delete module', (ctx) => modules.deleteModule(ctx, name));
-  }
-
-  modulesRevision(): Promise<number> {
-    return this.read('read modules revision', modules.modulesRevision);
-  }
-
-  setModulePaused(name: string, paused: boolean): Promise<ModuleRecord | null> {
-    return this.write('set module paused', (ctx) => modules.setModulePaused(ctx, name, paused));
-  }
-
-  listModuleVersions(name: string): Promise<ModuleVersion[]> {
-    return this.read('list module versions', (ctx) => modules.listModuleVersions(ctx, name));
-  }
-
-  // -- events and outbox ------------------------------------------------------------------
-
-  insertRootEvent(event: IonEvent): Promise<{ event: IonEvent; created: boolean }> {
-    return this.write('insert root event', (ctx) => events.insertRootEvent(ctx, event));
-  }
-
-  getEvent(eventId: string): Promise<IonEvent | null> {
-    return this.read('get event', (ctx) => eventRow(ctx, eventId));
-  }
-
-  pendingOutbox(limit: number): Promise<OutboxEntry[]> {
-    return this.read('read outbox', (ctx) => events.pendingOutbox(ctx, limit));
-  }
-
-  markPublished(ids: string[]): Promise<void> {
-    return this.read('mark outbox published', (ctx) => events.markPublished(ctx, ids));
-  }
-
-  // -- jobs -------------------------------------------------------------------------------
-
-  getJob(jobId: string): Promise<Job | null> {
-    return this.read('get job', (ctx) => jobs.getJob(ctx, jobId));
-  }
-
-  listJobs(filter: JobFilter = {}): Promise<Job[]> {
-    return this.read('list jobs', (ctx) => jobs.listJobs(ctx, filter));
-  }
-
-  listAttempts(jobId: string): Promise<Attempt[]> {
-    return this.read('list attempts', (ctx) => jobs.listAttempts(ctx, jobId));
-  }
-
-  beginAttempt(input: BeginAttemptInput): Promise<BeginAttemptResult> {
-    return this.write('begin attempt', (ctx) => jobs.beginAttempt(ctx, input));
-  }
-
-  renewAttempt(
-    jobId: string,
-    attempt: number,
-    leaseUntil: string,
-    progress?: LogProgress,
-  ): Promise<RenewResult> {
-    return this.write('renew attempt', (ctx) =>
-      jobs.renewAttempt(ctx, jobId, attempt, leaseUntil, progress),
-    );
-  }
-
-  requestCancel(jobId: string, at: string): Promise<CancelResult | null> {
-    return this.write('cancel job', (ctx) => jobs.requestCancel(ctx, jobId, at));
-  }
-
-  failAttempt(input: FailAttemptInput): Promise<Job> {
-    return this.write('fail attempt', (ctx) => jobs.failAttempt(ctx, input));
-  }
-
-  commitAttempt(input: CommitAttemptInput): Promise<Job> {
-    return this.write('commit attempt', (ctx) => jobs.commitAttempt(ctx, input));
-  }
-
-  // -- settlements (rule and statements in settlements.ts) ---------------------------------
-
-  getSettlement(correlationId: string): Promise<Settlement | null> {
-    return this.read('get settlement', (ctx) => settlements.getSettlement(ctx, correlationId));
-  }
-
-  openSettlements(limit: number): Promise<Settlement[]> {
-    return this.read('list open settlements', (ctx) => settlements.openSettlements(ctx, limit));
-  }
-
-  recordSettledEvent(event: IonEvent): Promise<{ created: boolean }> {
-    return this.write('record settled event', (ctx) => settlements.recordSettledEvent(ctx, event));
-  }
-
-  closeSettlement(correlationId: string): Promise<void> {
-    return this.read('close settlement', (ctx) => settlements.closeSettlement(ctx, correlationId));
-  }
-
-  // -- dead letters -----------------------------------------------------------------------
-
-  addDeadLetter(entry: DeadLetter): Promise<void> {
-    return this.read('add dead letter', (ctx) => insertDeadLetter(ctx, entry));
-  }
-
-  listDeadLetters(filter: { module?: string; limit?: number } = {}): Promise<DeadLetter[]> {
-    return this.read('list dead letters', (ctx) => deadLetters.listDeadLetters(ctx, filter));
-  }
-
-  getDeadLetter(id: string): Promise<DeadLetter | null> {
-    return this.read('get dead letter', (ctx) => deadLetters.getDeadLetter(ctx, id));
-  }
-
-  redriveDeadLetter(id: string): Promise<Job | null> {
-    return this.write('redrive dead letter', (ctx) => deadLetters.redriveDeadLetter(ctx, id));
-  }
-
-  discardDeadLetter(id: string): Promise<boolean> {
-    return this.read('discard dead letter', (ctx) => deadLetters.discardDeadLetter(ctx, id));
-  }
-
-  // -- replays ---------------------------------------------------------------------------
-
-  addReplayJobs(replay: Replay, targets: ReplayTarget[]): Promise<number> {
-    return this.write('add replay jobs', (ctx) => replays.addReplayJobs(ctx, replay, targets));
-  }
-
-  getReplay(replayId: string): Promise<ReplayStatus | null> {
-    return this.read('get replay', (ctx) => replays.getReplay(ctx, replayId));
-  }
-
-  listReplays(filter: { module?: string; limit?: number } = {}): Promise<Replay[]> {
-    return this.read('list replays', (ctx) => replays.listReplays(ctx, filter));
-  }
-
-  // -- queries ----------------------------------------------------------------------------
-
-  listInsights(filter: InsightFilter = {}): Promise<Insight[]> {
-    return this.read('list insights', (ctx) => events.listInsights(ctx, filter));
-  }
-
-  trace(correlationId: string): Promise<Trace> {
-    // One snapshot for the three reads, so a commit landing in between cannot show a job
-    // without its events or insights.
-    return this.write(
-      'trace',
-      (ctx) => events.trace(ctx, correlationId),
-      'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
-    );
-  }
-
-  listEvents(filter: EventFilter): Promise<{ events: IonEvent[]; nextCursor: string | null }> {
-    return this.read('list events', (ctx) => events.listEvents(ctx, filter));
-  }
-
-  // -- API tokens -------------------------------------------------------------------------
-
-  createToken(record: TokenRecord): Promise<void> {
-    return this.read('create token', ({ q }) => tokens.insertToken(q, this.tokenTable, record));
-  }
-
-  findTokenByHash(hash: string): Promise<TokenRecord | null> {
-    return this.read('find token', ({ q }) => tokens.tokenByHash(q, this.tokenTable, hash));
-  }
-
-  listTokens(): Promise<TokenRecord[]> {
-    return this.read('list tokens', ({ q }) => tokens.allTokens(q, this.tokenTable));
-  }
-
-  revokeToken(id: string, at: string): Promise<TokenRecord | null> {
-    return this.read('revoke token', ({ q }) => tokens.revokeToken(q, this.tokenTable, id, at));
-  }
-
-  touchToken(id: string, at: string): Promise<void> {
-    return this.read('touch token', ({ q }) => tokens.touchToken(q, this.tokenTable, id, at));
   }
 
   // -- internals --------------------------------------------------------------------------
@@ -335,26 +137,23 @@ export class PostgresDocumentStore implements DocumentStore {
     );
   }
 
-  /** A single statement (or independent reads) on any pooled connection. */
-  private async read<T>(action: string, fn: (ctx: Ctx) => Promise<T>): Promise<T> {
-    try {
-      return await fn({ q: this.handle(), t: this.t });
-    } catch (err) {
-      throw wrapDriverError(ADAPTER, action, err);
-    }
-  }
-
-  /** `fn` in one transaction (see {@link inTransaction}); driver errors wrapped. */
-  private async write<T>(
+  /**
+   * Reads and one-statement changes run on any pooled connection; a `write` runs in one
+   * transaction, a `snapshot` in one REPEATABLE READ READ ONLY transaction, so a commit
+   * landing between a trace's reads cannot show a job without its events or insights (see
+   * {@link inTransaction}). Driver errors are wrapped.
+   */
+  protected async run<T>(
+    mode: StoreMode,
     action: string,
-    fn: (ctx: Ctx) => Promise<T>,
-    begin = 'BEGIN',
+    fn: (ctx: Ctx) => T | Promise<T>,
   ): Promise<T> {
     try {
+      if (mode === 'read' || mode === 'statement') return await fn({ q: this.handle(), t: this.t });
       return await inTransaction(
         this.handle(),
-        (client) => fn({ q: client, t: this.t }),
-        begin,
+        async (client) => fn({ q: client, t: this.t }),
+        mode === 'snapshot' ? 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' : 'BEGIN',
         this.options.logger,
         ADAPTER,
       );

@@ -80,7 +80,7 @@ export async function getReplay({ q, t }: Ctx, replayId: string): Promise<Replay
 
 export async function listReplays(
   { q, t }: Ctx,
-  filter: { module?: string; limit?: number },
+  filter: { module?: string; limit?: number } = {},
 ): Promise<Replay[]> {
   const { where, params } = conditions({ module: filter.module });
   const { rows } = await q.query<DecodedReplayRow>(

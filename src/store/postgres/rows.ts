@@ -1,6 +1,6 @@
 import type { QueryResult, QueryResultRow } from 'pg';
 import { NotFoundError } from '../../core/errors.js';
-import type { DeadLetter, FileRef, IonEvent, Job, KeyValue, ModuleSpec } from '../../core/types.js';
+import type { DeadLetter, IonEvent, Job, ModuleSpec } from '../../core/types.js';
 // Shared by both stores; re-exported so this adapter's modules import rows from one place.
 export {
   canonicalSpec,
@@ -11,7 +11,17 @@ export {
   type DeadLetterRow,
   type InsightRow,
 } from '../rows.js';
-import { eventFromRow, jobFromRow, moduleFromRow, whereClause, type TimeRange } from '../rows.js';
+import {
+  eventFromRow,
+  jobFromRow,
+  moduleFromRow,
+  whereClause,
+  type DecodedEventRow,
+  type DecodedJobRow,
+  type DecodedModuleRow,
+  type OutboxJoinRow,
+  type TimeRange,
+} from '../rows.js';
 
 // jsonb columns arrive decoded, so the shared mappers read these rows as they are.
 export const toModule = moduleFromRow;
@@ -71,65 +81,17 @@ export interface Ctx {
 
 // -- rows as pg returns them (jsonb parsed, bigint as string) ----------------------------------
 
-export interface ModuleRow {
-  name: string;
-  version: number;
-  subscribes: string[];
-  publishes: string[];
-  executor: string;
-  command: string[];
-  cwd: string | null;
-  retries: number;
+export type ModuleRow = DecodedModuleRow & {
   timeout_ms: string;
-  concurrency: number;
-  env: Record<string, string>;
-  spec_json: string;
   paused: boolean;
   deleted: boolean;
-  created_at: string;
-  updated_at: string;
-}
+};
 
-export interface EventRow {
-  event_id: string;
-  type: string;
-  correlation_id: string;
-  parent_event_id: string | null;
-  source: string;
-  source_job_id: string | null;
-  data: KeyValue[];
-  files: FileRef[];
-  created_at: string;
-}
+export type EventRow = DecodedEventRow;
 
-export interface JobRow {
-  job_id: string;
-  module: string;
-  module_version: number;
-  event_id: string;
-  correlation_id: string;
-  state: string;
-  attempts: number;
-  failures_since_redrive: number;
-  created_at: string;
-  updated_at: string;
-  finished_at: string | null;
-  last_error: string | null;
-  outputs_json: FileRef[];
-  replay_id: string | null;
-  replay_of: string | null;
-  pinned_version: number | null;
-  cancel_requested_at: string | null;
-}
+export type JobRow = DecodedJobRow;
 
-export interface OutboxRow {
-  id: string;
-  event_id: string;
-  type: string;
-  correlation_id: string;
-  subscription: string | null;
-  job_id: string | null;
-}
+export type OutboxRow = OutboxJoinRow & { id: string };
 
 /**
  * Postgres `text` cannot hold NUL characters; free-form diagnostics (log tails, error messages)

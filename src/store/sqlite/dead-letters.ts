@@ -9,7 +9,7 @@ import type { DeadLetterRow } from './rows.js';
 
 export function listDeadLetters(
   db: Database,
-  filter: { module?: string; limit?: number },
+  filter: { module?: string; limit?: number } = {},
 ): DeadLetter[] {
   const { where, params } = conditions({ module: filter.module });
   const rows = db

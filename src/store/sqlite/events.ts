@@ -51,7 +51,7 @@ export function markPublished(db: Database, ids: string[]): void {
   }
 }
 
-export function listInsights(db: Database, filter: InsightFilter): Insight[] {
+export function listInsights(db: Database, filter: InsightFilter = {}): Insight[] {
   const base = conditions({
     module: filter.module,
     key: filter.key,

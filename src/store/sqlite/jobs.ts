@@ -47,7 +47,7 @@ export function getJob(db: Database, jobId: string): Job | null {
   return row ? toJob(row) : null;
 }
 
-export function listJobs(db: Database, filter: JobFilter): Job[] {
+export function listJobs(db: Database, filter: JobFilter = {}): Job[] {
   const { where, params } = conditions(
     {
       module: filter.module,

@@ -81,7 +81,10 @@ export function getReplay(db: Database, replayId: string): ReplayStatus | null {
   return { ...toReplay(row), states: jobStateCounts(counts) };
 }
 
-export function listReplays(db: Database, filter: { module?: string; limit?: number }): Replay[] {
+export function listReplays(
+  db: Database,
+  filter: { module?: string; limit?: number } = {},
+): Replay[] {
   const { where, params } = conditions({ module: filter.module });
   const rows = db
     .prepare(`SELECT * FROM replays ${where} ORDER BY created_at DESC, replay_id DESC LIMIT ?`)

@@ -19,7 +19,17 @@ export {
   type InsightRow,
 } from '../rows.js';
 import type { BeginAttemptInput } from '../document-store.js';
-import { eventFromRow, jobFromRow, moduleFromRow, whereClause, type TimeRange } from '../rows.js';
+import {
+  eventFromRow,
+  jobFromRow,
+  moduleFromRow,
+  whereClause,
+  type DecodedEventRow,
+  type DecodedJobRow,
+  type DecodedModuleRow,
+  type OutboxJoinRow,
+  type TimeRange,
+} from '../rows.js';
 
 /**
  * Row shapes of the SQLite document store, their mapping to domain types, and the small
@@ -27,65 +37,25 @@ import { eventFromRow, jobFromRow, moduleFromRow, whereClause, type TimeRange } 
  */
 // -- rows as SQLite returns them ----------------------------------------------------------------
 
-export interface ModuleRow {
-  name: string;
-  version: number;
+/** JSON columns as text, booleans as 0/1. */
+export type ModuleRow = Omit<
+  DecodedModuleRow,
+  'subscribes' | 'publishes' | 'command' | 'env' | 'timeout_ms' | 'paused'
+> & {
   subscribes: string;
   publishes: string;
-  executor: string;
   command: string;
-  cwd: string | null;
-  retries: number;
-  timeout_ms: number;
-  concurrency: number;
   env: string;
-  spec_json: string;
+  timeout_ms: number;
   paused: number;
   deleted: number;
-  created_at: string;
-  updated_at: string;
-}
+};
 
-export interface EventRow {
-  event_id: string;
-  type: string;
-  correlation_id: string;
-  parent_event_id: string | null;
-  source: string;
-  source_job_id: string | null;
-  data: string;
-  files: string;
-  created_at: string;
-}
+export type EventRow = Omit<DecodedEventRow, 'data' | 'files'> & { data: string; files: string };
 
-export interface JobRow {
-  job_id: string;
-  module: string;
-  module_version: number;
-  event_id: string;
-  correlation_id: string;
-  state: string;
-  attempts: number;
-  failures_since_redrive: number;
-  created_at: string;
-  updated_at: string;
-  finished_at: string | null;
-  last_error: string | null;
-  outputs_json: string;
-  replay_id: string | null;
-  replay_of: string | null;
-  pinned_version: number | null;
-  cancel_requested_at: string | null;
-}
+export type JobRow = Omit<DecodedJobRow, 'outputs_json'> & { outputs_json: string };
 
-export interface OutboxRow {
-  id: number;
-  event_id: string;
-  type: string;
-  correlation_id: string;
-  subscription: string | null;
-  job_id: string | null;
-}
+export type OutboxRow = OutboxJoinRow & { id: number };
 
 export function toModule(r: ModuleRow): ModuleRecord {
   return moduleFromRow({

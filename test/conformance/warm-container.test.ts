@@ -293,6 +293,60 @@ for (const kind of ['docker', 'podman'] as const) {
       expect(after.host).not.toBe(before.host);
     });
 
+    it('stops the container of a cancelled job, and replaces a container after maxJobs', async () => {
+      const recycled = moduleOf({ name: 'recycled', warm: { maxJobs: 2, idleTimeoutMs: 300_000 } });
+      const [a, b, c] = [
+        await seenOf(await run('ok', recycled)),
+        await seenOf(await run('ok', recycled)),
+        await seenOf(await run('ok', recycled)),
+      ];
+      expect(b.host).toBe(a.host);
+      expect(c.host).not.toBe(a.host);
+      expect(c.jobs).toBe(1);
+
+      const abort = new AbortController();
+      const jobId = `job-${randomUUID()}`;
+      const logFile = join(dataDir, 'logs', jobId, '1.log');
+      const cancelled = host.run({
+        jobId,
+        attempt: 1,
+        module: recycled,
+        event: {
+          eventId: randomUUID(),
+          type: 't.in',
+          correlationId: randomUUID(),
+          parentEventId: null,
+          source: 'api',
+          sourceJobId: null,
+          data: [{ key: 'cmd', value: 'hang' }],
+          files: [],
+          createdAt: new Date().toISOString(),
+        },
+        baseEnv: { PATH: '/usr/local/bin:/usr/bin:/bin', LANG: 'C.UTF-8' },
+        logFile,
+        signal: abort.signal,
+      });
+      // (The last few bytes of each stream are held back until the end mark or the end.)
+      await waitFor('the hanging job to print', async () =>
+        (await readFile(logFile, 'utf8').catch(() => '')).includes('err 15') ? true : undefined,
+      );
+      abort.abort();
+      const result = await cancelled;
+      expect(result.execution?.cancelled).toBe(true);
+      expect(result.collected).toBeNull();
+      expect(await readFile(logFile, 'utf8')).toContain(
+        '[ion] run cancelled: killing the warm container',
+      );
+      const d = await seenOf(await run('ok', recycled));
+      expect(d.host).not.toBe(c.host);
+      await waitFor('the recycled and cancelled containers to be removed', async () =>
+        (await docker.listContainers({ all: true, filters: { label: ['ion.module=recycled'] } }))
+          .length === 1
+          ? true
+          : undefined,
+      );
+    });
+
     it('leaves no warm container behind after close', async () => {
       const other = makeHost();
       await other.start();

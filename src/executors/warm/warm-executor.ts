@@ -65,6 +65,8 @@ export class WarmExecutor implements Executor {
   private readonly processes = new Set<WarmSlot>();
   /** Each slot's job in flight settles here: the slot's directories outlive its job. */
   private readonly busy = new Map<WarmSlot, Promise<void>>();
+  /** Slots that ended and are removing their directories: close waits for them. */
+  private readonly disposals = new Set<Promise<void>>();
   private readonly newest = new Map<string, number>();
   private readonly active = new Set<(reason: 'cancelled') => void>();
   private closed = false;
@@ -106,6 +108,7 @@ export class WarmExecutor implements Executor {
     this.idle.clear();
     await Promise.allSettled([...this.processes].map((p) => p.ended));
     await Promise.allSettled([...this.busy.values()]);
+    await Promise.allSettled([...this.disposals]);
     await this.launcher.close();
   }
 
@@ -402,12 +405,14 @@ export class WarmExecutor implements Executor {
     if (isRefusal(launched)) return launched;
     const proc = launched;
     this.processes.add(proc);
-    void proc.ended.then(async () => {
+    const disposed = proc.ended.then(async () => {
       this.processes.delete(proc);
       await this.busy.get(proc);
       this.busy.delete(proc);
       await proc.dispose();
     });
+    this.disposals.add(disposed);
+    void disposed.finally(() => this.disposals.delete(disposed));
     if (this.closed) {
       // close() ran while the slot started: it could not see it.
       await proc.kill();

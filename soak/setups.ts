@@ -126,10 +126,24 @@ function restartable(proc: IonProc): FaultAction {
       await proc.kill();
       return `SIGKILL ${proc.name}`;
     },
-    async restore() {
-      await proc.start();
-    },
+    restore: () => startWithRetries(proc),
   };
+}
+
+/**
+ * Starts a killed process again, as a supervisor would: up to 3 tries, 5 s apart (a start
+ * can fail for a moment, e.g. the port not yet released).
+ */
+async function startWithRetries(proc: IonProc): Promise<void> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      await proc.start();
+      return;
+    } catch (err) {
+      if (attempt >= 3) throw err;
+      await sleep(5_000);
+    }
+  }
 }
 
 function fsFull(tmpfs: Tmpfs): FaultAction {
@@ -313,7 +327,7 @@ export async function startDistributed(workers = 3): Promise<Setup> {
             return `SIGKILL ${victim.name}`;
           },
           async restore() {
-            await victim?.start();
+            if (victim !== undefined) await startWithRetries(victim);
           },
         },
       ],

@@ -58,6 +58,17 @@ export async function runSoak(options: SoakOptions): Promise<SetupResult> {
   const started = Date.now();
   const setup = options.setup === 'embedded' ? await startEmbedded() : await startDistributed();
   log(`up at ${setup.url}, working in ${setup.root}`);
+  // Ctrl-C or a kill of the soak: stop what it started (processes, mounts, schema) first.
+  const onSignal = (signal: NodeJS.Signals): void => {
+    log(`${signal}: stopping and cleaning up`);
+    void setup
+      .stopIon()
+      .catch(() => undefined)
+      .then(() => setup.dispose())
+      .finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   try {
     const pipeline = await writeSoakPipeline(setup.root, setup.markers);
     await applyPipeline(setup, pipeline);
@@ -121,6 +132,8 @@ export async function runSoak(options: SoakOptions): Promise<SetupResult> {
     );
     return result;
   } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     await setup.stopIon().catch(() => undefined);
     if (process.env.SOAK_KEEP !== '1') await setup.dispose();
     else log(`kept ${setup.root}`);

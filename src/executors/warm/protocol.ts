@@ -23,9 +23,13 @@ export const CONTROL_FD = 3;
 /** The longest control line accepted; longer is a protocol violation. */
 export const MAX_LINE_BYTES = 64 * 1024;
 
-/** Variables set per job, sent in the job message (the rest of the env is the process's). */
+/**
+ * Variables set per job, sent in the job message (the rest of the env is the process's, and
+ * part of its pool key): the contract variables and the attempt's W3C trace context, which
+ * differs for every attempt (were it in the process's env, no job would find an idle one).
+ */
 const PER_JOB =
-  /^(HANDLER_BASE_DIR|ION_BASE_DIR|ION_EVENT_ID|ION_EVENT_TYPE|ION_CORRELATION_ID|ION_PARENT_EVENT_ID|ION_ATTEMPT)$/;
+  /^(HANDLER_BASE_DIR|ION_BASE_DIR|ION_EVENT_ID|ION_EVENT_TYPE|ION_CORRELATION_ID|ION_PARENT_EVENT_ID|ION_ATTEMPT|TRACEPARENT|TRACESTATE|BAGGAGE)$/;
 
 export interface JobMessage {
   type: 'job';

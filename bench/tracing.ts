@@ -223,7 +223,7 @@ export async function runTracingSuite(): Promise<void> {
     );
     console.log(
       `\nthroughput with tracing on / off: ${f(on.jobsPerSec / off.jobsPerSec, 3)} ` +
-        `(${f((1 - on.jobsPerSec / off.jobsPerSec) * 100)}% lower); best rounds ${f(on.best / off.best, 3)}`,
+        `(${f((1 - on.jobsPerSec / off.jobsPerSec) * 100)}% lower when positive); best rounds ${f(on.best / off.best, 3)}`,
     );
     console.log(
       `exported: ${exported.requests} OTLP requests, ${f(exported.bytes / 1024 / 1024, 2)} MiB ` +

@@ -98,11 +98,7 @@ export function telemetryConfigFrom(env: Env): TelemetryConfig | null {
   const tracesUrl =
     tracesEndpoint !== undefined
       ? url(env, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', tracesEndpoint)
-      : url(
-          env,
-          'OTEL_EXPORTER_OTLP_ENDPOINT',
-          `${(endpoint ?? 'http://localhost:4318').replace(/\/+$/, '')}/v1/traces`,
-        );
+      : `${url(env, 'OTEL_EXPORTER_OTLP_ENDPOINT', endpoint ?? 'http://localhost:4318').replace(/\/+$/, '')}/v1/traces`;
   const timeoutRaw =
     value(env, 'OTEL_EXPORTER_OTLP_TRACES_TIMEOUT') ?? value(env, 'OTEL_EXPORTER_OTLP_TIMEOUT');
   const timeoutMs = timeoutRaw === undefined ? 10_000 : Number(timeoutRaw);

@@ -3,7 +3,7 @@
  * file lazily), so a process with tracing off never loads it.
  */
 import { register } from 'node:module';
-import { context, propagation, trace } from '@opentelemetry/api';
+import { DiagLogLevel, context, diag, propagation, trace } from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { FastifyOtelInstrumentation } from '@fastify/otel';
 import { registerInstrumentations, type Instrumentation } from '@opentelemetry/instrumentation';
@@ -74,6 +74,29 @@ export interface StartedSdk {
 
 let esmHookRegistered = false;
 
+/**
+ * The SDK's own warnings (an export that failed: collector down, refused, timed out) as log
+ * lines, at most one a minute for the same text so a collector outage does not flood the log.
+ */
+function diagnostics(logger: Logger): Parameters<typeof diag.setLogger>[0] {
+  const last = new Map<string, number>();
+  const emit = (level: 'warn' | 'error', message: string, args: unknown[]): void => {
+    const now = Date.now();
+    if ((last.get(message) ?? 0) > now - 60_000) return;
+    last.set(message, now);
+    const detail = args.map((a) => (a instanceof Error ? a.message : String(a))).join(' ');
+    logger[level]({ detail: detail.slice(0, 500) }, `tracing: ${message}`);
+  };
+  const ignore = (): void => undefined;
+  return {
+    error: (message, ...args) => emit('error', message, args),
+    warn: (message, ...args) => emit('warn', message, args),
+    info: ignore,
+    debug: ignore,
+    verbose: ignore,
+  };
+}
+
 /** Builds and registers the tracer provider, exporter and instrumentations. */
 export function startSdk(
   config: TelemetryConfig,
@@ -103,6 +126,7 @@ export function startSdk(
     spanProcessors: [processor],
   });
   provider.register();
+  diag.setLogger(diagnostics(logger), DiagLogLevel.WARN);
   let unregister = (): void => undefined;
   if (options.instrument !== false) unregister = instrument(provider, logger);
   logger.info(
@@ -123,6 +147,7 @@ export function startSdk(
         logger.warn({ err: errorMessage(err) }, 'could not flush the last spans');
       });
       // Unregistered, so a later start (another app in this process) can register again.
+      diag.disable();
       trace.disable();
       context.disable();
       propagation.disable();

@@ -1,13 +1,5 @@
 import { NotFoundError } from '../../core/errors.js';
-import {
-  decideBegin,
-  decideCancel,
-  decideCommit,
-  decideFailure,
-  decideReclaim,
-  decideRestart,
-  renewOutcome,
-} from '../../core/job-lifecycle.js';
+import * as lifecycle from '../../core/job-lifecycle.js';
 import type { Attempt, Job } from '../../core/types.js';
 import type {
   BeginAttemptInput,
@@ -86,7 +78,7 @@ export async function beginAttempt(
   // Insert-if-absent first (the lifecycle's step for a job not there yet): a concurrent
   // creator makes this wait for its commit and then do nothing, and the locking read below
   // sees its row.
-  const create = decideBegin(null);
+  const create = lifecycle.decideBegin(null);
   const inserted = await q.query<JobRow>(
     `INSERT INTO ${t.jobs} (job_id, module, module_version, event_id, correlation_id, state,
        attempts, failures_since_redrive, created_at, updated_at)
@@ -110,7 +102,7 @@ export async function beginAttempt(
   }
   const existing = await jobRow(ctx, input.jobId, true);
   if (!existing) throw new NotFoundError(`job ${input.jobId} vanished while starting it`);
-  const step = decideBegin(jobSnapshot(existing));
+  const step = lifecycle.decideBegin(jobSnapshot(existing));
   if (step.kind === 'ended') return { status: step.status, job: toJob(existing) };
   const live = await q.query<{ attempt: number; lease_until: string }>(
     `SELECT attempt, lease_until FROM ${t.attempts}
@@ -119,7 +111,7 @@ export async function beginAttempt(
     [input.jobId, input.startedAt],
   );
   const found = live.rows[0];
-  const reclaim = decideReclaim(
+  const reclaim = lifecycle.decideReclaim(
     found ? { attempt: found.attempt, leaseUntil: found.lease_until } : null,
   );
   if (reclaim.kind === 'busy') {
@@ -139,7 +131,7 @@ export async function beginAttempt(
       input.jobId,
     ],
   );
-  const restart = decideRestart(jobSnapshot(existing), closed.rowCount ?? 0);
+  const restart = lifecycle.decideRestart(jobSnapshot(existing), closed.rowCount ?? 0);
   if (restart.kind === 'cancel') {
     const { rows } = await q.query<JobRow>(
       `UPDATE ${t.jobs} SET state = $1, finished_at = $2, updated_at = $2, last_error = $3
@@ -189,12 +181,12 @@ export async function renewAttempt(
            WHERE job_id = $4 AND attempt = $5 AND outcome = 'running'`,
           [leaseUntil, pgText(progress.logTail), progress.logSize, jobId, attempt],
         );
-  if (!res.rowCount) return renewOutcome(false, null);
+  if (!res.rowCount) return lifecycle.renewOutcome(false, null);
   const { rows } = await q.query<{ cancel_requested_at: string | null }>(
     `SELECT cancel_requested_at FROM ${t.jobs} WHERE job_id = $1`,
     [jobId],
   );
-  return renewOutcome(true, rows[0]?.cancel_requested_at);
+  return lifecycle.renewOutcome(true, rows[0]?.cancel_requested_at);
 }
 
 /** Cancels a waiting job at once, or flags a running one for its worker; see the port. */
@@ -206,7 +198,7 @@ export async function requestCancel(
   const { q, t } = ctx;
   const row = await jobRow(ctx, jobId, true);
   if (!row) return null;
-  const step = decideCancel(jobSnapshot(row).state);
+  const step = lifecycle.decideCancel(jobSnapshot(row).state);
   if (step.kind === 'settled') return { status: 'settled', job: toJob(row) };
   if (step.kind === 'flag') {
     const { rows } = await q.query<JobRow>(
@@ -227,7 +219,7 @@ export async function requestCancel(
   return { status: 'cancelled', job: toJob(rows[0]!) };
 }
 
-/** Records a failed attempt and moves the job as {@link decideFailure} says. */
+/** Records a failed attempt and moves the job as {@link lifecycle.decideFailure} says. */
 export async function failAttempt(ctx: Ctx, input: FailAttemptInput): Promise<Job> {
   const { q, t } = ctx;
   const job = await requireJob(ctx, input.jobId, true);
@@ -251,7 +243,7 @@ export async function failAttempt(ctx: Ctx, input: FailAttemptInput): Promise<Jo
       input.attempt,
     ],
   );
-  const step = decideFailure(job, input, (res.rowCount ?? 0) > 0);
+  const step = lifecycle.decideFailure(job, input, (res.rowCount ?? 0) > 0);
   if (step.kind === 'ignore') return job;
   const { rows } = await q.query<JobRow>(
     `UPDATE ${t.jobs} SET state = $1, last_error = $2, finished_at = $3, updated_at = $3,
@@ -271,7 +263,7 @@ export async function commitAttempt(ctx: Ctx, input: CommitAttemptInput): Promis
   const hasInsights = await q.query(`SELECT 1 FROM ${t.insights} WHERE job_id = $1 LIMIT 1`, [
     job.jobId,
   ]);
-  const step = decideCommit(job.state, (hasInsights.rowCount ?? 0) > 0);
+  const step = lifecycle.decideCommit(job.state, (hasInsights.rowCount ?? 0) > 0);
   if (step.kind === 'already_succeeded') return job;
   const res = await q.query(
     `UPDATE ${t.attempts} SET outcome = 'succeeded', finished_at = $1, duration_ms = $2,

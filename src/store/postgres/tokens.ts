@@ -1,5 +1,11 @@
-import { ConflictError } from '../../core/errors.js';
-import type { Scope, TokenRecord } from '../../core/tokens.js';
+import type { TokenRecord } from '../../core/tokens.js';
+import {
+  TOKEN_COLUMNS,
+  tokenConflict,
+  tokenFromRow,
+  tokenInsertValues,
+  type DecodedTokenRow,
+} from '../token-rows.js';
 import type { Queryable } from './rows.js';
 import { quoteSchema } from './schema.js';
 
@@ -8,53 +14,24 @@ import { quoteSchema } from './schema.js';
  * the sha256 hash of a token is ever written.
  */
 
-interface TokenRow {
-  id: string;
-  name: string;
-  scopes: Scope[];
-  token_hash: string;
-  created_at: string;
-  last_used_at: string | null;
-  revoked_at: string | null;
-}
+type TokenRow = DecodedTokenRow;
 
 /** The schema-qualified token table (the schema name is validated by `quoteSchema`). */
 export function tokensTable(schema: string): string {
   return `${quoteSchema(schema)}.api_tokens`;
 }
 
-function toToken(row: TokenRow): TokenRecord {
-  return {
-    id: row.id,
-    name: row.name,
-    scopes: row.scopes,
-    hash: row.token_hash,
-    createdAt: row.created_at,
-    lastUsedAt: row.last_used_at,
-    revokedAt: row.revoked_at,
-  };
-}
+const toToken = tokenFromRow;
 
 export async function insertToken(q: Queryable, table: string, record: TokenRecord): Promise<void> {
   try {
     await q.query(
-      `INSERT INTO ${table} (id, name, scopes, token_hash, created_at, last_used_at, revoked_at)
-       VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7)`,
-      [
-        record.id,
-        record.name,
-        JSON.stringify(record.scopes),
-        record.hash,
-        record.createdAt,
-        record.lastUsedAt,
-        record.revokedAt,
-      ],
+      `INSERT INTO ${table} (${TOKEN_COLUMNS}) VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7)`,
+      tokenInsertValues(record),
     );
   } catch (err) {
     if ((err as { code?: unknown }).code === '23505' /* unique_violation */)
-      throw new ConflictError(`a token with id ${record.id} or the same hash exists already`, {
-        cause: err,
-      });
+      throw tokenConflict(record, err);
     throw err;
   }
 }

@@ -1,14 +1,6 @@
 import type { Database } from 'better-sqlite3';
 import { NotFoundError } from '../../core/errors.js';
-import {
-  decideBegin,
-  decideCancel,
-  decideCommit,
-  decideFailure,
-  decideReclaim,
-  decideRestart,
-  renewOutcome,
-} from '../../core/job-lifecycle.js';
+import * as lifecycle from '../../core/job-lifecycle.js';
 import type { Attempt, Job } from '../../core/types.js';
 import type {
   BeginAttemptInput,
@@ -77,7 +69,7 @@ export function beginAttempt(db: Database, input: BeginAttemptInput): BeginAttem
   // absent keeps the job's foreign key satisfied whatever route the delivery took.
   insertEventIfAbsent(db, input.event);
   const existing = jobRow(db, input.jobId);
-  const step = decideBegin(existing ? jobSnapshot(existing) : null);
+  const step = lifecycle.decideBegin(existing ? jobSnapshot(existing) : null);
   if (step.kind === 'create') {
     db.prepare(
       `INSERT INTO jobs (job_id, module, module_version, event_id, correlation_id, state,
@@ -111,7 +103,7 @@ export function beginAttempt(db: Database, input: BeginAttemptInput): BeginAttem
        ORDER BY attempt DESC LIMIT 1`,
     )
     .get(input.jobId, input.startedAt) as { attempt: number; lease_until: string } | undefined;
-  const reclaim = decideReclaim(
+  const reclaim = lifecycle.decideReclaim(
     live ? { attempt: live.attempt, leaseUntil: live.lease_until } : null,
   );
   if (reclaim.kind === 'busy') {
@@ -132,7 +124,7 @@ export function beginAttempt(db: Database, input: BeginAttemptInput): BeginAttem
       reclaim.countsAsFailure ? 1 : 0,
       input.jobId,
     ).changes;
-  const restart = decideRestart(jobSnapshot(existing), lost);
+  const restart = lifecycle.decideRestart(jobSnapshot(existing), lost);
   if (restart.kind === 'cancel') {
     db.prepare(
       `UPDATE jobs SET state = ?, finished_at = ?, updated_at = ?, last_error = ?
@@ -180,14 +172,14 @@ export function renewAttempt(
              WHERE job_id = ? AND attempt = ? AND outcome = 'running'`,
           )
           .run(leaseUntil, progress.logTail, progress.logSize, jobId, attempt);
-  if (res.changes === 0) return renewOutcome(false, null);
-  return renewOutcome(true, jobRow(db, jobId)?.cancel_requested_at);
+  if (res.changes === 0) return lifecycle.renewOutcome(false, null);
+  return lifecycle.renewOutcome(true, jobRow(db, jobId)?.cancel_requested_at);
 }
 
 export function requestCancel(db: Database, jobId: string, at: string): CancelResult | null {
   const row = jobRow(db, jobId);
   if (!row) return null;
-  const step = decideCancel(jobSnapshot(row).state);
+  const step = lifecycle.decideCancel(jobSnapshot(row).state);
   if (step.kind === 'settled') return { status: 'settled', job: toJob(row) };
   if (step.kind === 'flag') {
     db.prepare(
@@ -228,7 +220,7 @@ export function failAttempt(db: Database, input: FailAttemptInput): Job {
       input.jobId,
       input.attempt,
     );
-  const step = decideFailure(job, input, res.changes > 0);
+  const step = lifecycle.decideFailure(job, input, res.changes > 0);
   if (step.kind === 'ignore') return job;
   db.prepare(
     `UPDATE jobs SET state = ?, last_error = ?, finished_at = ?, updated_at = ?,
@@ -251,7 +243,7 @@ export function commitAttempt(db: Database, input: CommitAttemptInput): Job {
   const job = requireJob(db, input.jobId);
   const hasInsights =
     db.prepare('SELECT 1 FROM insights WHERE job_id = ? LIMIT 1').get(job.jobId) !== undefined;
-  const step = decideCommit(job.state, hasInsights);
+  const step = lifecycle.decideCommit(job.state, hasInsights);
   if (step.kind === 'already_succeeded') return job;
   const res = db
     .prepare(

@@ -1,5 +1,11 @@
 import type { Database } from 'better-sqlite3';
-import { ConflictError } from '../../core/errors.js';
+import {
+  TOKEN_COLUMNS,
+  tokenConflict,
+  tokenFromRow,
+  tokenInsertValues,
+  type DecodedTokenRow,
+} from '../token-rows.js';
 import type { Scope, TokenRecord } from '../../core/tokens.js';
 
 /**
@@ -7,47 +13,20 @@ import type { Scope, TokenRecord } from '../../core/tokens.js';
  * sha256 hash of a token is ever written.
  */
 
-interface TokenRow {
-  id: string;
-  name: string;
-  scopes: string;
-  token_hash: string;
-  created_at: string;
-  last_used_at: string | null;
-  revoked_at: string | null;
-}
+type TokenRow = Omit<DecodedTokenRow, 'scopes'> & { scopes: string };
 
 function toToken(row: TokenRow): TokenRecord {
-  return {
-    id: row.id,
-    name: row.name,
-    scopes: JSON.parse(row.scopes) as Scope[],
-    hash: row.token_hash,
-    createdAt: row.created_at,
-    lastUsedAt: row.last_used_at,
-    revokedAt: row.revoked_at,
-  };
+  return tokenFromRow({ ...row, scopes: JSON.parse(row.scopes) as Scope[] });
 }
 
 export function insertToken(db: Database, record: TokenRecord): void {
   try {
-    db.prepare(
-      `INSERT INTO api_tokens (id, name, scopes, token_hash, created_at, last_used_at, revoked_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?)`,
-    ).run(
-      record.id,
-      record.name,
-      JSON.stringify(record.scopes),
-      record.hash,
-      record.createdAt,
-      record.lastUsedAt,
-      record.revokedAt,
+    db.prepare(`INSERT INTO api_tokens (${TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)`).run(
+      tokenInsertValues(record),
     );
   } catch (err) {
     if ((err as { code?: unknown }).code?.toString().startsWith('SQLITE_CONSTRAINT') === true)
-      throw new ConflictError(`a token with id ${record.id} or the same hash exists already`, {
-        cause: err,
-      });
+      throw tokenConflict(record, err);
     throw err;
   }
 }

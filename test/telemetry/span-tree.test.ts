@@ -1,5 +1,6 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { Writable } from 'node:stream';
 import { join } from 'node:path';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,6 +20,14 @@ describe('the span tree of a job chain', () => {
   let app: IonApp;
   let telemetry: Telemetry;
   const exporter = new InMemorySpanExporter();
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString().split('\n'))
+        if (line.trim() !== '') lines.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'ion-spans-'));
@@ -26,7 +35,7 @@ describe('the span tree of a job chain', () => {
       env: { ION_RETRY_BASE_DELAY_MS: '50', ION_RETRY_MAX_DELAY_MS: '200' },
       flags: { dataDir: dir, logLevel: 'silent' },
     });
-    const logger = createLogger('silent');
+    const logger = createLogger('info', sink);
     telemetry = await startTelemetry({}, logger, { exporter, instrument: false });
     app = await IonApp.create(
       config,
@@ -183,6 +192,13 @@ describe('the span tree of a job chain', () => {
     });
     const sc = runOfFirst.spanContext();
     expect(insight?.value).toBe(`00-${sc.traceId}-${sc.spanId}-01`);
+
+    // Log lines inside an attempt carry its trace and span ids.
+    const succeeded = lines.find((l) => l.msg === 'job succeeded' && l.module === 'first');
+    expect(succeeded?.trace_id).toBe(traceId);
+    expect(succeeded?.span_id).toBe(first!.spanContext().spanId);
+    const deadLettered = lines.find((l) => l.msg === 'job dead-lettered');
+    expect(deadLettered?.trace_id).toBe(traceId);
     expect(runOfFirst.spanContext().traceId).toBe(traceId);
   });
 });

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -13,7 +14,10 @@ import type { IonEvent, ModuleRecord } from '../../src/core/types.js';
 import { DirJobHost } from '../../src/executors/dir-job-host.js';
 import { DockerExecutor } from '../../src/executors/docker/docker-executor.js';
 import { dockerClient } from '../../src/executors/docker/engine.js';
-import { warmContainerExecutor } from '../../src/executors/docker/warm-container-executor.js';
+import {
+  WarmContainerLauncher,
+  warmContainerExecutor,
+} from '../../src/executors/docker/warm-container-executor.js';
 import type { JobHostResult } from '../../src/executors/job-host.js';
 import type { WarmExecutor } from '../../src/executors/warm/warm-executor.js';
 import {
@@ -345,6 +349,47 @@ for (const kind of ['docker', 'podman'] as const) {
           ? true
           : undefined,
       );
+    });
+
+    it('removes at start the warm containers of a dead Ion process of this host, and only those', async () => {
+      const dead = await new Promise<number>((resolve) => {
+        const child = spawn('true');
+        child.once('exit', () => resolve(child.pid!));
+      });
+      const make = async (owner: string): Promise<string> =>
+        (
+          await docker.createContainer({
+            Image: RUNTIME_IMAGE,
+            Cmd: ['sleep', '60'],
+            Labels: { 'ion.executor': 'docker-warm', 'ion.warm.owner': owner },
+            HostConfig: { NetworkMode: 'none' },
+          })
+        ).id;
+      const orphan = await make(`${hostname()}/${dead}`);
+      const live = await make(`${hostname()}/1`); // pid 1 runs: its worker may be alive
+      const remote = await make(`another-host-${randomUUID()}/${dead}`);
+      try {
+        const launcher = new WarmContainerLauncher({
+          host: dockerHost,
+          runtimeImage: RUNTIME_IMAGE,
+        });
+        await launcher.start();
+        const left = (
+          await docker.listContainers({
+            all: true,
+            filters: { label: ['ion.executor=docker-warm'] },
+          })
+        ).map((c) => c.Id);
+        expect(left).not.toContain(orphan);
+        expect(left).toContain(live);
+        expect(left).toContain(remote);
+      } finally {
+        for (const id of [orphan, live, remote])
+          await docker
+            .getContainer(id)
+            .remove({ force: true })
+            .catch(() => undefined);
+      }
     });
 
     it('leaves no warm container behind after close', async () => {

@@ -37,15 +37,6 @@ export function settingsFor(
   }
 }
 
-export function clientFor(options: ApiOptions): IonClient {
-  const settings = settingsFor(options);
-  return new IonClient(
-    settings.apiUrl,
-    settings.token,
-    settings.caFile === undefined ? {} : { ca: readCaFile(settings.caFile, settings.caFileFrom) },
-  );
-}
-
 /** Reads a CA file the CLI was told to trust, or says which one it cannot read and why. */
 export function readCaFile(path: string, from: CliSettings['caFileFrom'] = 'flag'): string {
   const origin =
@@ -64,15 +55,55 @@ export function readCaFile(path: string, from: CliSettings['caFileFrom'] = 'flag
   return text;
 }
 
-export function printJson(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
-}
-
-export function print(text: string): void {
-  process.stdout.write(`${text}\n`);
-}
-
 /** Collects repeatable options (`--data a=1 --data b=2`). */
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
+}
+
+/** Where a command writes and what environment it reads: the process's, or a test's. */
+export interface CliIo {
+  stdout: NodeJS.WritableStream & { isTTY?: boolean };
+  stderr: NodeJS.WritableStream & { isTTY?: boolean };
+  env: NodeJS.ProcessEnv;
+}
+
+/**
+ * What a command depends on, injected: its output streams, its environment, and how it gets
+ * an API client. The binary passes the process's; a test passes its own streams and a client
+ * of the server it started, and calls the commands in process. A command reports failure by
+ * setting `exitCode` (never `process.exitCode`), so one process can run many.
+ */
+export class CliContext {
+  exitCode = 0;
+  readonly stdout: CliIo['stdout'];
+  readonly stderr: CliIo['stderr'];
+  readonly env: NodeJS.ProcessEnv;
+
+  constructor(
+    io: CliIo = { stdout: process.stdout, stderr: process.stderr, env: process.env },
+    private readonly makeClient?: (options: ApiOptions) => IonClient,
+  ) {
+    this.stdout = io.stdout;
+    this.stderr = io.stderr;
+    this.env = io.env;
+  }
+
+  /** The API client for a command's options: flags > environment > profile (see settingsFor). */
+  clientFor(options: ApiOptions): IonClient {
+    if (this.makeClient !== undefined) return this.makeClient(options);
+    const settings = settingsFor(options, this.env);
+    return new IonClient(
+      settings.apiUrl,
+      settings.token,
+      settings.caFile === undefined ? {} : { ca: readCaFile(settings.caFile, settings.caFileFrom) },
+    );
+  }
+
+  print(text: string): void {
+    this.stdout.write(`${text}\n`);
+  }
+
+  printJson(value: unknown): void {
+    this.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+  }
 }

@@ -6,7 +6,7 @@ import { createLogger } from '../app/logger.js';
 import { loadConfig, type IonConfig } from '../config/config.js';
 import { errorMessage } from '../core/errors.js';
 import { EXECUTOR_KINDS } from '../core/types.js';
-import { UsageError, print } from './context.js';
+import { UsageError } from './context.js';
 
 /** Flags every command that runs Ion in-process accepts. */
 export interface RunOptions {
@@ -131,12 +131,12 @@ export async function runIon(
   let stopping = false;
   const shutdown = (signal: string): void => {
     if (stopping) {
-      print('second signal: exiting now');
+      process.stdout.write('second signal: exiting now\n');
       process.exit(1);
     }
     stopping = true;
-    print(
-      `\n${signal}: stopping (running jobs get ${config.dispatcher.shutdownGraceMs}ms to finish)...`,
+    process.stdout.write(
+      `\n${signal}: stopping (running jobs get ${config.dispatcher.shutdownGraceMs}ms to finish)...\n`,
     );
     app.stop().then(
       () => process.exit(0),

@@ -1,11 +1,11 @@
 import type { Command } from 'commander';
 import { loadPipelineDocument } from '../../core/pipeline-file.js';
 import { ValidationError } from '../../core/errors.js';
-import { clientFor, print, printJson, type ApiOptions } from '../context.js';
+import { type ApiOptions, type CliContext } from '../context.js';
 import { table } from '../render.js';
 import { ApiError } from '../../api/client.js';
 
-export function registerApply(program: Command): void {
+export function registerApply(program: Command, ctx: CliContext): void {
   program
     .command('apply')
     .description('create or update the modules of a pipeline file (YAML or JSON)')
@@ -16,7 +16,7 @@ export function registerApply(program: Command): void {
       const doc = loadPipelineDocument(options.file);
       let result;
       try {
-        result = await clientFor(options).applyPipeline(doc, options.prune === true);
+        result = await ctx.clientFor(options).applyPipeline(doc, options.prune === true);
       } catch (err) {
         if (err instanceof ApiError && err.code === 'validation_failed') {
           throw new ValidationError(
@@ -25,8 +25,8 @@ export function registerApply(program: Command): void {
         }
         throw err;
       }
-      if (options.json === true) return printJson(result);
-      print(
+      if (options.json === true) return ctx.printJson(result);
+      ctx.print(
         table(
           ['MODULE', 'VERSION', 'CHANGE'],
           result.modules.map((m) => [m.name, String(m.version), m.change]),

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import { print, printJson, settingsFor, type ApiOptions } from '../context.js';
+import { settingsFor, type ApiOptions, type CliContext } from '../context.js';
 
-export function registerConfig(program: Command): void {
+export function registerConfig(program: Command, ctx: CliContext): void {
   const config = program
     .command('config')
     .description("the CLI's settings: API URL, token, profiles");
@@ -22,11 +22,11 @@ export function registerConfig(program: Command): void {
         profile: s.profile ?? null,
         file: s.file,
       };
-      if (options.json === true) return printJson(view);
-      print(`api url  ${view.apiUrl}  (from ${view.apiUrlFrom})`);
-      print(`token    ${view.token ?? '-'}  (from ${view.tokenFrom})`);
-      print(`ca file  ${view.caFile ?? '-'}  (from ${view.caFileFrom})`);
-      print(`profile  ${view.profile ?? '-'}`);
-      print(`file     ${view.file}`);
+      if (options.json === true) return ctx.printJson(view);
+      ctx.print(`api url  ${view.apiUrl}  (from ${view.apiUrlFrom})`);
+      ctx.print(`token    ${view.token ?? '-'}  (from ${view.tokenFrom})`);
+      ctx.print(`ca file  ${view.caFile ?? '-'}  (from ${view.caFileFrom})`);
+      ctx.print(`profile  ${view.profile ?? '-'}`);
+      ctx.print(`file     ${view.file}`);
     });
 }

@@ -12,13 +12,13 @@ import { moduleEnv } from '../../executors/job-host.js';
 import { LocalExecutor } from '../../executors/local/local-executor.js';
 import { readJobOutputs } from '../../handler/commit.js';
 import { prepareJobDir } from '../../handler/prepare.js';
-import { UsageError, clientFor, print, printJson, type ApiOptions } from '../context.js';
+import { UsageError, type ApiOptions, type CliContext } from '../context.js';
 
 function toEvent(view: EventView): IonEvent {
   return { ...view, data: view.metadata };
 }
 
-export function registerDev(program: Command): void {
+export function registerDev(program: Command, ctx: CliContext): void {
   const dev = program.command('dev').description('tools for module authors');
   dev
     .command('run <module>')
@@ -36,7 +36,7 @@ export function registerDev(program: Command): void {
         moduleName: string,
         options: ApiOptions & { event: string; out?: string; json?: boolean },
       ) => {
-        const client = clientFor(options);
+        const client = ctx.clientFor(options);
         const module = await client.getModule(moduleName);
         if (module.run.command === undefined)
           throw new UsageError(
@@ -82,7 +82,7 @@ export function registerDev(program: Command): void {
         }
         const ok = result.exitCode === 0 && outputError === null;
         if (options.json === true) {
-          printJson({
+          ctx.printJson({
             ok,
             dir,
             logFile,
@@ -100,30 +100,30 @@ export function registerDev(program: Command): void {
                   },
           });
         } else {
-          print(`ran ${module.name} v${module.version} on ${event.type} ${event.eventId}`);
-          print(`  job dir  ${dir}`);
-          print(`  log      ${logFile}`);
-          print(
+          ctx.print(`ran ${module.name} v${module.version} on ${event.type} ${event.eventId}`);
+          ctx.print(`  job dir  ${dir}`);
+          ctx.print(`  log      ${logFile}`);
+          ctx.print(
             `  exit     ${result.timedOut ? `timed out after ${module.timeoutMs}ms` : String(result.exitCode ?? result.signal)} in ${result.durationMs}ms`,
           );
           if (result.logTail !== '')
-            print(`--- output (tail) ---\n${result.logTail.trimEnd()}\n---`);
-          if (outputError !== null) print(`output is INVALID: ${outputError}`);
+            ctx.print(`--- output (tail) ---\n${result.logTail.trimEnd()}\n---`);
+          if (outputError !== null) ctx.print(`output is INVALID: ${outputError}`);
           if (outputs !== null) {
-            print(
+            ctx.print(
               `files (${outputs.files.length}): ${outputs.files.map((f) => f.path).join(', ') || '-'}`,
             );
-            print(
+            ctx.print(
               `insights: ${outputs.insights.map((i) => `${i.key}=${i.value}`).join(', ') || '-'}`,
             );
             for (const e of outputs.events)
-              print(
+              ctx.print(
                 `event ${e.type} from ${e.fileName}: files=[${e.files.join(', ')}] data={${e.data.map((d) => `${d.key}=${d.value}`).join(', ')}}`,
               );
-            print('nothing was committed (dev run)');
+            ctx.print('nothing was committed (dev run)');
           }
         }
-        if (!ok) process.exitCode = 1;
+        if (!ok) ctx.exitCode = 1;
       },
     );
 }

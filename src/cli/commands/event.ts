@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type { IonClient } from '../../api/client.js';
-import { UsageError, clientFor, collect, print, printJson, type ApiOptions } from '../context.js';
+import { UsageError, collect, type ApiOptions, type CliContext } from '../context.js';
 import { progressLine, type ProgressLine } from '../render.js';
 
 /** `--file PATH` carries the file as its base name; `--file EVENT_PATH=LOCAL_PATH` names it. */
@@ -19,10 +19,12 @@ export function parseDataOption(spec: string): { key: string; value: string } {
 }
 
 /** A progress line on stderr for each upload, when stderr is a terminal (else nothing). */
-export function stderrProgress(): ((label: string, total: number) => ProgressLine) | undefined {
-  if (process.stderr.isTTY !== true) return undefined;
+export function stderrProgress(
+  ctx: CliContext,
+): ((label: string, total: number) => ProgressLine) | undefined {
+  if (ctx.stderr.isTTY !== true) return undefined;
   return (label, total) =>
-    progressLine({ label, total, write: (text) => void process.stderr.write(text) });
+    progressLine({ label, total, write: (text) => void ctx.stderr.write(text) });
 }
 
 /**
@@ -66,7 +68,7 @@ export async function publishWithFiles(
   });
 }
 
-export function registerEvent(program: Command): void {
+export function registerEvent(program: Command, ctx: CliContext): void {
   const event = program.command('event').description('publish and inspect events');
   event
     .command('publish <type>')
@@ -86,7 +88,7 @@ export function registerEvent(program: Command): void {
         },
       ) => {
         const result = await publishWithFiles(
-          clientFor(options),
+          ctx.clientFor(options),
           {
             type,
             data: (options.data ?? []).map(parseDataOption),
@@ -96,19 +98,19 @@ export function registerEvent(program: Command): void {
               : { idempotencyKey: options.idempotencyKey }),
           },
           // Machine-readable output stays clean of progress lines.
-          options.json === true ? undefined : stderrProgress(),
+          options.json === true ? undefined : stderrProgress(ctx),
         );
-        if (options.json === true) return printJson(result);
-        print(
+        if (options.json === true) return ctx.printJson(result);
+        ctx.print(
           `published ${type} ${result.eventId}${result.created ? '' : ' (already published with this idempotency key)'}`,
         );
-        print(`follow it with: ion trace ${result.correlationId}`);
+        ctx.print(`follow it with: ion trace ${result.correlationId}`);
       },
     );
   event
     .command('get <eventId>')
     .description('show one event')
     .action(async (eventId: string, options: ApiOptions) => {
-      printJson(await clientFor(options).getEvent(eventId));
+      ctx.printJson(await ctx.clientFor(options).getEvent(eventId));
     });
 }

@@ -17,6 +17,7 @@ import {
 } from '../../executors/kubernetes/handler-protocol.js';
 import { collectJobDir } from '../../handler/collect.js';
 import { prepareJobDir } from '../../handler/prepare.js';
+import type { CliContext } from '../context.js';
 
 export type HandlerStep = 'prepare' | 'collect';
 
@@ -123,7 +124,7 @@ async function writeIfPresent(path: string, text: string): Promise<void> {
   }
 }
 
-export function registerHandler(program: Command): void {
+export function registerHandler(program: Command, ctx: CliContext): void {
   const handler = program
     .command('handler')
     .description(
@@ -148,9 +149,9 @@ export function registerHandler(program: Command): void {
         '/dev/termination-log',
       )
       .action(async (options: HandlerOptions) => {
-        process.exitCode = await runHandlerStep(step, options, process.env, {
-          out: (text) => process.stdout.write(text),
-          err: (text) => process.stderr.write(text),
+        ctx.exitCode = await runHandlerStep(step, options, process.env, {
+          out: (text) => ctx.stdout.write(text),
+          err: (text) => ctx.stderr.write(text),
         });
       });
   }

@@ -2,14 +2,7 @@ import { describeRun } from '../../core/pipeline.js';
 import type { Command } from 'commander';
 import type { IonClient } from '../../api/client.js';
 import { JOB_STATES, type Job, type JobState } from '../../core/types.js';
-import {
-  UsageError,
-  clientFor,
-  positiveInt,
-  print,
-  printJson,
-  type ApiOptions,
-} from '../context.js';
+import { UsageError, positiveInt, type ApiOptions, type CliContext } from '../context.js';
 import { jobDuration, table } from '../render.js';
 import { loadModuleDocument } from '../../core/pipeline-file.js';
 import { ValidationError } from '../../core/errors.js';
@@ -21,7 +14,7 @@ function parseState(state: string | undefined): JobState | undefined {
   return state as JobState;
 }
 
-export function registerJobs(program: Command): void {
+export function registerJobs(program: Command, ctx: CliContext): void {
   const job = program.command('job').description('inspect jobs');
   job
     .command('ls')
@@ -48,7 +41,7 @@ export function registerJobs(program: Command): void {
         },
       ) => {
         const state = parseState(options.state);
-        const jobs = await clientFor(options).listJobs({
+        const jobs = await ctx.clientFor(options).listJobs({
           ...(options.module === undefined ? {} : { module: options.module }),
           ...(state === undefined ? {} : { state }),
           ...(options.correlationId === undefined ? {} : { correlationId: options.correlationId }),
@@ -57,8 +50,8 @@ export function registerJobs(program: Command): void {
           ...(options.until === undefined ? {} : { until: options.until }),
           limit: positiveInt('--limit', options.limit),
         });
-        if (options.json === true) return printJson({ jobs });
-        print(
+        if (options.json === true) return ctx.printJson({ jobs });
+        ctx.print(
           table(
             ['JOB', 'MODULE', 'STATE', 'ATTEMPTS', 'DURATION', 'EVENT'],
             jobs.map((j) => [
@@ -78,14 +71,14 @@ export function registerJobs(program: Command): void {
     .description('show a job and its attempts')
     .option('--json', 'print JSON')
     .action(async (jobId: string, options: ApiOptions & { json?: boolean }) => {
-      const result = await clientFor(options).getJob(jobId);
-      if (options.json === true) return printJson(result);
+      const result = await ctx.clientFor(options).getJob(jobId);
+      if (options.json === true) return ctx.printJson(result);
       const { job: j, attempts } = result;
-      print(
+      ctx.print(
         `job ${j.jobId}\n  module ${j.module} v${j.moduleVersion}\n  event ${j.eventId}\n  state ${j.state}\n  attempts ${j.attempts}`,
       );
-      if (j.lastError !== null) print(`  last error ${j.lastError}`);
-      print(
+      if (j.lastError !== null) ctx.print(`  last error ${j.lastError}`);
+      ctx.print(
         table(
           ['ATTEMPT', 'OUTCOME', 'EXIT', 'DURATION', 'ERROR'],
           attempts.map((a) => [
@@ -109,14 +102,14 @@ export function registerJobs(program: Command): void {
     .action(async (jobId: string, options: ApiOptions & { attempt?: string; follow?: boolean }) => {
       const attempt =
         options.attempt === undefined ? undefined : positiveInt('--attempt', options.attempt);
-      const client = clientFor(options);
+      const client = ctx.clientFor(options);
       if (options.follow === true) {
         const stream = await client.followJobLog(jobId, attempt);
-        for await (const chunk of stream) process.stdout.write(chunk as Buffer);
+        for await (const chunk of stream) ctx.stdout.write(chunk as Buffer);
         return;
       }
       const { text } = await client.jobLogs(jobId, attempt);
-      process.stdout.write(text);
+      ctx.stdout.write(text);
     });
   job
     .command('cancel <jobId>')
@@ -125,9 +118,9 @@ export function registerJobs(program: Command): void {
     )
     .option('--json', 'print JSON')
     .action(async (jobId: string, options: ApiOptions & { json?: boolean }) => {
-      const result = await clientFor(options).cancelJob(jobId);
-      if (options.json === true) return printJson(result);
-      print(
+      const result = await ctx.clientFor(options).cancelJob(jobId);
+      if (options.json === true) return ctx.printJson(result);
+      ctx.print(
         result.status === 'cancelled'
           ? `job ${jobId} cancelled`
           : `job ${jobId} is running; its worker is stopping it (see: ion job get ${jobId})`,
@@ -135,7 +128,7 @@ export function registerJobs(program: Command): void {
     });
 }
 
-export function registerDlq(program: Command): void {
+export function registerDlq(program: Command, ctx: CliContext): void {
   const dlq = program.command('dlq').description('dead letters: jobs that ran out of retries');
   dlq
     .command('ls')
@@ -143,11 +136,11 @@ export function registerDlq(program: Command): void {
     .option('--module <name>', 'only this module')
     .option('--json', 'print JSON')
     .action(async (options: ApiOptions & { module?: string; json?: boolean }) => {
-      const deadLetters = await clientFor(options).listDeadLetters(
-        options.module === undefined ? {} : { module: options.module },
-      );
-      if (options.json === true) return printJson({ deadLetters });
-      print(
+      const deadLetters = await ctx
+        .clientFor(options)
+        .listDeadLetters(options.module === undefined ? {} : { module: options.module });
+      if (options.json === true) return ctx.printJson({ deadLetters });
+      ctx.print(
         table(
           ['ID', 'MODULE', 'EVENT', 'ATTEMPTS', 'REASON'],
           deadLetters.map((d) => [d.id, d.module, d.eventId ?? '-', String(d.attempts), d.reason]),
@@ -165,20 +158,20 @@ export function registerDlq(program: Command): void {
         id: string | undefined,
         options: ApiOptions & { all?: boolean; module?: string; json?: boolean },
       ) => {
-        const client = clientFor(options);
+        const client = ctx.clientFor(options);
         if (bulk(id, options)) {
           const jobs: Job[] = [];
-          const redriven = await inBatches(client, options, 'redriven', async (ids) => {
+          const redriven = await inBatches(ctx, client, options, 'redriven', async (ids) => {
             const result = await client.redriveMany({ ids });
             jobs.push(...result.jobs);
             return result.redriven;
           });
-          if (options.json === true) return printJson({ redriven, jobs });
-          return print(`redriven ${redriven} dead letter${redriven === 1 ? '' : 's'}`);
+          if (options.json === true) return ctx.printJson({ redriven, jobs });
+          return ctx.print(`redriven ${redriven} dead letter${redriven === 1 ? '' : 's'}`);
         }
         const result = await client.redrive(id!);
-        if (options.json === true) return printJson(result);
-        print(
+        if (options.json === true) return ctx.printJson(result);
+        ctx.print(
           result.job === null
             ? `dead letter ${id} removed (it had no job to run again)`
             : `redriven: job ${result.job.jobId} of ${result.job.module} is pending again`,
@@ -196,17 +189,17 @@ export function registerDlq(program: Command): void {
         id: string | undefined,
         options: ApiOptions & { all?: boolean; module?: string; json?: boolean },
       ) => {
-        const client = clientFor(options);
+        const client = ctx.clientFor(options);
         if (bulk(id, options)) {
-          const discarded = await inBatches(client, options, 'discarded', async (ids) => {
+          const discarded = await inBatches(ctx, client, options, 'discarded', async (ids) => {
             return (await client.discardMany({ ids })).discarded;
           });
-          if (options.json === true) return printJson({ discarded });
-          return print(`discarded ${discarded} dead letter${discarded === 1 ? '' : 's'}`);
+          if (options.json === true) return ctx.printJson({ discarded });
+          return ctx.print(`discarded ${discarded} dead letter${discarded === 1 ? '' : 's'}`);
         }
         await client.discardDeadLetter(id!);
-        if (options.json === true) return printJson({ discarded: 1 });
-        print(`discarded ${id}`);
+        if (options.json === true) return ctx.printJson({ discarded: 1 });
+        ctx.print(`discarded ${id}`);
       },
     );
 }
@@ -230,6 +223,7 @@ const BATCH = 100;
  * dead-lettered again meanwhile is not handled twice. Returns the total acted on.
  */
 async function inBatches(
+  ctx: CliContext,
   client: IonClient,
   options: { module?: string },
   verb: string,
@@ -251,21 +245,21 @@ async function inBatches(
       const ids = fresh.slice(i, i + BATCH);
       ids.forEach((x) => seen.add(x));
       done += await act(ids);
-      if (many) process.stderr.write(`${verb} ${done} of ${listed} so far\n`);
+      if (many) ctx.stderr.write(`${verb} ${done} of ${listed} so far\n`);
     }
   }
 }
 
-export function registerModules(program: Command): void {
+export function registerModules(program: Command, ctx: CliContext): void {
   const module = program.command('module').description('inspect modules');
   module
     .command('ls')
     .description('list modules')
     .option('--json', 'print JSON')
     .action(async (options: ApiOptions & { json?: boolean }) => {
-      const modules = await clientFor(options).listModules();
-      if (options.json === true) return printJson({ modules });
-      print(
+      const modules = await ctx.clientFor(options).listModules();
+      if (options.json === true) return ctx.printJson({ modules });
+      ctx.print(
         table(
           [
             'MODULE',
@@ -295,9 +289,9 @@ export function registerModules(program: Command): void {
     .description('show one module')
     .option('--json', 'print JSON')
     .action(async (name: string, options: ApiOptions & { json?: boolean }) => {
-      const m = await clientFor(options).getModule(name);
-      if (options.json === true) return printJson(m);
-      print(
+      const m = await ctx.clientFor(options).getModule(name);
+      if (options.json === true) return ctx.printJson(m);
+      ctx.print(
         [
           `module ${m.name} v${m.version}${m.paused ? ' (paused)' : ''}`,
           `  subscribes ${m.subscribes.join(', ') || '-'}`,
@@ -319,18 +313,18 @@ export function registerModules(program: Command): void {
       const doc = loadModuleDocument(options.file);
       if (typeof doc !== 'object' || doc === null || Array.isArray(doc))
         throw new ValidationError(`module file ${options.file} must hold one module (a mapping)`);
-      const result = await clientFor(options).putModule(name, doc as Record<string, unknown>);
-      if (options.json === true) return printJson(result);
-      print(`module ${result.module.name} v${result.module.version}: ${result.change}`);
+      const result = await ctx.clientFor(options).putModule(name, doc as Record<string, unknown>);
+      if (options.json === true) return ctx.printJson(result);
+      ctx.print(`module ${result.module.name} v${result.module.version}: ${result.change}`);
     });
   module
     .command('rm <name>')
     .description('delete a module: its dispatching stops, its history is kept')
     .option('--json', 'print JSON')
     .action(async (name: string, options: ApiOptions & { json?: boolean }) => {
-      await clientFor(options).deleteModule(name);
-      if (options.json === true) return printJson({ deleted: name });
-      print(`deleted module ${name}`);
+      await ctx.clientFor(options).deleteModule(name);
+      if (options.json === true) return ctx.printJson({ deleted: name });
+      ctx.print(`deleted module ${name}`);
     });
   for (const [action, paused] of [
     ['pause', true],
@@ -345,10 +339,10 @@ export function registerModules(program: Command): void {
       )
       .option('--json', 'print JSON')
       .action(async (name: string, options: ApiOptions & { json?: boolean }) => {
-        const client = clientFor(options);
+        const client = ctx.clientFor(options);
         const m = paused ? await client.pauseModule(name) : await client.resumeModule(name);
-        if (options.json === true) return printJson(m);
-        print(`${paused ? 'paused' : 'resumed'} module ${m.name}`);
+        if (options.json === true) return ctx.printJson(m);
+        ctx.print(`${paused ? 'paused' : 'resumed'} module ${m.name}`);
       });
   }
   module
@@ -356,9 +350,9 @@ export function registerModules(program: Command): void {
     .description("list a module's versions, oldest first")
     .option('--json', 'print JSON')
     .action(async (name: string, options: ApiOptions & { json?: boolean }) => {
-      const versions = await clientFor(options).moduleVersions(name);
-      if (options.json === true) return printJson({ versions });
-      print(
+      const versions = await ctx.clientFor(options).moduleVersions(name);
+      if (options.json === true) return ctx.printJson({ versions });
+      ctx.print(
         table(
           ['VERSION', 'CREATED', 'RUN', 'RETRIES', 'TIMEOUT'],
           versions.map((v) => [

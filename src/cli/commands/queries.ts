@@ -3,14 +3,7 @@ import { createWriteStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import type { EventView, InsightHitView } from '../../api/client.js';
-import {
-  UsageError,
-  clientFor,
-  positiveInt,
-  print,
-  printJson,
-  type ApiOptions,
-} from '../context.js';
+import { UsageError, positiveInt, type ApiOptions, type CliContext } from '../context.js';
 import { table } from '../render.js';
 import { stderrProgress } from './event.js';
 
@@ -29,7 +22,7 @@ function eventRows(events: EventView[]): string[][] {
  * `ion event ls`, `ion event lineage`, `ion insight ls`, `ion blob put` and `ion blob get`. Call after
  * `registerEvent`, whose `event` command gains the two sub-commands.
  */
-export function registerQueryCommands(program: Command): void {
+export function registerQueryCommands(program: Command, ctx: CliContext): void {
   const event =
     program.commands.find((c) => c.name() === 'event') ??
     program.command('event').description('publish and inspect events');
@@ -58,7 +51,7 @@ export function registerQueryCommands(program: Command): void {
           json?: boolean;
         },
       ) => {
-        const page = await clientFor(options).listEvents({
+        const page = await ctx.clientFor(options).listEvents({
           ...given({
             type: options.type,
             source: options.source,
@@ -69,9 +62,11 @@ export function registerQueryCommands(program: Command): void {
           }),
           limit: positiveInt('--limit', options.limit),
         });
-        if (options.json === true) return printJson(page);
-        print(table(['EVENT', 'TYPE', 'SOURCE', 'CORRELATION', 'CREATED'], eventRows(page.events)));
-        if (page.nextCursor !== null) print(`next page: --cursor ${page.nextCursor}`);
+        if (options.json === true) return ctx.printJson(page);
+        ctx.print(
+          table(['EVENT', 'TYPE', 'SOURCE', 'CORRELATION', 'CREATED'], eventRows(page.events)),
+        );
+        if (page.nextCursor !== null) ctx.print(`next page: --cursor ${page.nextCursor}`);
       },
     );
 
@@ -80,17 +75,17 @@ export function registerQueryCommands(program: Command): void {
     .description("show an event's ancestry (root first) and its descendants")
     .option('--json', 'print JSON')
     .action(async (eventId: string, options: ApiOptions & { json?: boolean }) => {
-      const lineage = await clientFor(options).eventLineage(eventId);
-      if (options.json === true) return printJson(lineage);
+      const lineage = await ctx.clientFor(options).eventLineage(eventId);
+      if (options.json === true) return ctx.printJson(lineage);
       const headers = ['EVENT', 'TYPE', 'SOURCE', 'PARENT', 'CREATED'];
       const rows = (events: EventView[]) =>
         events.map((e) => [e.eventId, e.type, e.source, e.parentEventId ?? '-', e.createdAt]);
-      print(`ancestors (${lineage.ancestors.length}):`);
-      if (lineage.ancestors.length > 0) print(table(headers, rows(lineage.ancestors)));
-      print(`event:`);
-      print(table(headers, rows([lineage.event])));
-      print(`descendants (${lineage.descendants.length}):`);
-      if (lineage.descendants.length > 0) print(table(headers, rows(lineage.descendants)));
+      ctx.print(`ancestors (${lineage.ancestors.length}):`);
+      if (lineage.ancestors.length > 0) ctx.print(table(headers, rows(lineage.ancestors)));
+      ctx.print(`event:`);
+      ctx.print(table(headers, rows([lineage.event])));
+      ctx.print(`descendants (${lineage.descendants.length}):`);
+      if (lineage.descendants.length > 0) ctx.print(table(headers, rows(lineage.descendants)));
     });
 
   const insight = program.command('insight').description('query insights recorded by modules');
@@ -131,7 +126,7 @@ export function registerQueryCommands(program: Command): void {
         for (const term of options.has ?? [])
           if (term.indexOf('=') < 1)
             throw new UsageError(`--has ${term}: expected key=value, for example label=car`);
-        const hits = await clientFor(options).queryInsights({
+        const hits = await ctx.clientFor(options).queryInsights({
           ...given({
             module: options.module,
             key: options.key,
@@ -144,9 +139,9 @@ export function registerQueryCommands(program: Command): void {
           ...(options.has === undefined ? {} : { has: options.has }),
           limit: positiveInt('--limit', options.limit),
         });
-        if (options.json === true) return printJson({ insights: hits });
-        if (options.has !== undefined) return print(jobTable(hits));
-        print(
+        if (options.json === true) return ctx.printJson({ insights: hits });
+        if (options.has !== undefined) return ctx.print(jobTable(hits));
+        ctx.print(
           table(
             ['MODULE', 'KEY', 'VALUE', 'EVENT', 'TYPE', 'CORRELATION', 'FILES'],
             hits.map((h) => [
@@ -173,10 +168,10 @@ export function registerQueryCommands(program: Command): void {
       const info = await stat(file).catch(() => null);
       if (info === null) throw new UsageError(`${file}: no such file`);
       if (!info.isFile()) throw new UsageError(`${file}: not a regular file`);
-      const client = clientFor(options);
+      const client = ctx.clientFor(options);
       // Machine-readable output stays clean of progress lines.
       const line =
-        options.json === true ? undefined : stderrProgress()?.(`uploading ${file}`, info.size);
+        options.json === true ? undefined : stderrProgress(ctx)?.(`uploading ${file}`, info.size);
       let ref;
       try {
         ref = await client.uploadFile(
@@ -187,8 +182,8 @@ export function registerQueryCommands(program: Command): void {
         // Ends the line on failure too, so an error message starts on a line of its own.
         line?.done();
       }
-      if (options.json === true) return printJson(ref);
-      print(`${ref.sha256} ${ref.size}`);
+      if (options.json === true) return ctx.printJson(ref);
+      ctx.print(`${ref.sha256} ${ref.size}`);
     });
   blob
     .command('get <sha256>')
@@ -197,9 +192,9 @@ export function registerQueryCommands(program: Command): void {
     .action(async (sha256: string, options: ApiOptions & { output?: string }) => {
       if (!/^[0-9a-f]{64}$/.test(sha256))
         throw new UsageError('SHA256 must be 64 lower-case hex digits');
-      const { stream } = await clientFor(options).getBlob(sha256);
+      const { stream } = await ctx.clientFor(options).getBlob(sha256);
       if (options.output === undefined) {
-        await pipeline(stream, process.stdout, { end: false });
+        await pipeline(stream, ctx.stdout, { end: false });
         return;
       }
       await pipeline(stream, createWriteStream(options.output));

@@ -9,14 +9,7 @@ import {
   type ReplaySelector,
   type ReplayStatus,
 } from '../../core/types.js';
-import {
-  UsageError,
-  clientFor,
-  positiveInt,
-  print,
-  printJson,
-  type ApiOptions,
-} from '../context.js';
+import { UsageError, positiveInt, type ApiOptions, type CliContext } from '../context.js';
 import { table } from '../render.js';
 
 const ENDED = JOB_STATES.filter(jobHasEnded);
@@ -52,29 +45,30 @@ function describeSelector(replay: Replay | ReplaySelector): string {
  * terminal, a line every few seconds otherwise. Throws a TimeoutError past `timeoutMs`.
  */
 async function waitForReplay(
+  ctx: CliContext,
   client: IonClient,
   replayId: string,
   timeoutMs: number,
 ): Promise<ReplayStatus> {
   const deadline = Date.now() + timeoutMs;
-  const tty = process.stderr.isTTY === true;
+  const tty = ctx.stderr.isTTY === true;
   let lastLine = '';
   let lastPrintedAt = 0;
   for (;;) {
     const replay = await client.getReplay(replayId);
     const line = replayProgress(replay);
-    if (tty) process.stderr.write(`\r${line}\x1b[K`);
+    if (tty) ctx.stderr.write(`\r${line}\x1b[K`);
     else if (line !== lastLine && Date.now() - lastPrintedAt >= 2000) {
-      process.stderr.write(`${line}\n`);
+      ctx.stderr.write(`${line}\n`);
       lastPrintedAt = Date.now();
     }
     lastLine = line;
     if (unfinished(replay) === 0) {
-      if (tty) process.stderr.write('\n');
+      if (tty) ctx.stderr.write('\n');
       return replay;
     }
     if (Date.now() > deadline) {
-      if (tty) process.stderr.write('\n');
+      if (tty) ctx.stderr.write('\n');
       throw new TimeoutError(
         `replay ${replayId} still has ${unfinished(replay)} unfinished job(s) after ${timeoutMs} ms (${line})`,
       );
@@ -83,7 +77,7 @@ async function waitForReplay(
   }
 }
 
-export function registerReplay(program: Command): void {
+export function registerReplay(program: Command, ctx: CliContext): void {
   const replay = program
     .command('replay')
     .description('run a module again on past events (replay and backfill)');
@@ -123,7 +117,7 @@ export function registerReplay(program: Command): void {
           throw new UsageError('give exactly one of --event and --type');
         if (options.event !== undefined && (options.since ?? options.until) !== undefined)
           throw new UsageError('--since and --until go with --type');
-        const client = clientFor(options);
+        const client = ctx.clientFor(options);
         const result = await client.replay({
           module,
           ...(options.moduleVersion === undefined
@@ -137,25 +131,25 @@ export function registerReplay(program: Command): void {
         });
         const timeoutMs = positiveInt('--timeout', options.timeout);
         if (result.dryRun) {
-          if (options.json === true) return printJson(result);
-          print(
+          if (options.json === true) return ctx.printJson(result);
+          ctx.print(
             `would replay ${module} on ${result.matched} event(s): ${describeSelector(result.replay)}`,
           );
           return;
         }
         const final =
           options.wait === true
-            ? await waitForReplay(client, result.replay.replayId, timeoutMs)
+            ? await waitForReplay(ctx, client, result.replay.replayId, timeoutMs)
             : result.replay;
-        if (options.json === true) return printJson({ ...result, replay: final });
-        print(
+        if (options.json === true) return ctx.printJson({ ...result, replay: final });
+        ctx.print(
           `replay ${final.replayId}: ${module}${final.moduleVersion === null ? '' : ` v${final.moduleVersion}`} on ${final.jobs} event(s) (${describeSelector(final)})`,
         );
         if (options.wait === true) {
-          print(replayProgress(final));
-          if (final.states.dead_lettered > 0 || final.states.cancelled > 0) process.exitCode = 1;
+          ctx.print(replayProgress(final));
+          if (final.states.dead_lettered > 0 || final.states.cancelled > 0) ctx.exitCode = 1;
         } else {
-          print(`follow it with: ion replay get ${final.replayId}`);
+          ctx.print(`follow it with: ion replay get ${final.replayId}`);
         }
       },
     );
@@ -170,16 +164,16 @@ export function registerReplay(program: Command): void {
         replayId: string,
         options: ApiOptions & { wait?: boolean; timeout: string; json?: boolean },
       ) => {
-        const client = clientFor(options);
+        const client = ctx.clientFor(options);
         const found =
           options.wait === true
-            ? await waitForReplay(client, replayId, positiveInt('--timeout', options.timeout))
+            ? await waitForReplay(ctx, client, replayId, positiveInt('--timeout', options.timeout))
             : await client.getReplay(replayId);
-        if (options.json === true) return printJson(found);
-        print(
+        if (options.json === true) return ctx.printJson(found);
+        ctx.print(
           `replay ${found.replayId}\n  module ${found.module}${found.moduleVersion === null ? ' (current version)' : ` v${found.moduleVersion}`}\n  selects ${describeSelector(found)}\n  created ${found.createdAt}\n  jobs ${found.jobs}: ${replayProgress(found)}`,
         );
-        print(`list its jobs with: ion job ls --replay ${found.replayId}`);
+        ctx.print(`list its jobs with: ion job ls --replay ${found.replayId}`);
       },
     );
   replay
@@ -189,12 +183,12 @@ export function registerReplay(program: Command): void {
     .option('--limit <n>', 'at most this many', '50')
     .option('--json', 'print JSON')
     .action(async (options: ApiOptions & { module?: string; limit: string; json?: boolean }) => {
-      const replays = await clientFor(options).listReplays({
+      const replays = await ctx.clientFor(options).listReplays({
         ...(options.module === undefined ? {} : { module: options.module }),
         limit: positiveInt('--limit', options.limit),
       });
-      if (options.json === true) return printJson({ replays });
-      print(
+      if (options.json === true) return ctx.printJson({ replays });
+      ctx.print(
         table(
           ['REPLAY', 'MODULE', 'VERSION', 'SELECTS', 'JOBS', 'CREATED'],
           replays.map((r) => [

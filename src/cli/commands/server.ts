@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { print } from '../context.js';
+import { type CliContext } from '../context.js';
 import {
   addExecutorOption,
   addRunOptions,
@@ -8,7 +8,7 @@ import {
   type RunOptions,
 } from '../run-ion.js';
 
-export function registerServer(program: Command): void {
+export function registerServer(program: Command, ctx: CliContext): void {
   addRunOptions(
     program
       .command('server')
@@ -22,8 +22,8 @@ export function registerServer(program: Command): void {
       { api: true, relay: true, workers: false },
       'stderr',
     );
-    print(`Ion server is up at ${url ?? '-'} (${describeBackends(config)})`);
-    if (url !== null) print(`  dashboard: ${url}/ui`);
+    ctx.print(`Ion server is up at ${url ?? '-'} (${describeBackends(config)})`);
+    if (url !== null) ctx.print(`  dashboard: ${url}/ui`);
   });
 
   addExecutorOption(
@@ -44,7 +44,7 @@ export function registerServer(program: Command): void {
       { api: false, relay: true, workers: true, ...(modules === undefined ? {} : { modules }) },
       'stderr',
     );
-    print(
+    ctx.print(
       `Ion worker is up (${modules === undefined ? 'all modules' : `modules ${modules.join(', ')}`}; ${describeBackends(config)})`,
     );
   });

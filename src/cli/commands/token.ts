@@ -2,7 +2,7 @@ import { Option, type Command } from 'commander';
 import { createBackends } from '../../app/backends.js';
 import { createLogger } from '../../app/logger.js';
 import { SCOPES, TokenService, parseScopes, type TokenView } from '../../core/tokens.js';
-import { UsageError, clientFor, print, printJson, type ApiOptions } from '../context.js';
+import { UsageError, type ApiOptions, type CliContext } from '../context.js';
 import { table } from '../render.js';
 import { addRunOptions, loadRunConfig, type RunOptions } from '../run-ion.js';
 
@@ -39,6 +39,7 @@ type TokenOptions = RunOptions & ApiOptions & { remote?: boolean };
 
 /** Runs `fn` with the API (`--remote`) or the configured store; refuses flags of the other. */
 async function withTokenOps<T>(
+  ctx: CliContext,
   options: TokenOptions,
   fn: (ops: TokenOps) => Promise<T>,
 ): Promise<T> {
@@ -51,7 +52,7 @@ async function withTokenOps<T>(
     ]);
     if (local.length > 0)
       throw new UsageError(`${local.join(' and ')} open the store directly: not with --remote`);
-    const client = clientFor(options);
+    const client = ctx.clientFor(options);
     return fn({
       create: async (input) => {
         const { token, ...record } = await client.createToken(input);
@@ -113,7 +114,7 @@ function scopesOption(value: string): string[] {
   }
 }
 
-export function registerToken(program: Command): void {
+export function registerToken(program: Command, ctx: CliContext): void {
   const token = program
     .command('token')
     .description(
@@ -131,13 +132,13 @@ export function registerToken(program: Command): void {
     ),
   ).action(async (options: TokenOptions & { name: string; scope: string; json?: boolean }) => {
     const scopes = scopesOption(options.scope);
-    const { token: value, record } = await withTokenOps(options, (ops) =>
+    const { token: value, record } = await withTokenOps(ctx, options, (ops) =>
       ops.create({ name: options.name, scopes }),
     );
-    if (options.json === true) return printJson({ token: value, ...record });
-    print(`created token ${record.id} (${record.name}; scopes ${record.scopes.join(', ')})`);
-    print(value);
-    print('store it now: Ion keeps only its hash and cannot show it again.');
+    if (options.json === true) return ctx.printJson({ token: value, ...record });
+    ctx.print(`created token ${record.id} (${record.name}; scopes ${record.scopes.join(', ')})`);
+    ctx.print(value);
+    ctx.print('store it now: Ion keeps only its hash and cannot show it again.');
   });
   addRemoteOptions(
     addRunOptions(
@@ -148,9 +149,9 @@ export function registerToken(program: Command): void {
       false,
     ),
   ).action(async (options: TokenOptions & { json?: boolean }) => {
-    const tokens = await withTokenOps(options, (ops) => ops.list());
-    if (options.json === true) return printJson({ tokens });
-    print(
+    const tokens = await withTokenOps(ctx, options, (ops) => ops.list());
+    if (options.json === true) return ctx.printJson({ tokens });
+    ctx.print(
       table(
         ['ID', 'NAME', 'SCOPES', 'CREATED', 'LAST USED', 'REVOKED'],
         tokens.map((t) => [
@@ -173,8 +174,8 @@ export function registerToken(program: Command): void {
       false,
     ),
   ).action(async (id: string, options: TokenOptions & { json?: boolean }) => {
-    const record = await withTokenOps(options, (ops) => ops.revoke(id));
-    if (options.json === true) return printJson(record);
-    print(`revoked ${record.id} (${record.name}) at ${record.revokedAt}`);
+    const record = await withTokenOps(ctx, options, (ops) => ops.revoke(id));
+    if (options.json === true) return ctx.printJson(record);
+    ctx.print(`revoked ${record.id} (${record.name}) at ${record.revokedAt}`);
   });
 }

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { IonClient, TraceView } from '../../api/client.js';
 import { sleep } from '../../core/time.js';
-import { clientFor, positiveInt, print, printJson, type ApiOptions } from '../context.js';
+import { positiveInt, type ApiOptions, type CliContext } from '../context.js';
 import { renderTrace } from '../render.js';
 import { TimeoutError } from '../../core/errors.js';
 import { jobHasEnded } from '../../core/types.js';
@@ -52,7 +52,7 @@ export async function waitForTrace(
   }
 }
 
-export function registerTrace(program: Command): void {
+export function registerTrace(program: Command, ctx: CliContext): void {
   program
     .command('trace <correlationId>')
     .description('show the lineage tree of a correlation id: events, jobs, files, insights')
@@ -64,7 +64,7 @@ export function registerTrace(program: Command): void {
         correlationId: string,
         options: ApiOptions & { json?: boolean; wait?: boolean; timeout: string },
       ) => {
-        const client = clientFor(options);
+        const client = ctx.clientFor(options);
         const trace =
           options.wait === true
             ? await waitForTrace(
@@ -73,8 +73,8 @@ export function registerTrace(program: Command): void {
                 positiveInt('--timeout', options.timeout) * 1000,
               )
             : await client.trace(correlationId);
-        if (options.json === true) return printJson(trace);
-        print(renderTrace(trace));
+        if (options.json === true) return ctx.printJson(trace);
+        ctx.print(renderTrace(trace));
       },
     );
 }

@@ -7,7 +7,7 @@ import type { IonApp } from '../../app/ion-app.js';
 import { errorMessage } from '../../core/errors.js';
 import { loadPipelineDocument, readYamlFile } from '../../core/pipeline-file.js';
 import { parseOrThrow } from '../../core/validation.js';
-import { print } from '../context.js';
+import { type CliContext } from '../context.js';
 import {
   addExecutorOption,
   addRunOptions,
@@ -54,7 +54,7 @@ interface UpOptions extends RunOptions {
   submit?: string;
 }
 
-export function registerUp(program: Command): void {
+export function registerUp(program: Command, ctx: CliContext): void {
   addExecutorOption(
     addRunOptions(
       program
@@ -77,18 +77,18 @@ export function registerUp(program: Command): void {
         'file',
         'off', // a local, single-process Ion: convenient unless configured otherwise
       );
-      print(`Ion is up at ${url}`);
-      print(`  dashboard: ${url}/ui`);
-      print(`  ${describeBackends(config)}`);
-      print(
+      ctx.print(`Ion is up at ${url}`);
+      ctx.print(`  dashboard: ${url}/ui`);
+      ctx.print(`  ${describeBackends(config)}`);
+      ctx.print(
         config.api.auth === 'on'
           ? `  auth: on (requests need a token: ion token create --name NAME --scope admin); logs: ${logFile}`
           : `  auth: off (the API listens on ${config.api.host} only${isLoopback(config.api.host) ? '' : ' - NOT a loopback address: anyone who reaches it has full access; set ION_AUTH=on'}); logs: ${logFile}`,
       );
       if (options.file !== undefined) {
         const result = await app.control.applyPipeline(loadPipelineDocument(options.file));
-        print(`applied ${options.file}:`);
-        print(
+        ctx.print(`applied ${options.file}:`);
+        ctx.print(
           table(
             ['MODULE', 'VERSION', 'CHANGE'],
             result.modules.map((m) => [m.name, String(m.version), m.change]),
@@ -97,7 +97,7 @@ export function registerUp(program: Command): void {
       }
       if (options.submit !== undefined) {
         const event = await submitSample(app, options.submit);
-        print(`submitted ${options.submit} as event ${event.eventId}; following its jobs...`);
+        ctx.print(`submitted ${options.submit} as event ${event.eventId}; following its jobs...`);
         // With TLS on, the certificate Ion serves is the one to trust (it may be self-signed).
         const client = new IonClient(
           url!,
@@ -111,20 +111,20 @@ export function registerUp(program: Command): void {
             10 * 60_000,
             (t, changed) => {
               for (const job of t.jobs.filter((j) => changed.includes(j.jobId))) {
-                print(
+                ctx.print(
                   `  ${new Date().toISOString().slice(11, 23)}  ${job.module.padEnd(12)} ${job.state.padEnd(13)} attempt ${job.attempts}  event ${job.eventId.slice(0, 8)}`,
                 );
               }
             },
           );
-          print(`\n${renderTrace(trace)}\n`);
-          print(
+          ctx.print(`\n${renderTrace(trace)}\n`);
+          ctx.print(
             `${trace.events.length} events, ${summariseJobs(trace.jobs)}. See it again with: ion trace ${event.correlationId}`,
           );
         } catch (err) {
-          print(`could not follow the sample: ${errorMessage(err)}`);
+          ctx.print(`could not follow the sample: ${errorMessage(err)}`);
         }
       }
-      print('serving; press Ctrl-C to stop');
+      ctx.print('serving; press Ctrl-C to stop');
     });
 }

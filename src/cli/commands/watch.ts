@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ApiError, type EventView, type IonClient } from '../../api/client.js';
 import { errorMessage } from '../../core/errors.js';
 import type { Job } from '../../core/types.js';
-import { clientFor, print, type ApiOptions } from '../context.js';
+import { type ApiOptions, type CliContext } from '../context.js';
 import { SseParser, readSse, type SseMessage } from '../sse.js';
 
 /** `HH:MM:SS` of an ISO time, in the local time zone; the text itself when it is not a time. */
@@ -137,7 +137,7 @@ async function* tapped(body: Readable, onChunk: () => void): AsyncGenerator<Uint
   }
 }
 
-export function registerWatch(program: Command): void {
+export function registerWatch(program: Command, ctx: CliContext): void {
   program
     .command('watch')
     .description('follow job and event changes live, until Ctrl-C (reconnects by itself)')
@@ -146,13 +146,13 @@ export function registerWatch(program: Command): void {
     .option('--json', "print each message's JSON data, one per line")
     .action(
       async (options: ApiOptions & { correlationId?: string; module?: string; json?: boolean }) => {
-        const client = clientFor(options);
+        const client = ctx.clientFor(options);
         const done = new AbortController();
         const stop = () => done.abort();
         // Ctrl-C (or a closed pipe, as with `| head`) ends the watch normally: exit code 0.
         process.on('SIGINT', stop);
         process.on('SIGTERM', stop);
-        process.stdout.on('error', stop);
+        ctx.stdout.on('error', stop);
         try {
           await watchLive(client, {
             filter: {
@@ -162,14 +162,14 @@ export function registerWatch(program: Command): void {
               ...(options.module === undefined ? {} : { module: options.module }),
             },
             onMessage: (message) =>
-              print(options.json === true ? message.data : formatLiveMessage(message)),
-            note: (text) => void process.stderr.write(`${text}\n`),
+              ctx.print(options.json === true ? message.data : formatLiveMessage(message)),
+            note: (text) => void ctx.stderr.write(`${text}\n`),
             signal: done.signal,
           });
         } finally {
           process.off('SIGINT', stop);
           process.off('SIGTERM', stop);
-          process.stdout.off('error', stop);
+          ctx.stdout.off('error', stop);
         }
       },
     );

@@ -3,16 +3,15 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { IonClient } from '../../src/api/client.js';
 import { jobIdFor, newId } from '../../src/core/ids.js';
 import { nowIso } from '../../src/core/time.js';
-import { cli, type CliResult } from '../e2e/harness.js';
 import { startApiApp, type ApiApp } from '../support/api-app.js';
+import { ion as runIon, type CliResult } from './run-cli.js';
 
-// The real CLI process against an API listening on loopback: `ion module ...` and `ion dlq ...`,
+// The CLI's commands, run in process, against an API listening on loopback: `ion module ...` and `ion dlq ...`,
 // human output and --json, unknown names (exit 1), usage errors (exit 2) and bulk operations.
 
 let api: ApiApp;
 let url: string;
 let client: IonClient;
-const env = { ION_TOKEN: '', ION_PROFILE: '', ION_CLI_CONFIG: '/nonexistent/ion.yaml' };
 
 beforeEach(async () => {
   api = await startApiApp('ion-cli-admin-', 1024 * 1024);
@@ -26,7 +25,7 @@ afterEach(async () => {
 });
 
 function ion(...args: string[]): Promise<CliResult> {
-  return cli(args, { apiUrl: url, env });
+  return runIon(args, { apiUrl: url });
 }
 
 /** Runs a command that must succeed and returns its stdout. */

@@ -10,17 +10,15 @@ import { createLogger } from '../../src/app/logger.js';
 import { formatLiveMessage, reconnectDelayMs } from '../../src/cli/commands/watch.js';
 import { loadConfig } from '../../src/config/config.js';
 import type { Scope } from '../../src/core/tokens.js';
-import { ROOT, cli, type CliResult } from '../e2e/harness.js';
+import { ROOT } from '../e2e/harness.js';
+import { BASE_ENV, ion as cli, type CliResult } from './run-cli.js';
 import { runChild, startApiApp, type ApiApp } from '../support/api-app.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
-import { StopWaiting, waitFor } from '../support/wait.js';
+import { StopWaiting, waitFor } from '../support/wait-for.js';
 
-// The real CLI process against an API listening on loopback: `ion watch` (the live stream,
+// Against an API listening on loopback: the real `ion watch` process (the live stream,
 // with reconnection through a TCP proxy that drops connections), `ion token ... --remote`
 // against a server with auth on, and `ion blob put`.
-
-/** No profile, no token, no CLI config file of the machine running the tests. */
-const BASE_ENV = { ION_TOKEN: '', ION_PROFILE: '', ION_CLI_CONFIG: '/nonexistent/ion.yaml' };
 
 const cleanups: (() => Promise<void>)[] = [];
 

@@ -6,16 +6,15 @@ import { IonApp } from '../../src/app/ion-app.js';
 import { createLogger } from '../../src/app/logger.js';
 import { loadConfig } from '../../src/config/config.js';
 import { IonClient } from '../../src/api/client.js';
-import { cli } from '../e2e/harness.js';
+import { BASE_ENV as env, ion } from './run-cli.js';
 
-// The real CLI process against an in-process API: `ion event ls`, `ion event lineage`,
+// The CLI's commands, run in process, against an API listening on loopback: `ion event ls`, `ion event lineage`,
 // `ion insight ls` and `ion blob get`.
 describe('query commands of the CLI', () => {
   let dir: string;
   let app: IonApp;
   let url: string;
   let client: IonClient;
-  const env = { ION_TOKEN: '', ION_PROFILE: '', ION_CLI_CONFIG: '/nonexistent/ion.yaml' };
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'ion-cli-queries-'));
@@ -38,7 +37,7 @@ describe('query commands of the CLI', () => {
   it('ion event ls --json pages with --limit and --cursor', async () => {
     const ids = new Set<string>();
     for (let i = 0; i < 3; i++) ids.add((await client.publish({ type: 'cli.test' })).eventId);
-    const first = await cli(['event', 'ls', '--type', 'cli.test', '--limit', '2', '--json'], {
+    const first = await ion(['event', 'ls', '--type', 'cli.test', '--limit', '2', '--json'], {
       apiUrl: url,
       env,
     });
@@ -49,7 +48,7 @@ describe('query commands of the CLI', () => {
     };
     expect(page1.events).toHaveLength(2);
     expect(page1.nextCursor).not.toBeNull();
-    const second = await cli(
+    const second = await ion(
       [
         'event',
         'ls',
@@ -68,25 +67,25 @@ describe('query commands of the CLI', () => {
     expect(page2.nextCursor).toBeNull();
     expect(new Set([...page1.events, ...page2.events].map((e) => e.eventId))).toEqual(ids);
 
-    const human = await cli(['event', 'ls', '--type', 'cli.test', '--limit', '2'], {
+    const human = await ion(['event', 'ls', '--type', 'cli.test', '--limit', '2'], {
       apiUrl: url,
       env,
     });
     expect(human.stdout).toContain('next page: --cursor');
-    const bad = await cli(['event', 'ls', '--limit', 'x'], { apiUrl: url, env });
+    const bad = await ion(['event', 'ls', '--limit', 'x'], { apiUrl: url });
     expect(bad.code).toBe(2);
   }, 60_000);
 
   it('ion event lineage, ion insight ls and ion blob get -o', async () => {
     const { eventId } = await client.publish({ type: 'cli.lineage' });
-    const lineage = await cli(['event', 'lineage', eventId, '--json'], { apiUrl: url, env });
+    const lineage = await ion(['event', 'lineage', eventId, '--json'], { apiUrl: url });
     expect(lineage.code, lineage.stderr).toBe(0);
     expect(JSON.parse(lineage.stdout)).toMatchObject({
       event: { eventId },
       ancestors: [],
       descendants: [],
     });
-    const insights = await cli(['insight', 'ls', '--key', 'nothing', '--json'], {
+    const insights = await ion(['insight', 'ls', '--key', 'nothing', '--json'], {
       apiUrl: url,
       env,
     });
@@ -97,10 +96,10 @@ describe('query commands of the CLI', () => {
     await writeFile(src, 'hello blob');
     const ref = await client.uploadFile(src);
     const out = join(dir, 'out.txt');
-    const got = await cli(['blob', 'get', ref.sha256, '-o', out], { apiUrl: url, env });
+    const got = await ion(['blob', 'get', ref.sha256, '-o', out], { apiUrl: url });
     expect(got.code, got.stderr).toBe(0);
     expect(await readFile(out, 'utf8')).toBe('hello blob');
-    const missing = await cli(['blob', 'get', '0'.repeat(64)], { apiUrl: url, env });
+    const missing = await ion(['blob', 'get', '0'.repeat(64)], { apiUrl: url });
     expect(missing.code).toBe(1);
   }, 60_000);
 });

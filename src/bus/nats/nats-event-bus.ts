@@ -1,11 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type {
-  ConsumerConfig,
-  ConsumerInfo,
-  JetStreamClient,
-  JetStreamManager,
-  NatsConnection,
-} from 'nats';
+import type { ConsumerInfo, JetStreamClient, JetStreamManager, NatsConnection } from 'nats';
 import {
   NotFoundError,
   UnavailableError,
@@ -23,12 +17,17 @@ import type {
 import { NatsNames, checkTopic, checkedMessage } from './nats-names.js';
 import { checkSubscriptionSpec } from '../checks.js';
 import {
-  ADAPTER,
-  type LiveEntry,
-  type SubscriptionMeta,
-  SubscriptionPuller,
-  liveKey,
-} from './nats-subscription-puller.js';
+  CONSUMER_NOT_FOUND,
+  consumerConfig,
+  consumersOf,
+  deleteConsumer,
+  ensureStream,
+  isApiError,
+  loadMeta,
+  metaOf,
+} from './nats-admin.js';
+import { ADAPTER, type LiveEntry, type SubscriptionMeta, liveKey } from './nats-delivery.js';
+import { SubscriptionPuller } from './nats-subscription-puller.js';
 
 /** Options of {@link NatsEventBus}. */
 export interface NatsEventBusOptions {
@@ -53,31 +52,6 @@ interface Connected {
   nc: NatsConnection;
   js: JetStreamClient;
   jsm: JetStreamManager;
-}
-
-/** The per-id dedupe window: a message id published twice within it is stored once. */
-const DUPLICATE_WINDOW_MS = 2 * 60 * 1000;
-/**
- * How long the stream keeps a message (limits retention, see ensureStream): far longer than
- * any retry delay or lease, so only a subscription left unconsumed for a week loses messages.
- */
-const MAX_AGE_MS = 7 * 24 * 60 * 60 * 1000;
-const MS = 1_000_000; // nanoseconds
-/** JetStream API error codes. */
-const CONSUMER_NOT_FOUND = 10014;
-const STREAM_NOT_FOUND = 10059;
-
-function isApiError(err: unknown, errCode: number): boolean {
-  return (err as { api_error?: { err_code?: number } }).api_error?.err_code === errCode;
-}
-
-/** The subscription's metadata, kept in the description of its direct consumer. */
-function metaOf(direct: ConsumerInfo): SubscriptionMeta {
-  const meta = JSON.parse(direct.config.description ?? '{}') as Partial<SubscriptionMeta>;
-  return {
-    topics: meta.topics ?? [],
-    leaseMs: meta.leaseMs ?? (direct.config.ack_wait ?? 0) / MS,
-  };
 }
 
 /**
@@ -151,7 +125,7 @@ export class NatsEventBus implements EventBus {
         maxReconnectAttempts: -1,
       });
       const jsm = await nc.jetstreamManager({ checkAPI: false });
-      await this.ensureStream(nats, jsm);
+      await ensureStream(nats, jsm, this.names, this.options.logger);
       this.conn = { nats, nc, js: nc.jetstream(), jsm };
       void this.watchStatus(nats, nc);
     } catch (err) {
@@ -182,26 +156,26 @@ export class NatsEventBus implements EventBus {
     const topics = [...new Set(spec.topics)];
     const leaseMs = Math.round(spec.leaseMs);
     const { names } = this;
-    await this.run('ensureSubscription', async ({ jsm }) => {
-      const existing = await this.consumersOf(jsm, spec.name);
+    await this.run('ensureSubscription', async ({ nats, jsm }) => {
+      const existing = await consumersOf(jsm, names, spec.name);
       const wanted = new Set<string>();
       for (const topic of topics) {
         const durable = names.topicConsumer(spec.name, topic);
         wanted.add(durable);
         await jsm.consumers.add(
           names.stream,
-          this.consumerConfig(durable, names.topicSubject(topic), leaseMs),
+          consumerConfig(nats, durable, names.topicSubject(topic), leaseMs),
         );
       }
       // The direct consumer last: its metadata only names consumers that exist.
       const direct = names.directConsumer(spec.name);
       const meta: SubscriptionMeta = { topics, leaseMs };
       await jsm.consumers.add(names.stream, {
-        ...this.consumerConfig(direct, names.directSubject(spec.name), leaseMs),
+        ...consumerConfig(nats, direct, names.directSubject(spec.name), leaseMs),
         description: JSON.stringify(meta),
       });
       for (const durable of existing) {
-        if (durable !== direct && !wanted.has(durable)) await this.deleteConsumer(jsm, durable);
+        if (durable !== direct && !wanted.has(durable)) await deleteConsumer(jsm, names, durable);
       }
     });
     this.pullers.get(spec.name)?.invalidate();
@@ -211,9 +185,9 @@ export class NatsEventBus implements EventBus {
     const direct = this.names.directConsumer(name);
     await this.run('deleteSubscription', async ({ jsm }) => {
       // The direct consumer first: the subscription stops existing before its topics go.
-      await this.deleteConsumer(jsm, direct);
-      for (const durable of await this.consumersOf(jsm, name))
-        await this.deleteConsumer(jsm, durable);
+      await deleteConsumer(jsm, this.names, direct);
+      for (const durable of await consumersOf(jsm, this.names, name))
+        await deleteConsumer(jsm, this.names, durable);
     });
     this.pullers.get(name)?.invalidate();
   }
@@ -225,7 +199,7 @@ export class NatsEventBus implements EventBus {
 
   async sendTo(subscription: string, message: BusMessage): Promise<void> {
     const m = checkedMessage(message);
-    const meta = await this.run('sendTo', () => this.loadMeta(subscription));
+    const meta = await this.run('sendTo', ({ jsm }) => loadMeta(jsm, this.names, subscription));
     if (!meta) throw new NotFoundError(`subscription "${subscription}" does not exist`);
     const inFlight = this.live.get(liveKey(subscription, m.id));
     if (inFlight && inFlight.leaseEndsAt > Date.now()) return; // its consumer will settle it
@@ -326,7 +300,7 @@ export class NatsEventBus implements EventBus {
         logger: this.options.logger,
         live: this.live,
         pullExpiresMs: this.options.pullExpiresMs ?? 10_000,
-        loadMeta: (name: string) => this.loadMeta(name),
+        loadMeta: (name: string) => loadMeta(this.connected().jsm, this.names, name),
       };
       puller = new SubscriptionPuller(ctx, subscription, nats.createInbox());
       this.pullers.set(subscription, puller);
@@ -354,86 +328,6 @@ export class NatsEventBus implements EventBus {
         });
       }
     });
-  }
-
-  private async ensureStream(nats: Nats, jsm: JetStreamManager): Promise<void> {
-    const { stream, prefix } = this.names;
-    try {
-      const info = await jsm.streams.info(stream);
-      if (info.config.retention === nats.RetentionPolicy.Interest)
-        this.options.logger?.warn(
-          { stream },
-          `${ADAPTER}: stream ${stream} uses interest retention, which can lose messages when nats-server 2.9 restarts; recreate it (Ion creates it with limits retention)`,
-        );
-      return;
-    } catch (err) {
-      if (!isApiError(err, STREAM_NOT_FOUND)) throw err;
-    }
-    // Another instance creating it at the same moment is fine: same config, same answer.
-    // Limits, not interest retention: on a restart, nats-server 2.9 recovers an interest
-    // stream's consumers one by one, and each one recovered acks the messages below its ack
-    // floor on every subject, deleting those the consumers not yet recovered still need (a
-    // subscription behind another lost 24 of 25 messages in test/soak/nats-restart.test.ts).
-    await jsm.streams.add({
-      name: stream,
-      subjects: [`${prefix}.>`],
-      retention: nats.RetentionPolicy.Limits,
-      max_age: MAX_AGE_MS * MS,
-      storage: nats.StorageType.File,
-      discard: nats.DiscardPolicy.Old,
-      duplicate_window: DUPLICATE_WINDOW_MS * MS,
-      num_replicas: 1,
-    });
-  }
-
-  private consumerConfig(
-    durable: string,
-    filter: string,
-    leaseMs: number,
-  ): Partial<ConsumerConfig> {
-    const { nats } = this.connected();
-    return {
-      durable_name: durable,
-      filter_subject: filter,
-      ack_policy: nats.AckPolicy.Explicit,
-      ack_wait: leaseMs * MS,
-      deliver_policy: nats.DeliverPolicy.New,
-      max_deliver: -1,
-      max_ack_pending: 10_000,
-    };
-  }
-
-  /** The subscription's metadata from its direct consumer; undefined when it does not exist. */
-  private async loadMeta(subscription: string): Promise<SubscriptionMeta | undefined> {
-    const { jsm } = this.connected();
-    try {
-      const info = await jsm.consumers.info(
-        this.names.stream,
-        this.names.directConsumer(subscription),
-      );
-      return metaOf(info);
-    } catch (err) {
-      if (isApiError(err, CONSUMER_NOT_FOUND)) return undefined;
-      throw err;
-    }
-  }
-
-  /** Names of the subscription's consumers (all of them, even orphans of a failed ensure). */
-  private async consumersOf(jsm: JetStreamManager, subscription: string): Promise<string[]> {
-    const prefix = this.names.consumerPrefix(subscription);
-    const found: string[] = [];
-    for await (const info of jsm.consumers.list(this.names.stream)) {
-      if (info.name.startsWith(prefix)) found.push(info.name);
-    }
-    return found;
-  }
-
-  private async deleteConsumer(jsm: JetStreamManager, durable: string): Promise<void> {
-    try {
-      await jsm.consumers.delete(this.names.stream, durable);
-    } catch (err) {
-      if (!isApiError(err, CONSUMER_NOT_FOUND)) throw err;
-    }
   }
 
   private connected(): Connected {

@@ -7,7 +7,7 @@ import {
   type LiveCursor,
 } from '../../src/api/routes/live.js';
 import { expectError, runChild, startApiApp, type ApiApp } from '../support/api-app.js';
-import { waitFor } from '../support/wait.js';
+import { waitFor } from '../support/wait-for.js';
 
 /** One parsed Server-Sent Events message. */
 interface SseMessage {
@@ -17,6 +17,21 @@ interface SseMessage {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Waits until the live stream has polled the store twice more from now: the second poll
+ * starts after the first ended, so everything stored before this call has been seen.
+ */
+async function polledAgain(): Promise<void> {
+  const polls = vi.spyOn(api.app.control, 'listEvents');
+  try {
+    await waitFor('two more polls of the live stream', () =>
+      polls.mock.calls.length >= 2 ? true : undefined,
+    );
+  } finally {
+    polls.mockRestore();
+  }
+}
 
 let api: ApiApp;
 let base: string;
@@ -143,7 +158,7 @@ describe('GET /v1/stream', () => {
     const { event: unrelated } = await api.app.control.publish({ type: 'live.other' });
     expect(unrelated.correlationId).not.toBe(root.correlationId);
     // Let the unrelated event be seen by at least one poll before the related one exists.
-    await sleep(1200);
+    await polledAgain();
     const marker = await runChild(api.app.backends.store, root, 'lang');
     const first = await stream.next(5000);
     expect(first.data.correlationId).toBe(root.correlationId);
@@ -154,7 +169,6 @@ describe('GET /v1/stream', () => {
     }
     expect(message.data.eventId).toBe(marker.eventId);
     stream.close();
-    await sleep(100);
     const health = await fetch(`${base}/healthz`);
     expect(health.status).toBe(200);
   });
@@ -164,7 +178,7 @@ describe('GET /v1/stream', () => {
     const stream = await openStream('?module=lang');
     await api.app.control.publish({ type: 'live.other' });
     await runChild(api.app.backends.store, root, 'other');
-    await sleep(1200);
+    await polledAgain();
     const child = await runChild(api.app.backends.store, root, 'lang');
     const seen: SseMessage[] = [];
     while (!seen.some((m) => m.event === 'event')) seen.push(await stream.next(5000));

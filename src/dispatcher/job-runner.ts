@@ -242,7 +242,7 @@ export class JobRunner {
     }
     const duration = end.result.durationMs;
     const committed = end;
-    await spans.commit(jobId, true, async () => {
+    await spans.commit(async () => {
       await store.commitAttempt({
         jobId,
         attempt,
@@ -256,7 +256,7 @@ export class JobRunner {
         children: committed.children,
       });
       await delivery.ack();
-    });
+    }, committed.children);
     spans.finish('succeeded', end);
     this.deps.onCommitted?.();
     this.deps.onAttemptFinished?.({
@@ -287,7 +287,7 @@ export class JobRunner {
     const outcome = failureOutcome(end, failures, module.retries);
     this.deps.onAttemptFinished?.({ module: module.name, outcome, durationMs: base.durationMs });
     try {
-      await spans.commit(jobId, false, () => this.recordFailure(a, failures, end, base, outcome));
+      await spans.commit(() => this.recordFailure(a, failures, end, base, outcome));
     } finally {
       spans.finish(outcome, end);
     }

@@ -43,14 +43,9 @@ function bytes(files: readonly FileRef[]): number {
 function parentOf(notice: EventNotice, event: IonEvent) {
   return (
     remoteContext(notice.traceparent) ??
-    // A message without trace context (a relay with tracing off): under the span that made
-    // the event, whose id every process can derive.
-    derivedContext(
-      event.correlationId,
-      event.sourceJobId === null
-        ? spanIdFor('publish', event.eventId)
-        : spanIdFor('commit', event.sourceJobId),
-    )
+    // A message without trace context (a relay with tracing off): under the span of the
+    // event's raising, whose id every process derives from the event id.
+    derivedContext(event.correlationId, spanIdFor('event', event.eventId))
   );
 }
 
@@ -168,16 +163,33 @@ export class AttemptSpans {
     span.end();
   }
 
-  /** Records the outcome in a `ion.job.commit` span around `fn`; a successful commit's id derives from the job. */
-  async commit<T>(jobId: string, ok: boolean, fn: () => Promise<T>): Promise<T> {
+  /**
+   * Records the outcome in an `ion.job.commit` span around `fn`. A successful commit raised
+   * `children`: each gets an `ion.event` span under the commit, whose id derives from the
+   * child's event id, so the relay (maybe in another process) hangs its hop under it
+   * knowing only the outbox row.
+   */
+  async commit<T>(fn: () => Promise<T>, children: readonly IonEvent[] = []): Promise<T> {
     if (!this.tracing.enabled) return fn();
-    const span = this.child(
-      'ion.job.commit',
-      undefined,
-      ok ? spanIdFor('commit', jobId) : undefined,
-    );
+    const span = this.child('ion.job.commit');
     try {
-      return await this.tracing.within(span, fn);
+      const result = await this.tracing.within(span, fn);
+      this.tracing.within(span, () => {
+        for (const child of children)
+          this.tracing
+            .start('ion.event', {
+              place: { local: true },
+              kind: SpanKind.PRODUCER,
+              spanId: spanIdFor('event', child.eventId),
+              attributes: {
+                [ATTR.eventId]: child.eventId,
+                [ATTR.eventType]: child.type,
+                [ATTR.bytesOut]: bytes(child.files),
+              },
+            })
+            .end();
+      });
+      return result;
     } catch (err) {
       span.setStatus({ code: SpanStatusCode.ERROR, message: String(err) });
       throw err;

@@ -79,17 +79,12 @@ export class OutboxRelay {
   }
 
   /**
-   * The relay hop as a span under the span that made the event (the job's commit, or the
-   * publish of a root event: both ids derive from what the event records), carried in the
-   * message so the job it starts is a child of this hop.
+   * The relay hop as a span under the span of the event's raising (`ion.event` under the
+   * job's commit, or `ion.publish` for a root event: both ids derive from the event id),
+   * carried in the message so the job it starts is a child of this hop.
    */
   private async publishTraced(entry: OutboxEntry): Promise<void> {
-    // The entry does not say which job raised the event; the event does.
-    const event = await this.store.getEvent(entry.eventId);
-    const parentSpanId =
-      event?.sourceJobId == null
-        ? spanIdFor('publish', entry.eventId)
-        : spanIdFor('commit', event.sourceJobId);
+    const parentSpanId = spanIdFor('event', entry.eventId);
     const span = this.tracing.start('ion.relay.publish', {
       place: { parent: derivedContext(entry.correlationId, parentSpanId) },
       kind: SpanKind.PRODUCER,

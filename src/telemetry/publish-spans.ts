@@ -12,7 +12,7 @@ export interface PublishObservable {
  * An `ion.publish` span for every root event stored through this process (the API's
  * `POST /v1/events`, the gateway and CloudEvents all publish through the same operation):
  * from the event's creation to its row and outbox entry being stored. It is the root of the
- * correlation's trace, with a span id derived from the event id so the relay hop (maybe in
+ * correlation's trace, with a span id derived from the event id (as a job's `ion.event` spans) so the relay hop (maybe in
  * another process) hangs under it; the HTTP request that carried it, when traced, is linked.
  * Returns the function that stops observing.
  */
@@ -24,7 +24,7 @@ export function tracePublishes(control: PublishObservable, tracing: Tracing): ()
       const span = tracing.start('ion.publish', {
         place: { traceOf: event.correlationId },
         kind: SpanKind.PRODUCER,
-        spanId: spanIdFor('publish', event.eventId),
+        spanId: spanIdFor('event', event.eventId),
         startTime: Date.parse(event.createdAt),
         attributes: {
           'ion.event.id': event.eventId,

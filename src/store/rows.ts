@@ -347,3 +347,22 @@ export function toOutboxEntry(r: OutboxJoinRow): OutboxEntry {
     jobId: r.job_id,
   };
 }
+
+/** The columns of an event row, in the order of {@link eventInsertValues}. */
+export const EVENT_COLUMNS =
+  'event_id, type, correlation_id, parent_event_id, source, source_job_id, data, files, created_at';
+
+/** An event's values for {@link EVENT_COLUMNS}; data and files as JSON text. */
+export function eventInsertValues(e: IonEvent): (string | null)[] {
+  return [
+    e.eventId,
+    e.type,
+    e.correlationId,
+    e.parentEventId,
+    e.source,
+    e.sourceJobId,
+    JSON.stringify(e.data),
+    JSON.stringify(e.files),
+    e.createdAt,
+  ];
+}

@@ -2,31 +2,13 @@ import type { QueryResult, QueryResultRow } from 'pg';
 import { NotFoundError } from '../../core/errors.js';
 import type { DeadLetter, IonEvent, Job, ModuleSpec } from '../../core/types.js';
 // Shared by both stores; re-exported so this adapter's modules import rows from one place.
-export {
-  canonicalSpec,
-  toAttempt,
-  toDeadLetter,
-  toInsight,
-  type AttemptRow,
-  type DeadLetterRow,
-  type InsightRow,
-} from '../rows.js';
-import {
-  eventFromRow,
-  jobFromRow,
-  moduleFromRow,
-  whereClause,
-  type DecodedEventRow,
-  type DecodedJobRow,
-  type DecodedModuleRow,
-  type OutboxJoinRow,
-  type TimeRange,
-} from '../rows.js';
+export * from '../rows.js';
+import * as shared from '../rows.js';
 
 // jsonb columns arrive decoded, so the shared mappers read these rows as they are.
-export const toModule = moduleFromRow;
-export const toEvent = eventFromRow;
-export const toJob = jobFromRow;
+export const toModule = shared.moduleFromRow;
+export const toEvent = shared.eventFromRow;
+export const toJob = shared.jobFromRow;
 import type { BeginAttemptInput } from '../document-store.js';
 import { quoteSchema } from './schema.js';
 
@@ -81,17 +63,17 @@ export interface Ctx {
 
 // -- rows as pg returns them (jsonb parsed, bigint as string) ----------------------------------
 
-export type ModuleRow = DecodedModuleRow & {
+export type ModuleRow = shared.DecodedModuleRow & {
   timeout_ms: string;
   paused: boolean;
   deleted: boolean;
 };
 
-export type EventRow = DecodedEventRow;
+export type EventRow = shared.DecodedEventRow;
 
-export type JobRow = DecodedJobRow;
+export type JobRow = shared.DecodedJobRow;
 
-export type OutboxRow = OutboxJoinRow & { id: string };
+export type OutboxRow = shared.OutboxJoinRow & { id: string };
 
 /**
  * Postgres `text` cannot hold NUL characters; free-form diagnostics (log tails, error messages)
@@ -170,21 +152,10 @@ export async function eventRow({ q, t }: Ctx, eventId: string): Promise<IonEvent
  */
 export async function insertEventIfAbsent({ q, t }: Ctx, e: IonEvent): Promise<boolean> {
   const res = await q.query(
-    `INSERT INTO ${t.events} (event_id, type, correlation_id, parent_event_id, source,
-       source_job_id, data, files, created_at)
+    `INSERT INTO ${t.events} (${shared.EVENT_COLUMNS})
      VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9)
      ON CONFLICT (event_id) DO NOTHING`,
-    [
-      e.eventId,
-      e.type,
-      e.correlationId,
-      e.parentEventId,
-      e.source,
-      e.sourceJobId,
-      JSON.stringify(e.data),
-      JSON.stringify(e.files),
-      e.createdAt,
-    ],
+    shared.eventInsertValues(e),
   );
   return (res.rowCount ?? 0) > 0;
 }
@@ -258,10 +229,10 @@ export async function requireJob(ctx: Ctx, jobId: string, forUpdate = false): Pr
   return toJob(row);
 }
 
-/** `WHERE a = $1 AND ...` from the defined filters and ranges (see {@link whereClause}). */
+/** `WHERE a = $1 AND ...` from the defined filters and ranges (see {@link shared.whereClause}). */
 export function conditions(
   filters: Record<string, string | undefined>,
-  ranges: readonly TimeRange[] = [],
+  ranges: readonly shared.TimeRange[] = [],
 ): { where: string; params: string[] } {
-  return whereClause(filters, ranges, (n) => `$${n}`);
+  return shared.whereClause(filters, ranges, (n) => `$${n}`);
 }

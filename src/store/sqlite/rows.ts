@@ -9,27 +9,9 @@ import type {
   ModuleSpec,
 } from '../../core/types.js';
 // Shared by both stores; re-exported so this adapter's modules import rows from one place.
-export {
-  canonicalSpec,
-  toAttempt,
-  toDeadLetter,
-  toInsight,
-  type AttemptRow,
-  type DeadLetterRow,
-  type InsightRow,
-} from '../rows.js';
+export * from '../rows.js';
 import type { BeginAttemptInput } from '../document-store.js';
-import {
-  eventFromRow,
-  jobFromRow,
-  moduleFromRow,
-  whereClause,
-  type DecodedEventRow,
-  type DecodedJobRow,
-  type DecodedModuleRow,
-  type OutboxJoinRow,
-  type TimeRange,
-} from '../rows.js';
+import * as shared from '../rows.js';
 
 /**
  * Row shapes of the SQLite document store, their mapping to domain types, and the small
@@ -39,7 +21,7 @@ import {
 
 /** JSON columns as text, booleans as 0/1. */
 export type ModuleRow = Omit<
-  DecodedModuleRow,
+  shared.DecodedModuleRow,
   'subscribes' | 'publishes' | 'command' | 'env' | 'timeout_ms' | 'paused'
 > & {
   subscribes: string;
@@ -51,14 +33,17 @@ export type ModuleRow = Omit<
   deleted: number;
 };
 
-export type EventRow = Omit<DecodedEventRow, 'data' | 'files'> & { data: string; files: string };
+export type EventRow = Omit<shared.DecodedEventRow, 'data' | 'files'> & {
+  data: string;
+  files: string;
+};
 
-export type JobRow = Omit<DecodedJobRow, 'outputs_json'> & { outputs_json: string };
+export type JobRow = Omit<shared.DecodedJobRow, 'outputs_json'> & { outputs_json: string };
 
-export type OutboxRow = OutboxJoinRow & { id: number };
+export type OutboxRow = shared.OutboxJoinRow & { id: number };
 
 export function toModule(r: ModuleRow): ModuleRecord {
-  return moduleFromRow({
+  return shared.moduleFromRow({
     ...r,
     subscribes: JSON.parse(r.subscribes) as string[],
     publishes: JSON.parse(r.publishes) as string[],
@@ -68,7 +53,7 @@ export function toModule(r: ModuleRow): ModuleRecord {
 }
 
 export function toEvent(r: EventRow): IonEvent {
-  return eventFromRow({
+  return shared.eventFromRow({
     ...r,
     data: JSON.parse(r.data) as IonEvent['data'],
     files: JSON.parse(r.files) as IonEvent['files'],
@@ -76,7 +61,7 @@ export function toEvent(r: EventRow): IonEvent {
 }
 
 export function toJob(r: JobRow): Job {
-  return jobFromRow({ ...r, outputs_json: JSON.parse(r.outputs_json) as FileRef[] });
+  return shared.jobFromRow({ ...r, outputs_json: JSON.parse(r.outputs_json) as FileRef[] });
 }
 
 /**
@@ -139,21 +124,10 @@ export function insertEventIfAbsent(db: Database, e: IonEvent): boolean {
   return (
     db
       .prepare(
-        `INSERT INTO events (event_id, type, correlation_id, parent_event_id, source,
-           source_job_id, data, files, created_at)
+        `INSERT INTO events (${shared.EVENT_COLUMNS})
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING`,
       )
-      .run(
-        e.eventId,
-        e.type,
-        e.correlationId,
-        e.parentEventId,
-        e.source,
-        e.sourceJobId,
-        JSON.stringify(e.data),
-        JSON.stringify(e.files),
-        e.createdAt,
-      ).changes > 0
+      .run(shared.eventInsertValues(e)).changes > 0
   );
 }
 
@@ -207,10 +181,10 @@ export function requireJob(db: Database, jobId: string): Job {
   return toJob(row);
 }
 
-/** `WHERE a = ? AND ...` from the defined filters and ranges (see {@link whereClause}). */
+/** `WHERE a = ? AND ...` from the defined filters and ranges (see {@link shared.whereClause}). */
 export function conditions(
   filters: Record<string, string | undefined>,
-  ranges: readonly TimeRange[] = [],
+  ranges: readonly shared.TimeRange[] = [],
 ): { where: string; params: string[] } {
-  return whereClause(filters, ranges, () => '?');
+  return shared.whereClause(filters, ranges, () => '?');
 }

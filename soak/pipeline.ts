@@ -32,7 +32,8 @@ export const CHILDREN: Record<string, [string, number] | undefined> = {
   [MODULES.chain1]: ['soak.chained', 1],
 };
 
-const MARK = 'touch "$MARKERS/$ION_MODULE.$ION_EVENT_ID.$ION_ATTEMPT"';
+/** The marker holds the run's start time (ms since the epoch), to compare with the store's. */
+const MARK = 'date +%s%3N > "$MARKERS/$ION_MODULE.$ION_EVENT_ID.$ION_ATTEMPT"';
 /** Every successful run stores one insight `run` = attempt: two rows for a job = a duplicate effect. */
 const INSIGHT = `printf '[{"key":"run","value":"%s"}]' "$ION_ATTEMPT" > out/insights.json`;
 

@@ -34,12 +34,14 @@ const secs = (ms: number | undefined): string =>
 export function summaryTable(results: SetupResult[]): string {
   const lines: string[] = [];
   lines.push(
-    '| set-up | seconds | seed | roots accepted | events stored | jobs run | attempts | blobs checked | events lost | duplicate effects | violations |',
+    '| set-up | seconds | seed | roots accepted | events stored | jobs run | attempts | blobs checked | events lost | duplicate effects | overlapping runs | violations |',
   );
-  lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  lines.push(
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  );
   for (const r of results)
     lines.push(
-      `| ${r.setup} | ${r.seconds} | ${r.seed} | ${r.load.accepted.length} | ${r.report.events} | ${r.report.jobsRun} | ${r.report.attemptsRun} | ${r.report.blobsChecked} | ${r.report.eventsLost} | ${r.report.duplicateEffects} | ${r.report.violations.length} |`,
+      `| ${r.setup} | ${r.seconds} | ${r.seed} | ${r.load.accepted.length} | ${r.report.events} | ${r.report.jobsRun} | ${r.report.attemptsRun} | ${r.report.blobsChecked} | ${r.report.eventsLost} | ${r.report.duplicateEffects} | ${String((r.report as { overlappingRuns?: number }).overlappingRuns ?? '-')} | ${r.report.violations.length} |`,
     );
   lines.push('');
   lines.push(

@@ -162,7 +162,7 @@ export class WarmContainerLauncher implements WarmLauncher {
     const settings = this.settings(spec);
     const image = settings.image ?? this.options.runtimeImage;
     const root = await mkdtemp(join(this.options.homeDir ?? tmpdir(), 'ion-warm-'));
-    const controlDir = await mkdtemp(join(tmpdir(), 'ion-warm-control-'));
+    const controlDir = await mkdtemp(join(this.controlHome(), 'ion-warm-control-'));
     let server: Server | null = null;
     let container: Docker.Container | null = null;
     const cleanup = async (): Promise<void> => {
@@ -264,6 +264,17 @@ export class WarmContainerLauncher implements WarmLauncher {
         ? err
         : this.fault(`cannot create a warm container of ${module}`, err);
     }
+  }
+
+  /**
+   * Where control socket directories go: beside the slots (the data dir, which an engine
+   * outside Ion's own container must see anyway for the job directories), unless the
+   * socket's path would pass the ~107 bytes a unix socket address holds: then the tmpdir.
+   */
+  private controlHome(): string {
+    const home = this.options.homeDir ?? tmpdir();
+    const longest = join(home, 'ion-warm-control-XXXXXX', 'control.sock');
+    return Buffer.byteLength(longest) <= 100 ? home : tmpdir();
   }
 
   /** Creates the container, pulling its image as the pull policy says; a string says why not. */

@@ -163,7 +163,11 @@ export function startSdk(
 function instrument(provider: NodeTracerProvider, logger: Logger): () => void {
   if (!esmHookRegistered) {
     try {
-      register('@opentelemetry/instrumentation/hook.mjs', import.meta.url);
+      // Only the driver the instrumentations patch goes through the hook: every other module
+      // loads as it would without tracing.
+      register('@opentelemetry/instrumentation/hook.mjs', import.meta.url, {
+        data: { include: ['pg', 'pg-pool'] },
+      });
       esmHookRegistered = true;
     } catch (err) {
       logger.warn({ err: errorMessage(err) }, 'tracing: the ESM hook for pg could not be set');

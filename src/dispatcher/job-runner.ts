@@ -347,9 +347,8 @@ export class JobRunner {
   ): Promise<AttemptEnd> {
     const { module, event, jobId, attempt, replayId, spans } = a;
     const host = await this.deps.jobHosts.hostFor(module);
-    // A warm module's process is keyed by its env minus the per-job variables, which do not
-    // include the trace context yet: passing it would start a process per job.
-    const traceEnv = spans.startRun(module.warm === undefined);
+    // Warm modules too: the warm protocol sends the trace context with each job.
+    const traceEnv = spans.startRun();
     if (isHostFailure(host))
       return { ok: false, released: false, ...host, result: null, logBlob: null };
     let ran: JobHostResult;

@@ -136,11 +136,10 @@ export class AttemptSpans {
    * Ends prepare, starts the run span, and returns the trace context the module gets in its
    * environment (`TRACEPARENT`, `TRACESTATE`, `BAGGAGE`), pointing at the run span.
    */
-  startRun(passToModule = true): Record<string, string> {
+  startRun(): Record<string, string> {
     if (!this.tracing.enabled) return {};
     this.endPrepare();
     this.runSpan = this.child('ion.job.run');
-    if (!passToModule) return {};
     const carrier: Record<string, string> = {};
     propagation.inject(trace.setSpan(context.active(), this.runSpan), carrier);
     const env: Record<string, string> = {};

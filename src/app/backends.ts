@@ -92,18 +92,23 @@ export function createJobHosts(
     // Imported on first use: a worker of local processes never loads dockerode.
     docker: async () => {
       const { DockerExecutor } = await import('../executors/docker/docker-executor.js');
+      const { warmContainerExecutor } =
+        await import('../executors/docker/warm-container-executor.js');
       const docker = config.executor.docker;
+      const engine = {
+        ...(docker.host === undefined ? {} : { host: docker.host }),
+        runtimeImage: docker.runtimeImage,
+        stopGraceMs: docker.stopGraceMs,
+        imageRetryDelayMs: docker.imageRetryDelayMs,
+        runtimeMounts: existsSync(SDK_DIR) ? [SDK_DIR] : [],
+        logger,
+      };
       return new DirJobHost({
         kind: 'docker',
-        executor: new DockerExecutor({
-          ...(docker.host === undefined ? {} : { host: docker.host }),
-          runtimeImage: docker.runtimeImage,
-          stopGraceMs: docker.stopGraceMs,
-          imageRetryDelayMs: docker.imageRetryDelayMs,
-          isAttemptLive: attemptLiveness(store),
-          runtimeMounts: existsSync(SDK_DIR) ? [SDK_DIR] : [],
-          logger,
-        }),
+        executor: new DockerExecutor({ ...engine, isAttemptLive: attemptLiveness(store) }),
+        // Warm modules: one long-lived container per slot; the slots live beside the job
+        // directories, so a job's files are renamed into a slot, never copied.
+        warmExecutor: warmContainerExecutor({ ...engine, homeDir: dataDir }),
         blobs,
         dataDir,
         keepJobDirs,

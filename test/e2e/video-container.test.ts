@@ -5,7 +5,12 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { InsightHitView, TraceView } from '../../src/api/client.js';
 import type { Insight } from '../../src/core/types.js';
-import { dockerEngine, ENGINE_SETUP_TIMEOUT_MS } from '../support/container-engine.js';
+import {
+  dockerClient,
+  dockerEngine,
+  ENGINE_SETUP_TIMEOUT_MS,
+  type ContainerEngine,
+} from '../support/container-engine.js';
 import { waitFor } from '../support/wait.js';
 import { cleanup, cli, ROOT, startIon, type IonProcess } from './harness.js';
 
@@ -28,6 +33,7 @@ function byKey(insights: Insight[]): Record<string, string> {
 
 describe('examples/video in containers (ion-container.yaml on dockerd)', () => {
   let ion: IonProcess;
+  let engine: ContainerEngine;
   const traces = new Map<string, TraceView>();
 
   beforeAll(async () => {
@@ -36,7 +42,7 @@ describe('examples/video in containers (ion-container.yaml on dockerd)', () => {
         throw new Error(
           `missing ${join(CACHE, video)}: run "npm ci --prefix examples/video && examples/video/fetch-samples.sh" (.ci/run does)`,
         );
-    const engine = await dockerEngine();
+    engine = await dockerEngine();
     await run(join(EXAMPLE, 'build-image.sh'), [], {
       env: { ...process.env, ...engine.cliEnv, DOCKER_HOST: engine.dockerHost },
       timeout: 300_000,
@@ -104,6 +110,19 @@ describe('examples/video in containers (ion-container.yaml on dockerd)', () => {
     expect(res.code, res.stderr).toBe(0);
     const hits = (JSON.parse(res.stdout) as { insights: InsightHitView[] }).insights;
     expect(hits.some((h) => h.key === 'video' && h.value === 'slideshow.mp4')).toBe(true);
+  });
+
+  it('runs the warm modules in long-lived containers: four detect jobs, at most two containers', async () => {
+    const t = traces.get('slideshow.mp4')!;
+    expect(t.jobs.filter((j) => j.module === 'detect')).toHaveLength(4);
+    const warm = await dockerClient(engine).listContainers({
+      all: true,
+      filters: { label: ['ion.executor=docker-warm', 'ion.module=detect'] },
+    });
+    // Idle slots stay up (idleTimeout 5m), one per concurrent job at most (concurrency 2).
+    expect(warm.length).toBeGreaterThanOrEqual(1);
+    expect(warm.length).toBeLessThanOrEqual(2);
+    for (const c of warm) expect(c.State).toBe('running');
   });
 
   it('fails a corrupt video with its one-line reason, in a container too', async () => {

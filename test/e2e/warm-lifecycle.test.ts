@@ -58,7 +58,7 @@ function pipeline(dir: string, markers: string, versionTag: string): string {
     env: { MARKERS: ${JSON.stringify(markers)}, VERSION_TAG: ${versionTag} }
 ${extra}`;
   return `modules:
-${module('w', '    warm: { maxJobs: 2 }\n    concurrency: 2\n    timeout: 2s\n    retries: 2\n')}${module('slow', '    warm: true\n    concurrency: 2\n    timeout: 30s\n    retries: 2\n')}`;
+${module('w', '    warm: { maxJobs: 2 }\n    concurrency: 2\n    timeout: 10s\n    retries: 2\n')}${module('slow', '    warm: true\n    concurrency: 2\n    timeout: 30s\n    retries: 2\n')}`;
 }
 
 interface Marker {

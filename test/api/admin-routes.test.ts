@@ -9,7 +9,7 @@ import { createLogger } from '../../src/app/logger.js';
 import { loadConfig } from '../../src/config/config.js';
 import { jobIdFor } from '../../src/core/ids.js';
 import { nowIso } from '../../src/core/time.js';
-import { waitFor } from '../support/wait-for.js';
+import { waitFor } from '../support/wait.js';
 
 // Module administration and bulk dead-letter routes, through app.inject() on a real SQLite
 // store and bus.

@@ -7,7 +7,7 @@ import {
   type LiveCursor,
 } from '../../src/api/routes/live.js';
 import { expectError, runChild, startApiApp, type ApiApp } from '../support/api-app.js';
-import { waitFor } from '../support/wait-for.js';
+import { waitFor } from '../support/wait.js';
 
 /** One parsed Server-Sent Events message. */
 interface SseMessage {

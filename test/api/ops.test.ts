@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { IonApp, type Roles } from '../../src/app/ion-app.js';
 import { createLogger } from '../../src/app/logger.js';
 import { loadConfig } from '../../src/config/config.js';
-import { waitFor } from '../support/wait-for.js';
+import { waitFor } from '../support/wait.js';
 
 let dir: string | undefined;
 let app: IonApp | undefined;

@@ -11,7 +11,7 @@ import { loadConfig } from '../../src/config/config.js';
 import { readTlsFiles } from '../../src/config/tls.js';
 import { UnavailableError, ValidationError } from '../../src/core/errors.js';
 import { cli, ROOT } from '../e2e/harness.js';
-import { StopWaiting, waitFor } from '../support/wait-for.js';
+import { StopWaiting, waitFor } from '../support/wait.js';
 
 /** No stack trace: no "    at fn (file:1:2)" frames. */
 const STACK = /\n\s+at\s|\bat [^\s]+ \(.*:\d+:\d+\)/;

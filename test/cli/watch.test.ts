@@ -14,7 +14,7 @@ import { ROOT } from '../e2e/harness.js';
 import { BASE_ENV, ion as cli, type CliResult } from './run-cli.js';
 import { runChild, startApiApp, type ApiApp } from '../support/api-app.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
-import { StopWaiting, waitFor } from '../support/wait-for.js';
+import { StopWaiting, waitFor } from '../support/wait.js';
 
 // Against an API listening on loopback: the real `ion watch` process (the live stream,
 // with reconnection through a TCP proxy that drops connections), `ion token ... --remote`

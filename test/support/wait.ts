@@ -1,3 +1,4 @@
+/** The one wait helper of the tests: wait for a condition with a deadline, never a fixed sleep. */
 /** Thrown by a check to end the wait at once: the condition can no longer become true. */
 export class StopWaiting extends Error {}
 

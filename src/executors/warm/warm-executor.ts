@@ -1,13 +1,13 @@
 import { stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { NotFoundError, UnavailableError, ValidationError } from '../../core/errors.js';
-import type { ExecutionFailure, ExecutionResult, ExecutionSpec, Executor } from '../executor.js';
+import type { ExecutionResult, ExecutionSpec, Executor } from '../executor.js';
 import { JobLog } from './job-log.js';
+import { converse, waitMarks } from './warm-conversation.js';
 import { newMark, splitEnv } from './protocol.js';
 import { WarmProcessLauncher } from './warm-process.js';
 import {
   isRefusal,
-  type WarmEvent,
   type WarmLauncher,
   type WarmRefusal,
   type WarmSlot,
@@ -208,7 +208,7 @@ export class WarmExecutor implements Executor {
           { cause: err },
         );
       }
-      const outcome = await this.converse(proc, spec, dir, jobEnv, mark, stopped, log, program);
+      const outcome = await converse(proc, spec, dir, jobEnv, mark, stopped, log, program);
       if (outcome === 'stopped') {
         log.note(
           stopReason === 'timedOut'
@@ -224,7 +224,7 @@ export class WarmExecutor implements Executor {
         });
       }
       if (outcome.kind === 'done') {
-        const marked = await this.waitMarks(proc, stopped);
+        const marked = await waitMarks(proc, stopped, this.markWaitMs);
         if (!marked)
           log.note(
             `[ion] the ${proc.noun} did not mark the end of its output within ${this.markWaitMs} ms; later output is not in this log`,
@@ -269,105 +269,6 @@ export class WarmExecutor implements Executor {
       await leave();
       settle();
     }
-  }
-
-  /** Start-up (for a fresh process) and one job, up to the process's answer. */
-  private async converse(
-    proc: WarmSlot,
-    spec: ExecutionSpec,
-    dir: string,
-    jobEnv: Record<string, string>,
-    mark: string,
-    stopped: Promise<'stopped'>,
-    log: JobLog,
-    program: string,
-  ): Promise<'stopped' | Answer> {
-    if (!proc.ready) {
-      const event = await Promise.race([proc.next(), stopped]);
-      if (event === 'stopped') return event;
-      if (!(event.kind === 'message' && event.message.type === 'ready'))
-        return this.unexpected(
-          event,
-          program,
-          'before it said ready (a warm module must run an Ion warm SDK loop or speak the protocol on fd 3: docs/modules.md, "Warm modules")',
-          proc.noun,
-        );
-      proc.ready = true;
-      log.note(`[ion] ${proc.noun} ${proc.id} of ${proc.module} v${proc.version} is ready`);
-    }
-    proc.jobs += 1;
-    clearTimeout(proc.idleTimer);
-    proc.send({
-      type: 'job',
-      id: spec.jobId,
-      attempt: spec.attempt,
-      dir,
-      env: jobEnv,
-      mark,
-    });
-    const event = await Promise.race([proc.next(), stopped]);
-    if (event === 'stopped') return event;
-    if (event.kind === 'message' && event.message.type === 'done') {
-      if (event.message.id !== spec.jobId)
-        return {
-          kind: 'violation',
-          reason: `done names job ${event.message.id}, not ${spec.jobId}`,
-        };
-      const { ok, exitCode, error } = event.message;
-      return {
-        kind: 'done',
-        ok,
-        exitCode: exitCode ?? 0,
-        ...(error === undefined ? {} : { error }),
-      };
-    }
-    return this.unexpected(event, program, 'in the middle of the job', proc.noun);
-  }
-
-  private unexpected(event: WarmEvent, program: string, when: string, noun: string): Answer {
-    switch (event.kind) {
-      case 'message':
-        return { kind: 'violation', reason: `unexpected "${event.message.type}" message ${when}` };
-      case 'violation':
-        return event;
-      case 'error': {
-        const code = (event.err as NodeJS.ErrnoException).code ?? 'EUNKNOWN';
-        return {
-          kind: 'spawn-error',
-          exitCode: code === 'ENOENT' ? 127 : 126,
-          message:
-            code === 'ENOENT'
-              ? `[ion] command not found: ${program}`
-              : `[ion] command cannot be executed: ${program} (${code})`,
-        };
-      }
-      case 'exit': {
-        const how =
-          event.code === null
-            ? `was killed by ${event.signal ?? 'a signal'}`
-            : `exited with code ${event.code}`;
-        return {
-          kind: 'crashed',
-          exitCode: event.code,
-          signal: event.signal,
-          failure: event.failure ?? {
-            code: 'module_crashed',
-            message: `the ${noun} ${how} ${when}`,
-          },
-        };
-      }
-    }
-  }
-
-  /** After `done`: both streams' end marks, up to `markWaitMs` (the pipes may lag the socket). */
-  private async waitMarks(proc: WarmSlot, stopped: Promise<'stopped'>): Promise<boolean> {
-    const deadline = performance.now() + this.markWaitMs;
-    while (!proc.outputMarked && proc.alive && performance.now() < deadline) {
-      const tick = new Promise((resolve) => setImmediate(resolve));
-      if ((await Promise.race([tick, stopped])) === 'stopped') return false;
-      if (!proc.outputMarked) await new Promise((resolve) => setTimeout(resolve, 1));
-    }
-    return proc.outputMarked;
   }
 
   private takeIdle(key: string): WarmSlot | undefined {
@@ -459,9 +360,3 @@ export class WarmExecutor implements Executor {
     this.idle.set(proc.key, list);
   }
 }
-
-type Answer =
-  | { kind: 'done'; ok: boolean; exitCode: number; error?: string }
-  | { kind: 'violation'; reason: string }
-  | { kind: 'spawn-error'; exitCode: number; message: string }
-  | { kind: 'crashed'; exitCode: number | null; signal: string | null; failure: ExecutionFailure };

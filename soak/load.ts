@@ -25,6 +25,8 @@ export interface AcceptedRoot {
 /** One HTTP answer (or its absence) seen by the load or the prober. */
 export interface Sample {
   at: number;
+  /** When the answer (or the failure) came. */
+  endedAt?: number;
   what: string;
   /** HTTP status, or 0 for a refused/reset connection, -1 for no answer within the hang limit. */
   status: number;
@@ -81,7 +83,7 @@ export class Api {
     } catch (err) {
       status = (err as Error).name === 'TimeoutError' ? -1 : 0;
     }
-    const sample: Sample = { at, what, status };
+    const sample: Sample = { at, endedAt: Date.now(), what, status };
     if (status >= 400) {
       const error = (body as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
       sample.errorFormat = typeof error?.code === 'string' && typeof error.message === 'string';

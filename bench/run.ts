@@ -22,7 +22,9 @@
  *                      module that loads slowly) or containers (bench/containers.ts: the same
  *                      pipeline as processes and as containers beside a `docker run --rm` loop)
  *                      or tracing (bench/tracing.ts: the same pipeline with tracing off and on,
- *                      exporting to a loopback OTLP receiver)
+ *                      exporting to a loopback OTLP receiver) or warm-container
+ *                      (bench/warm-container.ts: a module as a cold container per job and as a
+ *                      warm container, on dockerd and podman)
  *
  * Nothing is written into the repository: data lives in mkdtemp dirs, removed at the end.
  */
@@ -726,8 +728,10 @@ async function entry(): Promise<void> {
   if (suite === 'ui') return (await import('./ui.js')).runUiSuite();
   if (suite === 'video') return (await import('./video.js')).runVideoSuite();
   if (suite === 'tracing') return (await import('./tracing.js')).runTracingSuite();
+  if (suite === 'warm-container')
+    return (await import('./warm-container.js')).runWarmContainerSuite();
   throw new Error(
-    `unknown BENCH_SUITE "${suite}": use default, backends, large, replay, warm, containers, ui, video or tracing`,
+    `unknown BENCH_SUITE "${suite}": use default, backends, large, replay, warm, warm-container, containers, ui, video or tracing`,
   );
 }
 

@@ -142,6 +142,7 @@ export class IonApp {
           control: this.control,
           logger: logger.child({ component: 'api' }),
           bodyLimitBytes: config.api.bodyLimitBytes,
+          timeouts: config.api, // slow clients: headers, request, idle, upload rate
           auth: { mode: config.api.auth, tokens: this.tokens },
           // HTTPS when api.tlsCertFile/tlsKeyFile are set; unreadable files fail here, by name.
           https: readTlsFiles(config.api),

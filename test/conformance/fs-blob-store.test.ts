@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import {
@@ -164,3 +165,45 @@ describe('FsBlobStore specifics', () => {
     ).toBe('hello');
   });
 });
+
+describe('FsBlobStore on a full disk', () => {
+  // A real full filesystem: a 1 MiB tmpfs, mounted for the test (root can, as in CI here).
+  let dir: string;
+  let mounted = false;
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'ion-fs-full-'));
+    mounted = await run('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir]);
+  });
+
+  afterEach(async () => {
+    if (mounted) await run('umount', [dir]);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('answers unavailable (retryable) when the disk fills, and leaves no temporary file', async (ctx) => {
+    if (!mounted) ctx.skip(); // no mount here: not root, or no tmpfs
+    const blobs = new FsBlobStore({ dir });
+    await blobs.start();
+    try {
+      const err = (await blobs
+        .put(Readable.from([randomBytes(2 * 1024 * 1024)]))
+        .catch((e: unknown) => e)) as Error & { code?: string; retryable?: boolean };
+      expect(err.code).toBe('unavailable');
+      expect(err.retryable).toBe(true);
+      expect(err.message).toMatch(/put failed: .*ENOSPC/);
+      expect(await readdir(join(dir, 'tmp'))).toEqual([]);
+      // Freed, it stores again.
+      const ref = await blobs.put(Readable.from([Buffer.from('small')]));
+      expect(ref.size).toBe(5);
+    } finally {
+      await blobs.close();
+    }
+  });
+});
+
+function run(command: string, args: string[]): Promise<boolean> {
+  return new Promise((resolve) => {
+    execFile(command, args, (err) => resolve(err === null));
+  });
+}

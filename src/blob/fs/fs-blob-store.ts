@@ -86,6 +86,9 @@ export class FsBlobStore implements BlobStore {
     } catch (err) {
       await file.close().catch(() => undefined);
       await removeQuietly(tmp);
+      // The disk's fault (full, read-only, failing) is the store's, unavailable for now; the
+      // source's (a client that went away) passes on as it is.
+      if (STORAGE_ERRORS.has(errnoCode(err) ?? '')) throw wrapDriverError(ADAPTER, 'put', err);
       throw err;
     }
     const ref = { sha256: hash.digest('hex'), size };
@@ -247,6 +250,9 @@ export class FsBlobStore implements BlobStore {
     }
   }
 }
+
+/** Errors of the disk under the store, not of what is being stored. */
+const STORAGE_ERRORS = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EIO', 'EFBIG']);
 
 function checkRange(range: { start: number; end: number }): void {
   const { start, end } = range;

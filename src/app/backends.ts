@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import type { BlobStore } from '../blob/blob-store.js';
 import { FsBlobStore } from '../blob/fs/fs-blob-store.js';
-import { busCapabilities, type EventBus } from '../bus/event-bus.js';
+import type { EventBus } from '../bus/event-bus.js';
 import { SqliteEventBus } from '../bus/sqlite/sqlite-event-bus.js';
 import type { IonConfig } from '../config/config.js';
 import { DirJobHost } from '../executors/dir-job-host.js';
@@ -56,7 +56,7 @@ export function capabilityNotes(
 ): { info: string[]; warn: string[] } {
   const info: string[] = [];
   const warn: string[] = [];
-  const busCaps = busCapabilities(bus);
+  const busCaps = bus.capabilities;
   if (!busCaps.dedupesById) {
     info.push(
       'the bus keeps no per-id state: a message published twice is delivered twice, and the store drops the second copy by its job id',

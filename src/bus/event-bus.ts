@@ -75,23 +75,9 @@ export interface BusCapabilities {
   sharedAcrossHosts: boolean;
 }
 
-/** What an adapter that does not declare its capabilities is taken to have (JetStream's). */
-export const DEFAULT_BUS_CAPABILITIES: BusCapabilities = Object.freeze({
-  dedupesById: true,
-  sharedAcrossHosts: true,
-});
-
-/** The bus's declared capabilities, or {@link DEFAULT_BUS_CAPABILITIES} when it has none. */
-export function busCapabilities(bus: EventBus): BusCapabilities {
-  return bus.capabilities ?? DEFAULT_BUS_CAPABILITIES;
-}
-
 export interface EventBus {
-  /**
-   * What this adapter can do beyond the common contract. Optional only until every adapter
-   * declares it; read it through {@link busCapabilities}.
-   */
-  readonly capabilities?: BusCapabilities;
+  /** What this adapter can do beyond the common contract. */
+  readonly capabilities: BusCapabilities;
   start(): Promise<void>;
   /** Idempotent. Ends every open consume iteration. */
   close(): Promise<void>;

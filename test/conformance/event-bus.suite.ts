@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { NotFoundError } from '../../src/core/errors.js';
-import { busCapabilities } from '../../src/bus/event-bus.js';
 import type { BusMessage, Delivery, EventBus, QueueDepth } from '../../src/bus/event-bus.js';
 import { waitFor } from '../support/wait.js';
 
@@ -106,7 +105,7 @@ export function eventBusConformance(
       topic: string,
       m: BusMessage,
     ): Promise<void> {
-      if (!busCapabilities(bus).dedupesById) {
+      if (!bus.capabilities.dedupesById) {
         const copy = await next(it);
         expect(copy.message.id).toBe(m.id);
         await copy.ack();

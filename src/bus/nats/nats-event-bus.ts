@@ -7,6 +7,7 @@ import {
   wrapDriverError,
 } from '../../core/errors.js';
 import type {
+  BusCapabilities,
   BusMessage,
   ConsumeOptions,
   Delivery,
@@ -90,6 +91,11 @@ interface Connected {
  * server's `max_payload` (1 MiB by default).
  */
 export class NatsEventBus implements EventBus {
+  /** Per-id dedupe within the stream's duplicate window; every host reaches the broker. */
+  readonly capabilities: BusCapabilities = Object.freeze({
+    dedupesById: true,
+    sharedAcrossHosts: true,
+  });
   private readonly options: NatsEventBusOptions;
   private readonly names: NatsNames;
   private conn: Connected | undefined;

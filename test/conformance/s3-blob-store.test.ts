@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -120,3 +121,32 @@ function forceGc(): () => void {
   if (typeof gc !== 'function') throw new Error('could not expose gc()');
   return gc as () => void;
 }
+
+describe('S3BlobStore against an object store that stops answering', () => {
+  it('fails the call as unavailable once the connection is idle too long, instead of hanging', async () => {
+    // A server that accepts connections and never answers: a hung object store.
+    const held: Socket[] = [];
+    const server = createServer((socket) => void held.push(socket));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const blobs = new S3BlobStore({
+      bucket: 'hung',
+      region: 'us-east-1',
+      endpoint: `http://127.0.0.1:${port}`,
+      forcePathStyle: true,
+      credentials: S3RVER_CREDENTIALS,
+      idleTimeoutMs: 500,
+    });
+    try {
+      const err = (await blobs.stat('a'.repeat(64)).catch((e: unknown) => e)) as Error & {
+        code?: string;
+      };
+      expect(err.code).toBe('unavailable');
+      expect(held.length).toBeGreaterThan(0); // it did reach the server, which never answered
+    } finally {
+      await blobs.close();
+      for (const socket of held) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});

@@ -69,7 +69,16 @@ export interface S3BlobStoreOptions {
    * understand the `aws-chunked` encoding it uses (s3rver, some MinIO versions).
    */
   checksums?: 'when_supported' | 'when_required';
+  /** How long connecting may take. Default 5 s. */
+  connectTimeoutMs?: number;
+  /** How long a request may go without a byte either way before it fails. Default 60 s. */
+  idleTimeoutMs?: number;
 }
+
+/** How long connecting to the object store may take. */
+const CONNECT_TIMEOUT_MS = 5_000;
+/** How long a request may go without a byte either way before it fails. */
+const IDLE_TIMEOUT_MS = 60_000;
 
 /**
  * The S3 blob store: content-addressed by sha256, blobs at `<prefix>sha256/ab/cd/<hash>`.
@@ -124,6 +133,13 @@ export class S3BlobStore implements BlobStore {
     const config: S3ClientConfig = {
       requestChecksumCalculation: checksums,
       responseChecksumValidation: checksums,
+      // An object store that stops answering fails the call instead of holding it (and the
+      // API request or job behind it) for ever; idle, not whole-request, so a long transfer
+      // that keeps moving is never cut.
+      requestHandler: {
+        connectionTimeout: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
+        socketTimeout: options.idleTimeoutMs ?? IDLE_TIMEOUT_MS,
+      },
     };
     if (options.region !== undefined) config.region = options.region;
     if (options.endpoint !== undefined) config.endpoint = options.endpoint;

@@ -3,6 +3,9 @@ import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { Readable } from 'node:stream';
+import { contentKey } from '../../src/blob/hashing.js';
 import { S3BlobStore, type S3BlobStoreOptions } from '../../src/blob/s3/s3-blob-store.js';
 import { S3RVER_CREDENTIALS, startS3rver, type RunningS3rver } from '../support/emulators.js';
 import { blobStoreConformance } from './blob-store.suite.js';
@@ -54,6 +57,32 @@ blobStoreConformance('S3BlobStore', async () => {
 });
 
 describe('S3BlobStore specifics', () => {
+  it('copies again over a damaged object of the wrong size under a content address', async () => {
+    const options = await storeOptions();
+    const blobs = new S3BlobStore(options);
+    await blobs.start();
+    const client = new S3Client({
+      region: options.region,
+      endpoint: options.endpoint,
+      forcePathStyle: true,
+      credentials: S3RVER_CREDENTIALS,
+    });
+    try {
+      const body = randomBytes(4096);
+      const ref = await blobs.put(Readable.from([body]));
+      // Damage it: an empty object where the blob was (what a full object store left).
+      await client.send(
+        new PutObjectCommand({ Bucket: options.bucket, Key: contentKey('', ref.sha256), Body: '' }),
+      );
+      expect((await blobs.stat(ref.sha256))?.size).toBe(0);
+      expect(await blobs.put(Readable.from([body]))).toEqual(ref);
+      expect((await blobs.stat(ref.sha256))?.size).toBe(4096);
+    } finally {
+      client.destroy();
+      await blobs.close();
+    }
+  });
+
   it('puts a 64 MiB generated stream with bounded memory and reads back its sha256', async () => {
     const partSizeBytes = 5 * MIB;
     const partConcurrency = 1;

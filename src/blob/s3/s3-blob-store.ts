@@ -12,7 +12,12 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import type { BlobCapabilities, BlobStore } from '../blob-store.js';
 import type { BlobRef } from '../../core/types.js';
-import { ConflictError, NotFoundError, wrapDriverError } from '../../core/errors.js';
+import {
+  ConflictError,
+  NotFoundError,
+  UnavailableError,
+  wrapDriverError,
+} from '../../core/errors.js';
 import {
   checkRange,
   contentKey,
@@ -334,12 +339,22 @@ export class S3BlobStore implements BlobStore {
    */
   private async promote(tmp: string, key: string, size: number): Promise<void> {
     await this.promotions.run(key, async () => {
-      if ((await this.headSize(key)) !== null) return;
+      // An object of another size under a content address is a damaged one: copied again.
+      if ((await this.headSize(key)) === size) return;
       try {
         await this.copy(tmp, key, size);
       } catch (err) {
         if ((await this.headSize(key).catch(() => null)) === size) return;
         throw err;
+      }
+      // An object store that runs out of space can answer a write with success and keep
+      // fewer bytes (the soak saw empty objects from s3rver on a full disk): check it.
+      const stored = await this.headSize(key);
+      if (stored !== size) {
+        await this.deleteQuietly(key);
+        throw new UnavailableError(
+          `${ADAPTER}: put: the object store kept ${stored ?? 'no'} bytes of ${size} for ${key}`,
+        );
       }
     });
   }

@@ -6,12 +6,7 @@ import { JobLog } from './job-log.js';
 import { converse, waitMarks } from './warm-conversation.js';
 import { newMark, splitEnv } from './protocol.js';
 import { WarmProcessLauncher } from './warm-process.js';
-import {
-  isRefusal,
-  type WarmLauncher,
-  type WarmRefusal,
-  type WarmSlot,
-} from './warm-slot.js';
+import { isRefusal, type WarmLauncher, type WarmRefusal, type WarmSlot } from './warm-slot.js';
 
 /** Options of {@link WarmExecutor}. */
 export interface WarmExecutorOptions {

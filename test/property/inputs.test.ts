@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/config.js';
 import { ValidationError } from '../../src/core/errors.js';
 import { parsePipeline } from '../../src/core/pipeline.js';
-import { parseNotice } from '../../src/dispatcher/bus-notice.js';
+import { parseNotice } from '../../src/bus/message-format.js';
 
 /**
  * Property-based bad-input campaign (issue 12) for the inputs that are not HTTP requests

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { noticeMessage, parseNotice } from '../bus/message-format.js';
+import { noticeMessage, parseNotice } from './message-format.js';
 
 const event = { eventId: 'e-1', type: 'file.uploaded', correlationId: 'c-1' };
 

@@ -14,6 +14,7 @@ import { LocalExecutor } from '../executors/local/local-executor.js';
 import { WarmExecutor } from '../executors/warm/warm-executor.js';
 import type { DocumentStore } from '../store/document-store.js';
 import { SqliteDocumentStore } from '../store/sqlite/sqlite-document-store.js';
+import { processAlive } from '../core/processes.js';
 
 export interface Backends {
   bus: EventBus;
@@ -176,15 +177,6 @@ export function attemptLiveness(
     if (workerHost !== host || pid === undefined || !/^\d+$/.test(pid)) return true;
     return processAlive(Number(pid));
   };
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 async function createBus(config: IonConfig, logger: Logger): Promise<EventBus> {

@@ -10,7 +10,8 @@ import { SettlementRelay } from '../relay/settlement-relay.js';
 import { buildServer, type IonServer } from '../api/server.js';
 import { metricsOf } from '../api/metrics.js';
 import { Control } from './control.js';
-import { createBackends, type Backends } from './backends.js';
+import { sweepAttemptFiles } from './attempt-sweep.js';
+import { attemptLiveness, createBackends, type Backends } from './backends.js';
 import { readTlsFiles } from '../config/tls.js';
 import { startTelemetry, type Telemetry } from '../telemetry/telemetry.js';
 import { Tracing } from '../telemetry/tracing.js';
@@ -159,7 +160,18 @@ export class IonApp {
     await store.start();
     await bus.start();
     await blobs.start();
-    if (this.pool !== null) await jobHosts.start();
+    if (this.pool !== null) {
+      await jobHosts.start();
+      // Before taking work: what attempts of a killed worker left is removed, never a live one's.
+      await sweepAttemptFiles({
+        dataDir: this.config.dataDir,
+        isAttemptLive: attemptLiveness(store),
+        keepJobDirs: this.config.dispatcher.keepJobDirs,
+        logger: this.logger,
+      }).catch((err: unknown) =>
+        this.logger.warn({ err: errorMessage(err) }, 'could not sweep the files of dead attempts'),
+      );
+    }
     this.started = true;
     this.relay?.start();
     this.settler?.start();

@@ -1,9 +1,10 @@
-import { execFile } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { execFile, spawn } from 'node:child_process';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import {
   appendFile,
   chmod,
+  mkdir,
   mkdtemp,
   readdir,
   readFile,
@@ -11,7 +12,7 @@ import {
   stat,
   writeFile,
 } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -207,3 +208,33 @@ function run(command: string, args: string[]): Promise<boolean> {
     execFile(command, args, (err) => resolve(err === null));
   });
 }
+
+describe('FsBlobStore start', () => {
+  it("removes the temporary uploads of this host's dead processes, and only those", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ion-fs-tmp-'));
+    try {
+      const host = hostname().replace(/[^A-Za-z0-9-]/g, '_');
+      // A pid that is surely dead: a process that ran and was waited for.
+      const dead = await new Promise<number>((resolve) => {
+        const child = spawn('true');
+        child.once('exit', () => resolve(child.pid!));
+      });
+      const names = {
+        dead: `${host}.${dead}.${randomUUID()}`,
+        live: `${host}.${process.pid}.${randomUUID()}`,
+        otherHost: `elsewhere.${dead}.${randomUUID()}`,
+        older: randomUUID(), // named before hosts and pids were: left alone
+      };
+      await mkdir(join(dir, 'tmp'), { recursive: true });
+      for (const name of Object.values(names)) await writeFile(join(dir, 'tmp', name), 'x');
+      const blobs = new FsBlobStore({ dir });
+      await blobs.start();
+      await blobs.close();
+      expect((await readdir(join(dir, 'tmp'))).sort()).toEqual(
+        [names.live, names.otherHost, names.older].sort(),
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -83,5 +83,10 @@ describe('a worker killed with SIGKILL in the middle of a job', () => {
     }
     // Each succeeded job committed once: one sink job per done event.
     expect(trace.jobs.filter((j) => j.module === 'sink')).toHaveLength(3);
+    // The killed attempts' job directories and logs were swept at the restart: nothing of
+    // them is left under the data dir (every later attempt removed its own).
+    expect(await readdir(join(dataDir, 'jobs')).catch(() => [])).toEqual([]);
+    const logs = await readdir(join(dataDir, 'logs'), { recursive: true });
+    expect(logs.filter((name) => name.endsWith('.log'))).toEqual([]);
   });
 });

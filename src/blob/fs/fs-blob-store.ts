@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -8,6 +9,7 @@ import type { BlobCapabilities, BlobStore } from '../blob-store.js';
 import type { BlobRef } from '../../core/types.js';
 import { NotFoundError, ValidationError, wrapDriverError } from '../../core/errors.js';
 import { SymlinkRefused, hashFile, openRegularFile } from '../hashing.js';
+import { processAlive } from '../../core/processes.js';
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 const ADAPTER = 'fs blob store';
@@ -47,12 +49,21 @@ export class FsBlobStore implements BlobStore {
     this.tmpDir = join(options.dir, 'tmp');
   }
 
-  /** Creates the store directories. */
+  /**
+   * Creates the store directories, and removes the temporary files that a process of this
+   * host left when it died (a SIGKILL mid-upload): each is named after its writer's host and
+   * pid. Other hosts' files (a shared directory) and live processes' are left alone.
+   */
   async start(): Promise<void> {
     await this.fsCall('start', async () => {
       await fsp.mkdir(join(this.dir, 'sha256'), { recursive: true });
       await fsp.mkdir(this.tmpDir, { recursive: true });
     });
+    for (const name of await fsp.readdir(this.tmpDir).catch(() => [] as string[])) {
+      const writer = tempWriter(name);
+      if (writer !== null && writer.host === TEMP_HOST && !processAlive(writer.pid))
+        await removeQuietly(join(this.tmpDir, name));
+    }
   }
 
   /** Nothing to release: every operation opens and closes its own files. Idempotent. */
@@ -225,7 +236,7 @@ export class FsBlobStore implements BlobStore {
 
   private async tempPath(): Promise<string> {
     await this.fsCall('create temp dir', () => fsp.mkdir(this.tmpDir, { recursive: true }));
-    return join(this.tmpDir, randomUUID());
+    return join(this.tmpDir, `${TEMP_HOST}.${process.pid}.${randomUUID()}`);
   }
 
   /** Makes `tmp` read-only and renames it to the blob's path, or drops it if present. */
@@ -249,6 +260,15 @@ export class FsBlobStore implements BlobStore {
       throw wrapDriverError(ADAPTER, action, err);
     }
   }
+}
+
+/** This host's name as it stands in temporary file names (dots would split it). */
+const TEMP_HOST = hostname().replace(/[^A-Za-z0-9-]/g, '_');
+
+/** The host and pid in a temporary file's name (`<host>.<pid>.<uuid>`), or null. */
+function tempWriter(name: string): { host: string; pid: number } | null {
+  const match = /^([A-Za-z0-9_-]+)\.(\d+)\.[0-9a-f-]{36}$/.exec(name);
+  return match === null ? null : { host: match[1]!, pid: Number(match[2]) };
 }
 
 /** Errors of the disk under the store, not of what is being stored. */

@@ -29,6 +29,7 @@ import {
   CONTAINER_CONTROL_SOCKET,
   WarmContainer,
 } from './warm-container.js';
+import { processAlive } from '../../core/processes.js';
 
 /** The `ion.executor` label of warm containers: the cold executor's sweep never sees them. */
 export const WARM_EXECUTOR_LABEL = 'docker-warm';
@@ -323,14 +324,4 @@ function listen(path: string): Promise<Server> {
       resolve(server);
     });
   });
-}
-
-function processAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

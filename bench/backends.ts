@@ -27,6 +27,7 @@ import { allDelayQueues, queuesOf } from '../src/bus/rabbitmq/rabbitmq-topology.
 import { loadConfig } from '../src/config/config.js';
 import type { Job } from '../src/core/types.js';
 import { S3RVER_CREDENTIALS, startAzurite, startS3rverChild } from './emulators.js';
+import { threeStagePipeline } from './pipelines.js';
 import { f, intEnv, loadAverage, nsToMs, percentile, RssSampler, table, wallMs } from './util.js';
 
 const EVENTS = intEnv('BENCH_BACKEND_EVENTS', 60);
@@ -39,27 +40,7 @@ const AMQP_URL = process.env.ION_TEST_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:
 const MODULES = ['stage1', 'stage2', 'stage3'] as const;
 
 const START = `printf '[{"key":"started_ns","value":"%s"}]' "$(date +%s%N)" > out/insights.json`;
-const raise = (type: string): string =>
-  `${START}; printf '[{"key":"eventType","value":"${type}"}]' > out/events/e.json`;
-
-function pipeline(): unknown {
-  const mod = (name: string, sub: string, pub: string[], script: string) => ({
-    name,
-    subscribes: [sub],
-    publishes: pub,
-    run: { command: ['sh', '-c', script] },
-    retries: 0,
-    timeout: '60s',
-    concurrency: CONCURRENCY,
-  });
-  return {
-    modules: [
-      mod('stage1', 'bench.start', ['bench.s1'], raise('bench.s1')),
-      mod('stage2', 'bench.s1', ['bench.s2'], raise('bench.s2')),
-      mod('stage3', 'bench.s2', [], START),
-    ],
-  };
-}
+const pipeline = (): unknown => threeStagePipeline(START, CONCURRENCY);
 
 const unique = (prefix: string): string =>
   `${prefix}${randomUUID().replaceAll('-', '').slice(0, 12)}`;

@@ -41,6 +41,7 @@ import { IonApp, moduleBaseEnv } from '../src/app/ion-app.js';
 import { createLogger } from '../src/app/logger.js';
 import { loadConfig } from '../src/config/config.js';
 import { instrumentSqlite, localHost, type SqlTimes } from './util.js';
+import { benchModule, raiseScript, threeStagePipeline } from './pipelines.js';
 
 const N = intEnv('BENCH_EVENTS', 200);
 const CONCURRENCY = intEnv('BENCH_CONCURRENCY', 4);
@@ -89,28 +90,15 @@ const spawnTime = { ms: 0, count: 0 };
 // Every stage records when it started (wall clock, ns) as an insight; stages 1 and 2 raise one
 // event. The baseline runs exactly these scripts, so both sides pay the same fork+exec cost.
 const START = `printf '[{"key":"started_ns","value":"%s"}]' "$(date +%s%N)" > out/insights.json`;
-const raise = (type: string): string =>
-  `${START}; printf '[{"key":"eventType","value":"${type}"}]' > out/events/e.json`;
-const SCRIPTS = { stage1: raise('bench.s1'), stage2: raise('bench.s2'), stage3: START } as const;
+const SCRIPTS = {
+  stage1: raiseScript(START, 'bench.s1'),
+  stage2: raiseScript(START, 'bench.s2'),
+  stage3: START,
+} as const;
 
 function pipeline(stages: 1 | 3, concurrency: number): unknown {
-  const mod = (name: string, sub: string, pub: string[], script: string) => ({
-    name,
-    subscribes: [sub],
-    publishes: pub,
-    run: { command: ['sh', '-c', script] },
-    retries: 0,
-    timeout: '60s',
-    concurrency,
-  });
-  if (stages === 1) return { modules: [mod('stage1', 'bench.start', [], SCRIPTS.stage3)] };
-  return {
-    modules: [
-      mod('stage1', 'bench.start', ['bench.s1'], SCRIPTS.stage1),
-      mod('stage2', 'bench.s1', ['bench.s2'], SCRIPTS.stage2),
-      mod('stage3', 'bench.s2', [], SCRIPTS.stage3),
-    ],
-  };
+  if (stages === 3) return threeStagePipeline(START, concurrency);
+  return { modules: [benchModule('stage1', 'bench.start', [], SCRIPTS.stage3, concurrency)] };
 }
 
 // -- measurement helpers ----------------------------------------------------------------------

@@ -22,6 +22,7 @@ import { IonApp } from '../src/app/ion-app.js';
 import { createLogger } from '../src/app/logger.js';
 import { loadConfig } from '../src/config/config.js';
 import { startTelemetry } from '../src/telemetry/telemetry.js';
+import { threeStagePipeline } from './pipelines.js';
 import { f, intEnv, loadAverage, table } from './util.js';
 
 const N = intEnv('BENCH_EVENTS', 200);
@@ -31,27 +32,7 @@ const WARMUP = 5;
 const DEADLINE_MS = 300_000;
 
 const START = `printf '[{"key":"n","value":"1"}]' > out/insights.json`;
-const raise = (type: string): string =>
-  `${START}; printf '[{"key":"eventType","value":"${type}"}]' > out/events/e.json`;
-
-function pipeline(): unknown {
-  const mod = (name: string, sub: string, pub: string[], script: string) => ({
-    name,
-    subscribes: [sub],
-    publishes: pub,
-    run: { command: ['sh', '-c', script] },
-    retries: 0,
-    timeout: '60s',
-    concurrency: CONCURRENCY,
-  });
-  return {
-    modules: [
-      mod('stage1', 'bench.start', ['bench.s1'], raise('bench.s1')),
-      mod('stage2', 'bench.s1', ['bench.s2'], raise('bench.s2')),
-      mod('stage3', 'bench.s2', [], START),
-    ],
-  };
-}
+const pipeline = (): unknown => threeStagePipeline(START, CONCURRENCY);
 
 /**
  * An OTLP/HTTP receiver in a child process: answers every POST /v1/traces with 200 and counts

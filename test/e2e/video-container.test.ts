@@ -17,9 +17,9 @@ import { cleanup, cli, ROOT, startIon, type IonProcess } from './harness.js';
 /**
  * The container form of examples/video: examples/video/build-image.sh builds
  * ion/video-example:local on a real dockerd (the engine helper starts it with Ion's images),
- * and examples/video/ion-container.yaml runs every module in it through `ion up`. A shorter
- * run than video.test.ts (each detect job loads the model in its own container): the
- * slideshow and a corrupt file.
+ * and examples/video/ion-container.yaml runs every module in it through `ion up`, detect and
+ * colour as warm containers (one long-lived container per slot). A shorter run than
+ * video.test.ts (containers cost more to start): the slideshow and a corrupt file.
  */
 const EXAMPLE = join(ROOT, 'examples/video');
 const CACHE = process.env.ION_VIDEO_CACHE ?? join(EXAMPLE, '.cache');

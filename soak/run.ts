@@ -1,11 +1,14 @@
 import { runSoak } from './soak.js';
+import { SETUP_NAMES, type SetupName } from './setups.js';
 import { summaryTable, type SetupResult } from './summary.js';
 
 /**
  * `npm run soak`: SOAK_SECONDS (default 300) of load and faults per set-up, SOAK_SEED (default
- * 1), SOAK_SETUP=embedded|distributed|all (default all), SOAK_RATE roots per second (default
- * 1), SOAK_KINDS a comma-separated list of fault kinds (default: all), SOAK_OUT where the
- * JSON results go (default: <tmpdir>/ion-soak-results). Prints the summary table; exits 1 when the checker found a violation.
+ * 1), SOAK_SETUP=embedded|distributed|distributed-rabbitmq|all (default all: the three, one
+ * after the other), SOAK_RATE roots per second (default 1), SOAK_KINDS a comma-separated list
+ * of fault kinds (default: all), SOAK_OUT where the JSON results go (default:
+ * <tmpdir>/ion-soak-results). Prints the summary table; exits 1 when the checker found a
+ * violation.
  */
 function intEnv(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -22,12 +25,13 @@ const seconds = intEnv('SOAK_SECONDS', 300);
 const seed = intEnv('SOAK_SEED', 1);
 const rate = intEnv('SOAK_RATE', 1);
 const which = process.env.SOAK_SETUP ?? 'all';
-if (!['embedded', 'distributed', 'all'].includes(which)) {
-  console.error(`SOAK_SETUP must be embedded, distributed or all, not ${JSON.stringify(which)}`);
+if (which !== 'all' && !(SETUP_NAMES as readonly string[]).includes(which)) {
+  console.error(
+    `SOAK_SETUP must be ${SETUP_NAMES.join(', ')} or all, not ${JSON.stringify(which)}`,
+  );
   process.exit(2);
 }
-const setups =
-  which === 'all' ? (['embedded', 'distributed'] as const) : [which as 'embedded' | 'distributed'];
+const setups: readonly SetupName[] = which === 'all' ? SETUP_NAMES : [which as SetupName];
 const results: SetupResult[] = [];
 const kinds = process.env.SOAK_KINDS?.split(',')
   .map((k) => k.trim())

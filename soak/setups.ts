@@ -8,9 +8,10 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { startNatsServer, type PrivateNatsServer } from '../test/support/nats-server.js';
+import { startNatsServer } from '../test/support/nats-server.js';
 import { freePort, startTcpProxy, type TcpProxy } from '../test/support/tcp-proxy.js';
 import { BIN, IonProc, ROOT, SOAK_ENV, listProcesses, sleep } from './procs.js';
+import { startRabbitMq } from './rabbitmq.js';
 import type { Rng } from './rng.js';
 import { startS3rverIn, type S3rverHandle } from './s3.js';
 import { mountTmpfs, type Tmpfs } from './tmpfs.js';
@@ -32,9 +33,13 @@ export interface StoreReader {
   close(): Promise<void>;
 }
 
+/** The set-ups `npm run soak` knows (SOAK_SETUP). */
+export const SETUP_NAMES = ['embedded', 'distributed', 'distributed-rabbitmq'] as const;
+export type SetupName = (typeof SETUP_NAMES)[number];
+
 /** A running Ion set-up with everything the load, the faults and the checker need. */
 export interface Setup {
-  name: 'embedded' | 'distributed';
+  name: SetupName;
   url: string;
   token: string;
   root: string;
@@ -231,13 +236,81 @@ export async function startEmbedded(): Promise<Setup> {
   };
 }
 
+/** The bus of a distributed set-up: a private broker the soak can restart. */
+interface PrivateBus {
+  /** The `ION_*` variables that point Ion at it. */
+  env: Record<string, string>;
+  /** Its restart fault: kind and action. */
+  fault: [string, FaultAction];
+  dispose(): Promise<void>;
+}
+
+const randomName = (): string => Math.random().toString(36).slice(2, 12);
+
+/** A private nats-server (JetStream, own port and store directory). */
+async function privateNats(): Promise<PrivateBus> {
+  const nats = await startNatsServer();
+  return {
+    env: {
+      ION_BUS: 'nats',
+      ION_NATS_SERVERS: nats.url,
+      ION_NATS_STREAM: `ION_SOAK_${randomName().toUpperCase()}`,
+    },
+    fault: [
+      'nats-restart',
+      {
+        async inject() {
+          await nats.stop();
+          return `stopped the private nats-server on port ${nats.port}`;
+        },
+        restore: () => nats.start(),
+      },
+    ],
+    dispose: () => nats.dispose(),
+  };
+}
+
+/** A private RabbitMQ node (own node name, ports, data directory: see soak/rabbitmq.ts). */
+async function privateRabbitMq(): Promise<PrivateBus> {
+  const rabbit = await startRabbitMq();
+  return {
+    env: {
+      ION_BUS: 'rabbitmq',
+      ION_AMQP_URL: rabbit.url,
+      ION_AMQP_EXCHANGE: `ion-soak-${randomName()}`,
+    },
+    fault: [
+      'rabbitmq-restart',
+      {
+        async inject() {
+          await rabbit.stop();
+          return `stopped the private RabbitMQ node ${rabbit.nodeName} (AMQP port ${rabbit.port})`;
+        },
+        restore: () => rabbit.start(),
+      },
+    ],
+    dispose: () => rabbit.dispose(),
+  };
+}
+
+/** Starts the set-up `name`. */
+export function startSetup(name: SetupName): Promise<Setup> {
+  if (name === 'embedded') return startEmbedded();
+  return startDistributed(3, name === 'distributed-rabbitmq' ? 'rabbitmq' : 'nats');
+}
+
 /**
- * One `ion server` and `workers` × `ion worker` on a private NATS server, PostgreSQL (own
- * schema, reached through a TCP proxy that can cut it off) and s3rver (its directory on a
- * tmpfs when possible).
+ * One `ion server` and `workers` × `ion worker` on a private broker (`bus`: a nats-server or a
+ * RabbitMQ node), PostgreSQL (own schema, reached through a TCP proxy that can cut it off)
+ * and s3rver (its directory on a tmpfs when possible).
  */
-export async function startDistributed(workers = 3): Promise<Setup> {
-  const root = await mkdtemp(join(tmpdir(), 'ion-soak-dist-'));
+export async function startDistributed(
+  workers = 3,
+  bus: 'nats' | 'rabbitmq' = 'nats',
+): Promise<Setup> {
+  const root = await mkdtemp(
+    join(tmpdir(), bus === 'nats' ? 'ion-soak-dist-' : 'ion-soak-dist-rmq-'),
+  );
   const markers = join(root, 'markers');
   const unavailable = new Map<string, string>();
   const s3dir = join(root, 's3');
@@ -254,25 +327,23 @@ export async function startDistributed(workers = 3): Promise<Setup> {
   try {
     const s3: S3rverHandle = await startS3rverIn(s3dir);
     cleanups.push(() => s3.stop());
-    const nats: PrivateNatsServer = await startNatsServer();
-    cleanups.push(() => nats.dispose());
+    const broker = bus === 'nats' ? await privateNats() : await privateRabbitMq();
+    cleanups.push(() => broker.dispose());
     const target = new URL(POSTGRES_URL);
     const proxy: TcpProxy = await startTcpProxy(Number(target.port || 5432), target.hostname);
     cleanups.push(() => proxy.close());
     const proxied = new URL(POSTGRES_URL);
     proxied.port = String(proxy.port);
-    const schema = `ion_soak_${Math.random().toString(36).slice(2, 12)}`;
+    const schema = `ion_soak_${randomName()}`;
     cleanups.push(async () => {
       const client = new pg.Client({ connectionString: POSTGRES_URL });
       await client.connect();
       await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
       await client.end();
     });
-    const bucket = `ion-soak-${Math.random().toString(36).slice(2, 12)}`;
+    const bucket = `ion-soak-${randomName()}`;
     const env: Record<string, string> = {
-      ION_BUS: 'nats',
-      ION_NATS_SERVERS: nats.url,
-      ION_NATS_STREAM: `ION_SOAK_${Math.random().toString(36).slice(2, 12).toUpperCase()}`,
+      ...broker.env,
       ION_STORE: 'postgres',
       ION_POSTGRES_URL: proxied.toString(),
       ION_POSTGRES_SCHEMA: schema,
@@ -339,16 +410,7 @@ export async function startDistributed(workers = 3): Promise<Setup> {
         'kill-module-group',
         { inject: (rng) => killModuleGroup(dataDirs, rng), restore: async () => {} },
       ],
-      [
-        'nats-restart',
-        {
-          async inject() {
-            await nats.stop();
-            return `stopped the private nats-server on port ${nats.port}`;
-          },
-          restore: () => nats.start(),
-        },
-      ],
+      broker.fault,
       [
         'postgres-cut',
         {
@@ -371,7 +433,7 @@ export async function startDistributed(workers = 3): Promise<Setup> {
       credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
     });
     return {
-      name: 'distributed',
+      name: bus === 'nats' ? 'distributed' : 'distributed-rabbitmq',
       url,
       token,
       root,

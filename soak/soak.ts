@@ -7,11 +7,11 @@ import { Api, runLoad, startProber } from './load.js';
 import { writeSoakPipeline } from './pipeline.js';
 import { sleep } from './procs.js';
 import { Rng } from './rng.js';
-import { applyPipeline, startDistributed, startEmbedded, type Setup } from './setups.js';
+import { applyPipeline, startSetup, type Setup, type SetupName } from './setups.js';
 import type { SetupResult } from './summary.js';
 
 export interface SoakOptions {
-  setup: 'embedded' | 'distributed';
+  setup: SetupName;
   seconds: number;
   seed: number;
   /** Root events per second. */
@@ -56,7 +56,7 @@ export async function runSoak(options: SoakOptions): Promise<SetupResult> {
     options.log ??
     ((line: string) => console.log(`${new Date().toISOString()} [${options.setup}] ${line}`));
   const started = Date.now();
-  const setup = options.setup === 'embedded' ? await startEmbedded() : await startDistributed();
+  const setup = await startSetup(options.setup);
   log(`up at ${setup.url}, working in ${setup.root}`);
   // Ctrl-C or a kill of the soak: stop what it started (processes, mounts, schema) first.
   const onSignal = (signal: NodeJS.Signals): void => {

@@ -21,6 +21,8 @@ import {
  * trace, follow a running job's log, find a failing module's jobs on the failures page and
  * redrive them after a fix, answer an insight query, and sign in with a token when auth is
  * on. Every page is checked with axe-core and photographed into test-artifacts/dashboard.
+ * Hostile payloads written by a publisher and by modules are checked to render as text on
+ * every page that shows them (issue 12: the dashboard escapes what modules wrote).
  */
 
 const CHROMIUM = process.env.ION_CHROMIUM ?? '/usr/bin/chromium';
@@ -28,6 +30,19 @@ const SHOTS = join(ROOT, 'test-artifacts/dashboard');
 const DOCS = join(ROOT, 'examples/docs');
 const DEADLINE = 60_000;
 const HOSTILE = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>';
+/** What a module (or a publisher) could write, each of which must stay text on every page. */
+const PAYLOADS = [
+  '<img src=x onerror="window.__pwned=3">',
+  '<script>window.__pwned=4</script>',
+  '"><svg onload="window.__pwned=5">',
+  'javascript:window.__pwned=6',
+];
+/** File names: no "/" (that would be a folder), otherwise the same payloads. */
+const FILE_NAMES = [
+  '<img src=x onerror=window.__pwned=7>.txt',
+  '"><svg onload=window.__pwned=8>.txt',
+  'javascript:window.__pwned=9',
+];
 
 let browser: Browser;
 let ion: IonProcess;
@@ -64,6 +79,15 @@ function pipeline(dir: string): string {
     retries: 0
     run:
       command: [sh, -c, 'if [ -f ${join(dir, 'fixed')} ]; then echo ok; else echo "boom: config missing" >&2; exit 3; fi']
+  - name: hostile
+    subscribes: [hostile.requested]
+    publishes: [hostile.raised]
+    run: { command: [node, ${join(dir, 'hostile.mjs')}] }
+    env: { NOTE: ${JSON.stringify(PAYLOADS[0])} }
+  - name: hostile-fail
+    subscribes: [hostile.fail]
+    retries: 0
+    run: { command: [node, ${join(dir, 'hostile-fail.mjs')}] }
 `;
 }
 
@@ -121,6 +145,34 @@ beforeAll(async () => {
   await writeFile(
     join(dir, 'detector.sh'),
     `cat > out/insights.json <<'JSON'\n${JSON.stringify(insights)}\nJSON\n`,
+  );
+  // Writes every payload where a module can: its log, output file names, insight keys and
+  // values, and a raised event's metadata and files.
+  await writeFile(
+    join(dir, 'hostile.mjs'),
+    `import { mkdirSync, writeFileSync } from 'node:fs';
+const payloads = ${JSON.stringify(PAYLOADS)};
+const files = ${JSON.stringify(FILE_NAMES)};
+for (const p of payloads) console.log(p);
+mkdirSync('out/data', { recursive: true });
+mkdirSync('out/events', { recursive: true });
+for (const f of files) writeFileSync('out/data/' + f, 'x');
+writeFileSync('out/insights.json', JSON.stringify(payloads.map((p) => ({ key: p, value: p }))));
+writeFileSync('out/events/1.json', JSON.stringify({
+  eventType: 'hostile.raised',
+  data: Object.fromEntries(payloads.map((p) => [p, p])),
+  files,
+}));
+`,
+  );
+  // Fails with a payload in its reason (an undeclared event type) and its log's last line.
+  await writeFile(
+    join(dir, 'hostile-fail.mjs'),
+    `import { mkdirSync, writeFileSync } from 'node:fs';
+mkdirSync('out/events', { recursive: true });
+writeFileSync('out/events/1.json', JSON.stringify({ eventType: ${JSON.stringify(PAYLOADS[2])} }));
+console.error(${JSON.stringify(PAYLOADS[0])});
+`,
   );
   const file = await writePipeline(dir, pipeline(dir));
   ion = await startIon({ args: ['-f', file] });
@@ -322,6 +374,143 @@ describe('the web dashboard against a real ion up', () => {
       .focus();
     await page.keyboard.press('Enter');
     await page.waitForURL(/\/ui\/jobs$/);
+    await page.close();
+  });
+
+  it('renders what modules wrote as text on every page that shows it, under a CSP', async () => {
+    // Metadata keys and values and file names from a publisher; a module's log, output file
+    // names, insight keys and values, a raised event's metadata and files; a failure whose
+    // reason holds an event type the API refuses to publish, and whose log ends in a payload.
+    const blob = await ion.client.uploadFile(join(DOCS, 'sample/readme.txt'));
+    const root = await ion.client.publish({
+      type: 'hostile.requested',
+      data: PAYLOADS.map((p) => ({ key: p, value: p })),
+      files: [...PAYLOADS, ...FILE_NAMES].map((path) => ({ path, sha256: blob.sha256 })),
+    });
+    await expect(ion.client.publish({ type: PAYLOADS[0]! })).rejects.toThrow(/event type/);
+    await ion.client.publish({ type: 'hostile.fail' });
+    const job = await waitFor(
+      'the hostile job to succeed',
+      async () => (await jobsOf('hostile')).find((j) => j.state === 'succeeded'),
+      DEADLINE,
+    );
+    await waitFor(
+      'the hostile-fail job to be dead-lettered',
+      async () => (await jobsOf('hostile-fail')).find((j) => j.state === 'dead_lettered'),
+      DEADLINE,
+    );
+
+    const page = await newPage();
+    // Any markup that got in would try to run and be blocked by the CSP: record that too.
+    await page.addInitScript(() => {
+      const w = globalThis as unknown as { __csp: string[]; document: EventTarget };
+      w.__csp = [];
+      w.document.addEventListener('securitypolicyviolation', (e) => {
+        const v = e as unknown as { violatedDirective: string; blockedURI: string };
+        w.__csp.push(`${v.violatedDirective} ${v.blockedURI}`);
+      });
+    });
+    /** The payloads are in main's text, and nothing in the page came from them. */
+    const asText = async (what: string, payloads: readonly string[]) => {
+      const text = (await page.locator('main').textContent()) ?? '';
+      for (const p of payloads) expect(text, `${what} shows ${p} as text`).toContain(p);
+      const found = await page.evaluate(() => {
+        const doc = (
+          globalThis as unknown as {
+            document: {
+              querySelectorAll(s: string): ArrayLike<{
+                tagName: string;
+                getAttributeNames(): string[];
+                getAttribute(n: string): string | null;
+              }>;
+            };
+          }
+        ).document;
+        const all = Array.from(doc.querySelectorAll('*'));
+        return {
+          handlers: all.flatMap((el) =>
+            el
+              .getAttributeNames()
+              .filter((n) => n.startsWith('on'))
+              .map((n) => `${el.tagName} ${n}`),
+          ),
+          jsUrls: all.flatMap((el) =>
+            ['href', 'src', 'action', 'formaction', 'xlink:href']
+              .map((n) => el.getAttribute(n) ?? '')
+              .filter((v) => /^\s*javascript:/i.test(v)),
+          ),
+          injected: doc.querySelectorAll(
+            'main img, main script, main iframe, main object, main embed',
+          ).length,
+          pwned: (globalThis as unknown as { __pwned?: number }).__pwned,
+          csp: (globalThis as unknown as { __csp: string[] }).__csp,
+        };
+      });
+      expect(found, what).toEqual({
+        handlers: [],
+        jsUrls: [],
+        injected: 0,
+        pwned: undefined,
+        csp: [],
+      });
+    };
+
+    // Job detail: log, event metadata, input and output file names, insights.
+    const res = await page.goto(`${ion.url}/ui/jobs/${job.jobId}`);
+    const csp = res?.headers()['content-security-policy'] ?? '';
+    expect(csp).toContain("script-src 'self'");
+    expect(csp).toContain("object-src 'none'");
+    expect(csp).not.toMatch(/script-src[^;]*unsafe/);
+    await page.getByTestId('log').getByText(PAYLOADS[3]!).waitFor({ timeout: DEADLINE });
+    await page
+      .getByRole('button', { name: `Download ${FILE_NAMES[0]}` })
+      .first()
+      .waitFor({ timeout: DEADLINE });
+    expect(await page.getByRole('button', { name: `Download ${FILE_NAMES[1]}` }).count()).toBe(2);
+    expect(await page.getByRole('button', { name: `Download ${PAYLOADS[1]}` }).count()).toBe(1);
+    await page.getByRole('table', { name: 'Insights' }).waitFor({ timeout: DEADLINE });
+    await asText('job detail', [...PAYLOADS, ...FILE_NAMES]);
+
+    // Trace: the raised event's metadata and files, the job's insights and outputs.
+    await page.goto(`${ion.url}/ui/traces/${root.correlationId}`);
+    await page.locator('[aria-label="event hostile.raised"]').first().click();
+    await page.getByRole('region', { name: 'Selected event' }).waitFor({ timeout: DEADLINE });
+    await asText('trace, raised event', [...PAYLOADS, ...FILE_NAMES]);
+    await page.locator('[aria-label="job hostile succeeded"]').first().click();
+    await page.getByRole('region', { name: 'Selected job' }).waitFor({ timeout: DEADLINE });
+    await asText('trace, job', [...PAYLOADS, ...FILE_NAMES]);
+
+    // Insights: a payload as the key, hits with their payload values and event files.
+    await page.goto(`${ion.url}/ui/insights?key=${encodeURIComponent(PAYLOADS[2]!)}`);
+    await page
+      .getByRole('cell', { name: PAYLOADS[2], exact: true })
+      .first()
+      .waitFor({ timeout: DEADLINE });
+    await asText('insights', [PAYLOADS[2]!, ...FILE_NAMES]);
+
+    // Failures, dead letters and the jobs list: the reason and the log's last line.
+    await page.goto(`${ion.url}/ui/failures`);
+    const group = page.getByRole('article', { name: 'Failures of hostile-fail' });
+    await group.waitFor({ timeout: DEADLINE });
+    await asText('failures', [PAYLOADS[0]!, PAYLOADS[2]!]);
+    await page.goto(`${ion.url}/ui/dead-letters`);
+    await page
+      .getByRole('article', { name: 'Dead letter of hostile-fail' })
+      .waitFor({ timeout: DEADLINE });
+    await asText('dead letters', [PAYLOADS[0]!, PAYLOADS[2]!]);
+    await page.goto(`${ion.url}/ui/jobs?module=hostile-fail`);
+    await page.locator('[data-job-id]').first().waitFor({ timeout: DEADLINE });
+    await asText('jobs', [PAYLOADS[2]!]);
+
+    // The module page shows its spec (env holds a payload); publish shows the API's refusal.
+    await page.goto(`${ion.url}/ui/modules/hostile`);
+    await page.locator('main h1').waitFor({ timeout: DEADLINE });
+    await asText('module', [JSON.stringify(PAYLOADS[0]).slice(1, -1)]);
+    await page.getByRole('link', { name: 'Publish' }).click();
+    await page.getByLabel('Event type').fill(PAYLOADS[0]!);
+    await page.getByRole('button', { name: 'Publish' }).click();
+    await page.getByRole('alert').waitFor({ timeout: DEADLINE });
+    await asText('publish', [PAYLOADS[0]!]);
     await page.close();
   });
 

@@ -272,6 +272,7 @@ describe('the dashboard files at /ui', () => {
     const res = await bare.inject({ url: '/ui' });
     expect(res.statusCode).toBe(503);
     expect(res.body).toContain('npm install');
+    expect(res.body).toContain('npm run build:web');
     await bare.close();
   });
 });

@@ -46,7 +46,7 @@ const TYPES: Record<string, string> = {
 
 const NOT_BUILT = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Ion dashboard not built</title></head>
 <body><h1>The Ion dashboard has not been built</h1>
-<p>Run <code>npm install</code> (it builds the dashboard) or <code>npx vite build -c src/web/vite.config.ts</code> in the Ion folder, then reload.</p></body></html>`;
+<p>Run <code>npm install</code> (it builds the dashboard) or <code>npm run build:web</code> in the Ion folder, then reload.</p></body></html>`;
 
 function secure(reply: FastifyReply): FastifyReply {
   return reply

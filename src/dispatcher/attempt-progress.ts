@@ -1,9 +1,11 @@
 import { open, rm, rmdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { BlobStore } from '../blob/blob-store.js';
 import type { Logger } from 'pino';
 import type { Delivery } from '../bus/event-bus.js';
-import { errorMessage } from '../core/errors.js';
+import { errorMessage, IonError } from '../core/errors.js';
+import { retryDelayMs } from './backoff.js';
 import type { DocumentStore, LogProgress, RenewResult } from '../store/document-store.js';
 
 export function leaseFromNow(leaseMs: number): string {
@@ -118,21 +120,42 @@ export function watchAttempt(watch: AttemptWatch): () => void {
   };
 }
 
-/** Moves the attempt's log into the blob store so any server can serve it later. */
+/** Tries to store a log while the blob store is briefly unavailable (a full disk, a restart). */
+const KEEP_LOG_TRIES = 5;
+
+/**
+ * Moves the attempt's log into the blob store so any server can serve it later. A retryable
+ * failure (the blob store unavailable) is tried again with backoff, about 15 s in all. When
+ * the log still cannot be stored, the file is removed all the same, with a warning: the
+ * attempt keeps the log's tail in the store, and a file no attempt will ever claim would stay
+ * in the data dir for good (the soak found 7 after a run with a full blob disk).
+ */
 export async function keepAttemptLog(
   blobs: BlobStore,
   logger: Logger,
   logFile: string,
+  delayMs: (failures: number) => number = (n) => retryDelayMs(n, 1000, 8000),
 ): Promise<string | null> {
-  try {
-    const info = await stat(logFile).catch(() => null);
-    // An empty log is fully described by the (empty) tail stored with the attempt.
-    const ref = info === null || info.size === 0 ? null : await blobs.putFile(logFile);
-    await rm(logFile, { force: true });
-    await rmdir(dirname(logFile)).catch(() => undefined); // only when no other log is left
-    return ref?.sha256 ?? null;
-  } catch (err) {
-    logger.warn({ err: errorMessage(err), logFile }, 'could not keep the attempt log');
-    return null;
+  let ref: string | null = null;
+  for (let tries = 1; ; tries += 1) {
+    try {
+      const info = await stat(logFile).catch(() => null);
+      // An empty log is fully described by the (empty) tail stored with the attempt.
+      ref = info === null || info.size === 0 ? null : (await blobs.putFile(logFile)).sha256;
+      break;
+    } catch (err) {
+      if (tries < KEEP_LOG_TRIES && err instanceof IonError && err.retryable) {
+        await sleep(delayMs(tries));
+        continue;
+      }
+      logger.warn(
+        { err: errorMessage(err), logFile, tries },
+        'could not keep the attempt log; only its tail is stored with the attempt',
+      );
+      break;
+    }
   }
+  await rm(logFile, { force: true }).catch(() => undefined);
+  await rmdir(dirname(logFile)).catch(() => undefined); // only when no other log is left
+  return ref;
 }

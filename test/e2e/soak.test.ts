@@ -6,10 +6,10 @@ import type { SetupResult } from '../../soak/summary.js';
 // fixed seed, then the independent invariant checker (soak/checker.ts). Only invariants are
 // asserted, never timings: a loaded machine makes the run slower, not different.
 //
-// Fault kinds here are those that had no open defect when this test was written. The kill
-// and disk-full faults' defects (files left after a SIGKILL, a 500 on a full disk, S3 answers
-// trusted or awaited for ever) are fixed since (docs/reliability.md); they join this test
-// once a full `npm run soak` confirms it.
+// Every fault kind of the set-up is in, but for the distributed `blob-fs-full`: s3rver itself
+// does not survive a full disk (docs/reliability.md), so that kind would test the emulator.
+// Kinds come in a seeded order, every kind once before any repeats; under load a minute may
+// not reach the last ones, so the test asserts what was injected, not that all were.
 
 function expectClean(result: SetupResult): void {
   const { report } = result;
@@ -23,15 +23,21 @@ function expectClean(result: SetupResult): void {
 
 describe('soak', () => {
   it(
-    'embedded: no event lost, no effect duplicated, the API never answers 500 or hangs, under module faults',
+    'embedded: no event lost, no effect duplicated, the API never answers 500 or hangs, through kills, a full disk and module faults',
     { timeout: 420_000 },
     async () => {
       const result = await runSoak({
         setup: 'embedded',
-        seconds: 30,
+        seconds: 60,
         seed: 12,
         rate: 0.7,
-        kinds: ['kill-module-group', 'kill-spawn-launcher', 'module-never-exits'],
+        kinds: [
+          'kill-ion-up',
+          'kill-module-group',
+          'kill-spawn-launcher',
+          'blob-fs-full',
+          'module-never-exits',
+        ],
         drainMs: 240_000,
         log: () => undefined,
       });
@@ -40,15 +46,21 @@ describe('soak', () => {
   );
 
   it(
-    'distributed: no event lost, no effect duplicated through a NATS restart and a PostgreSQL cut',
+    'distributed: no event lost, no effect duplicated through server and worker kills, a NATS restart and a PostgreSQL cut',
     { timeout: 480_000 },
     async () => {
       const result = await runSoak({
         setup: 'distributed',
-        seconds: 30,
+        seconds: 60,
         seed: 12,
         rate: 0.7,
-        kinds: ['nats-restart', 'postgres-cut'],
+        kinds: [
+          'kill-server',
+          'kill-worker',
+          'nats-restart',
+          'postgres-cut',
+          'kill-spawn-launcher',
+        ],
         drainMs: 240_000,
         log: () => undefined,
       });

@@ -353,7 +353,13 @@ describe('the web dashboard against a real ion up', () => {
     expect(await page.locator('img[src="x"]').count()).toBe(0);
     await checkA11y(page, 'insights');
     await shot(page, 'insights');
-    for (const path of ['/ui/replays', '/ui/dead-letters', '/ui/tokens', '/ui/modules/splitter']) {
+    for (const path of [
+      '/ui/traces',
+      '/ui/replays',
+      '/ui/dead-letters',
+      '/ui/tokens',
+      '/ui/modules/splitter',
+    ]) {
       await page.goto(`${ion.url}${path}`);
       await page.locator('main h1').waitFor({ timeout: DEADLINE });
       await checkA11y(page, path);

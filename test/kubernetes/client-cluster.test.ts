@@ -17,7 +17,7 @@ import { waitFor } from '../support/wait.js';
  * server can run on these machines. The server below answers each call the way the
  * Kubernetes API documents it (paths, verbs, status codes, List/Watch/Status bodies), and
  * the tests check what the client sends and how it reads the answers. A real API server may
- * differ in ways this cannot show (see docs/executors.md#kubernetes).
+ * differ in ways this cannot show (see docs/executors.md#the-kubernetes-executor).
  */
 
 interface Seen {

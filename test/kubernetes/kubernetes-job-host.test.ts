@@ -25,7 +25,7 @@ import { PodmanCluster } from './podman-cluster.js';
  * running `ion handler prepare|collect` against a real S3 server (s3rver), the module in
  * `ion/runtime:local`, and a real Ion worker (SQLite store and bus) committing the result.
  * What this cannot show (scheduling, the API's watch and log streams) is listed in
- * docs/executors.md#kubernetes.
+ * docs/executors.md#the-kubernetes-executor.
  */
 
 const exec = promisify(execFile);
@@ -214,5 +214,61 @@ describe('KubernetesJobHost on podman kube play (the generated pod run for real)
     const log = await logOf(jobId);
     expect(log).toContain('about to fail on input-x');
     expect(log).toContain('oops');
+  });
+
+  it('stops a module past its timeout: module_timeout, the log so far kept, the pod deleted', async () => {
+    await app.control.applyPipeline({
+      modules: [
+        {
+          name: 'sleepy',
+          subscribes: ['k8s.slow'],
+          publishes: [],
+          executor: 'kubernetes',
+          run: { command: ['sh', '-c', 'echo begun; sleep 600'] },
+          retries: 0,
+          timeout: '3s',
+        },
+      ],
+    });
+    const { event } = await app.control.publish({ type: 'k8s.slow' });
+    const jobId = jobIdFor('sleepy', event.eventId);
+    const { job, attempts } = await settled(jobId, ['succeeded', 'dead_lettered']);
+    expect(job.state).toBe('dead_lettered');
+    expect(attempts.at(-1)).toMatchObject({ errorCode: 'module_timeout' });
+    expect(await logOf(jobId)).toContain('begun');
+    const { stdout } = await exec('podman', ['pod', 'ps', '--format', '{{.Name}}'], {
+      env: await podmanEnv(),
+    });
+    expect(stdout).not.toContain(`ion-${jobId}`);
+  });
+
+  it("refuses a module's bad output in collect, as the module's fault (module_output_invalid)", async () => {
+    await app.control.applyPipeline({
+      modules: [
+        {
+          name: 'liar',
+          subscribes: ['k8s.lie'],
+          publishes: ['k8s.told'],
+          executor: 'kubernetes',
+          run: {
+            command: [
+              'sh',
+              '-c',
+              `printf '[{"key":"eventType","value":"k8s.told"},{"key":"files","value":"nope.txt"}]' > out/events/e.json`,
+            ],
+          },
+          retries: 0,
+          timeout: '60s',
+        },
+      ],
+    });
+    const { event } = await app.control.publish({ type: 'k8s.lie' });
+    const jobId = jobIdFor('liar', event.eventId);
+    const { job, attempts } = await settled(jobId, ['succeeded', 'dead_lettered']);
+    expect(job.state).toBe('dead_lettered');
+    expect(attempts.at(-1)).toMatchObject({ exitCode: 0, errorCode: 'module_output_invalid' });
+    expect(attempts.at(-1)?.error).toContain('nope.txt');
+    const trace = await app.control.trace(event.correlationId);
+    expect(trace.events.map((e) => e.type)).toEqual(['k8s.lie']);
   });
 });

@@ -77,7 +77,7 @@ export function blobHandlerEnv(blob: IonConfig['blob']): Record<string, string> 
     case 'fs':
       throw new IonError(
         'validation_failed',
-        'the kubernetes executor needs a blob store its pods can reach (blob.kind s3 or azure); this worker uses the filesystem blob store. See docs/deployment.md#kubernetes',
+        'the kubernetes executor needs a blob store its pods can reach (blob.kind s3 or azure); this worker uses the filesystem blob store. See docs/deployment.md#example-kubernetes',
       );
     case 's3':
       return {

@@ -212,6 +212,44 @@ export function settlementConformance(store: () => DocumentStore, at: () => stri
     expect((await store().getSettlement(r.correlationId))?.jobs).toEqual(counts({ succeeded: 1 }));
   });
 
+  /** Applies a new version of `name` that subscribes to `subscribes` (the store's clock). */
+  async function resubscribe(name: string, subscribes: string[]): Promise<void> {
+    const { version, paused, createdAt, updatedAt, ...spec } = (await store().getModule(name))!;
+    void [version, paused, createdAt, updatedAt];
+    await store().upsertModule({ ...spec, subscribes });
+  }
+
+  /** The wall clock's time once it has moved past the last store write (ms resolution). */
+  function clockAfterNow(): string {
+    const start = Date.now();
+    while (Date.now() <= start); // at most a millisecond: the store stamps versions with it
+    const t = new Date().toISOString();
+    while (Date.now() <= Date.parse(t));
+    return t;
+  }
+
+  it('does not wait for a module whose version applied after the event added its type', async () => {
+    const type = `video-${randomUUID()}`;
+    const ran = await module({ subscribes: [type] });
+    const added = await module({ subscribes: ['other'] });
+    const r = await root(type, clockAfterNow());
+    await resubscribe(added, ['other', type]); // the event was published before: never received
+    await succeed(r, ran);
+    expect((await store().getSettlement(r.correlationId))?.jobs).toEqual(counts({ succeeded: 1 }));
+  });
+
+  it('waits for a module whose version applied after the event dropped its type', async () => {
+    const type = `video-${randomUUID()}`;
+    const ran = await module({ subscribes: [type] });
+    const dropped = await module({ subscribes: [type] });
+    const r = await root(type, clockAfterNow());
+    await resubscribe(dropped, ['other']); // it received the event before: its job will come
+    await succeed(r, ran);
+    expect(await store().getSettlement(r.correlationId)).toBeNull();
+    await succeed(r, dropped);
+    expect((await store().getSettlement(r.correlationId))?.jobs).toEqual(counts({ succeeded: 2 }));
+  });
+
   it('does not count a replayed job as the event having its job', async () => {
     const type = `video-${randomUUID()}`;
     const a = await module({ subscribes: [type] });

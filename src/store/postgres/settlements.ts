@@ -39,11 +39,16 @@ export async function settleIfDone(ctx: Ctx, correlationId: string, at: string):
   if (open.rowCount) return false;
   // An event still waiting for a job of a live module subscribed to its type (a child whose
   // jobs no worker has created yet, a paused module's). Replayed jobs do not count as its
-  // job; a module applied after the event was stored never received it, so does not count.
+  // job. What counts is the module's version when the event was stored: a module applied
+  // after the event never received it, nor did one whose later version added the type (so
+  // neither is waited for), while one whose later version dropped the type did receive it.
   const waiting = await q.query(
     `SELECT 1 FROM ${t.events} e
-     JOIN ${t.modules} m ON NOT m.deleted AND m.created_at <= e.created_at
-       AND m.subscribes @> jsonb_build_array(e.type)
+     JOIN ${t.modules} m ON NOT m.deleted
+     JOIN ${t.moduleVersions} v ON v.name = m.name
+       AND v.version = (SELECT MAX(v2.version) FROM ${t.moduleVersions} v2
+                        WHERE v2.name = m.name AND v2.created_at <= e.created_at)
+       AND (v.spec_json::jsonb -> 'subscribes') @> jsonb_build_array(e.type)
      WHERE e.correlation_id = $1 AND e.type <> $2
        AND NOT EXISTS (SELECT 1 FROM ${t.jobs} j
                        WHERE j.event_id = e.event_id AND j.module = m.name

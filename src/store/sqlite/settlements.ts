@@ -32,12 +32,17 @@ export function settleIfDone(db: Database, correlationId: string, at: string): b
   if (open) return false;
   // An event still waiting for a job of a live module subscribed to its type (a child whose
   // jobs no worker has created yet, a paused module's). Replayed jobs do not count as its
-  // job; a module applied after the event was stored never received it, so does not count.
+  // job. What counts is the module's version when the event was stored: a module applied
+  // after the event never received it, nor did one whose later version added the type (so
+  // neither is waited for), while one whose later version dropped the type did receive it.
   const waiting = db
     .prepare(
       `SELECT 1 FROM events e
-       JOIN modules m ON m.deleted = 0 AND m.created_at <= e.created_at
-         AND EXISTS (SELECT 1 FROM json_each(m.subscribes) s WHERE s.value = e.type)
+       JOIN modules m ON m.deleted = 0
+       JOIN module_versions v ON v.name = m.name
+         AND v.version = (SELECT MAX(v2.version) FROM module_versions v2
+                          WHERE v2.name = m.name AND v2.created_at <= e.created_at)
+         AND EXISTS (SELECT 1 FROM json_each(v.spec_json, '$.subscribes') s WHERE s.value = e.type)
        WHERE e.correlation_id = ? AND e.type <> ?
          AND NOT EXISTS (SELECT 1 FROM jobs j
                          WHERE j.event_id = e.event_id AND j.module = m.name

@@ -12,10 +12,12 @@
  * records when it started (`started_ns`) and raises the next stage's event. Measured:
  *   1. the CLI loop: 3 x BENCH_EVENTS `docker run --rm --network none -v DIR:/ion` of the
  *      module, BENCH_CONCURRENCY at once (jobs/s), and BENCH_PROBES of them one at a time
- *      (spawn of the CLI → module start, p50: a bare container start);
- *   2. Ion with processes, then with containers: idle publish → stage-1 start p50 (one root
+ *      (spawn of the CLI → module start, p50: a container start through the CLI);
+ *   2. the same loop on the bare Engine API (create, start, wait, remove through dockerode,
+ *      no log read): the cheapest container start a program can have;
+ *   3. Ion with processes, then with containers: idle publish → stage-1 start p50 (one root
  *      event at a time) and a burst of BENCH_EVENTS root events (jobs/s).
- * The per-job overhead of Ion's containers is their idle publish→start p50 minus the CLI's.
+ * The per-job overhead of Ion's containers is their idle publish→start p50 minus the loops'.
  */
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -23,9 +25,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import Database from 'better-sqlite3';
+import type Docker from 'dockerode';
 import { IonApp } from '../src/app/ion-app.js';
 import { createLogger } from '../src/app/logger.js';
 import { loadConfig } from '../src/config/config.js';
+import { dockerClient } from '../src/executors/docker/engine.js';
 import { f, intEnv, loadAverage, nsToMs, percentile, table, wallMs } from './util.js';
 
 const N = intEnv('BENCH_EVENTS', 30);
@@ -46,24 +50,61 @@ interface Run {
   startP50: number;
 }
 
-/** `docker run --rm` of the module: a burst (jobs/s) and sequential probes (start latency). */
-async function cliLoop(runs: number, probes: number): Promise<Run> {
-  const root = await mkdtemp(join(tmpdir(), 'ion-bench-cli-'));
+/** Starts one container of the module in `dir` and resolves when it has been removed. */
+type OneContainer = (dir: string) => Promise<void>;
+
+/** `docker run --rm` of the module through the CLI. */
+const cliRun: OneContainer = async (dir) => {
+  const args = ['run', '--rm', '--network', 'none', '-v', `${dir}:/ion`, '-w', '/ion'];
+  const code = await new Promise<number | null>((resolve, reject) => {
+    const child = spawn(CLI, [...args, '-e', 'NEXT=x', IMAGE, PYTHON, '-c', MODULE], {
+      env: { ...process.env, DOCKER_HOST: HOST },
+      stdio: 'ignore',
+    });
+    child.once('error', reject);
+    child.once('exit', resolve);
+  });
+  if (code !== 0) throw new Error(`${CLI} run exited with ${code}`);
+};
+
+/**
+ * The bare Engine API calls a container needs, with nothing of Ion around them: create (the
+ * same mount, network and working directory), start, wait, remove. No log is read.
+ */
+function apiRun(docker: Docker): OneContainer {
+  return async (dir) => {
+    const container = await docker.createContainer({
+      Image: IMAGE,
+      Entrypoint: [PYTHON, '-c', MODULE],
+      Cmd: [],
+      Env: ['NEXT=x'],
+      WorkingDir: '/ion',
+      HostConfig: { NetworkMode: 'none', Binds: [`${dir}:/ion`] },
+    });
+    try {
+      await container.start();
+      const { StatusCode } = (await container.wait()) as { StatusCode: number };
+      if (StatusCode !== 0) throw new Error(`the bare API container exited with ${StatusCode}`);
+    } finally {
+      await container.remove({ force: true });
+    }
+  };
+}
+
+/** A loop of one container per job, no Ion: a burst (jobs/s) and sequential probes (start latency). */
+async function containerLoop(
+  label: string,
+  oneContainer: OneContainer,
+  runs: number,
+  probes: number,
+): Promise<Run> {
+  const root = await mkdtemp(join(tmpdir(), `ion-bench-${label}-`));
   const once = async (i: number): Promise<number> => {
     const dir = join(root, String(i));
     for (const d of ['in/data', 'out/data', 'out/events'])
       await mkdir(join(dir, d), { recursive: true });
     const at = wallMs();
-    const args = ['run', '--rm', '--network', 'none', '-v', `${dir}:/ion`, '-w', '/ion'];
-    const code = await new Promise<number | null>((resolve, reject) => {
-      const child = spawn(CLI, [...args, '-e', 'NEXT=x', IMAGE, PYTHON, '-c', MODULE], {
-        env: { ...process.env, DOCKER_HOST: HOST },
-        stdio: 'ignore',
-      });
-      child.once('error', reject);
-      child.once('exit', resolve);
-    });
-    if (code !== 0) throw new Error(`${CLI} run exited with ${code}`);
+    await oneContainer(dir);
     const insights = JSON.parse(await readFile(join(dir, 'out/insights.json'), 'utf8')) as {
       value: string;
     }[];
@@ -152,7 +193,8 @@ export async function runContainersSuite(): Promise<void> {
   console.log(
     `containers suite: ${N} events x 3 stages, concurrency ${CONCURRENCY}, ${PROBES} idle probes, engine ${HOST}; load ${loadAverage()}`,
   );
-  const cli = await cliLoop(3 * N, PROBES);
+  const cli = await containerLoop('cli', cliRun, 3 * N, PROBES);
+  const api = await containerLoop('api', apiRun(dockerClient(HOST)), 3 * N, PROBES);
   const processes = await runIon('local');
   const containers = await runIon('docker');
   console.log('\nThree-stage trivial pipeline (one line of Python per stage)');
@@ -160,6 +202,12 @@ export async function runContainersSuite(): Promise<void> {
     table([
       ['run', 'jobs/s', 'x CLI loop', 'idle start p50 ms'],
       [`${CLI} run --rm loop (no Ion)`, f(cli.jobsPerSec), '1.0', f(cli.startP50)],
+      [
+        'Engine API loop (create, start, wait, remove; no Ion)',
+        f(api.jobsPerSec),
+        f(api.jobsPerSec / cli.jobsPerSec, 2),
+        f(api.startP50),
+      ],
       [
         'Ion, local processes',
         f(processes.jobsPerSec),
@@ -175,7 +223,7 @@ export async function runContainersSuite(): Promise<void> {
     ]),
   );
   console.log(
-    `\nIon's per-job overhead over a bare container start (idle publish→start p50 minus the CLI's spawn→start p50): ${f(containers.startP50 - cli.startP50)} ms`,
+    `\nIon's per-job overhead over a bare container start (idle publish→start p50 minus the loop's start p50): ${f(containers.startP50 - cli.startP50)} ms against the CLI, ${f(containers.startP50 - api.startP50)} ms against the bare Engine API`,
   );
   console.log(`containers suite finished in ${f((performance.now() - started) / 1000)} s`);
 }

@@ -2,7 +2,15 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TraceView } from '../../src/api/client.js';
+import { startS3rver, type RunningS3rver } from '../support/emulators.js';
 import { waitFor } from '../support/wait.js';
+import {
+  NATS_URL,
+  POSTGRES_URL,
+  dropSchema,
+  startCluster,
+  uniqueName,
+} from './distributed-harness.js';
 import { cleanup, startIon, tempDir, type IonProcess } from './harness.js';
 
 const READ_META = `
@@ -13,9 +21,9 @@ def insights(pairs):
     (base / "out/insights.json").write_text(json.dumps([{"key": k, "value": str(v)} for k, v in pairs]))
 `;
 
-/** Fans a video out into three frames. */
+/** Fans a video out into FRAMES frames (default 3). */
 const SPLITTER = `${READ_META}
-for n in (1, 2, 3):
+for n in range(1, int(os.environ.get("FRAMES", "3")) + 1):
     (base / f"out/events/frame-{n}.json").write_text(json.dumps(
         [{"key": "eventType", "value": "frame.ready"}, {"key": "frame", "value": str(n)}]))
 `;
@@ -156,5 +164,114 @@ describe('ion.trace.settled: the fan-in at the end of a trace', () => {
       dead_lettered: '1',
       cancelled: '0',
     });
+  });
+});
+
+// The same fan-in with several workers: one `ion server` and three `ion worker`s on NATS,
+// PostgreSQL and S3 (s3rver), each process running a settlement relay, several videos at once.
+describe('ion.trace.settled with three workers: once per trace, after every job ended', () => {
+  const FRAMES = 8;
+  const VIDEOS = 4;
+  let cluster: Awaited<ReturnType<typeof startCluster>>;
+  let s3: RunningS3rver;
+  let dir: string;
+  const schema = uniqueName('ion_settled_');
+  const traces: TraceView[] = [];
+
+  beforeAll(async () => {
+    dir = await tempDir('ion-settled-dist-');
+    const scripts = { splitter: SPLITTER, detect: DETECT, fragile: FRAGILE, summary: SUMMARY };
+    for (const [name, code] of Object.entries(scripts)) {
+      await writeFile(join(dir, `${name}.py`), code);
+    }
+    const run = (name: string) => ({ command: ['python3', join(dir, `${name}.py`)] });
+    s3 = await startS3rver();
+    cluster = await startCluster({
+      ION_BUS: 'nats',
+      ION_NATS_SERVERS: NATS_URL,
+      ION_NATS_STREAM: uniqueName('ION_SETTLED_'),
+      ION_STORE: 'postgres',
+      ION_POSTGRES_URL: POSTGRES_URL,
+      ION_POSTGRES_SCHEMA: schema,
+      ION_BLOB: 's3',
+      ION_S3_BUCKET: uniqueName('ion-settled-'),
+      ION_S3_ENDPOINT: s3.endpoint,
+      ION_S3_FORCE_PATH_STYLE: 'true',
+      ION_S3_ACCESS_KEY_ID: 'S3RVER',
+      ION_S3_SECRET_ACCESS_KEY: 'S3RVER',
+      ION_S3_CHECKSUMS: 'when_required',
+    });
+    await cluster.client.applyPipeline({
+      modules: [
+        {
+          name: 'splitter',
+          subscribes: ['video.uploaded'],
+          publishes: ['frame.ready'],
+          run: run('splitter'),
+          env: { FRAMES: String(FRAMES) },
+        },
+        { name: 'detect', subscribes: ['frame.ready'], run: run('detect'), retries: 2 },
+        { name: 'fragile', subscribes: ['frame.ready'], run: run('fragile'), retries: 0 },
+        { name: 'summary', subscribes: ['ion.trace.settled'], run: run('summary') },
+      ],
+    });
+    const published = await Promise.all(
+      Array.from({ length: VIDEOS }, (_, i) =>
+        cluster.client.publish({ type: 'video.uploaded', data: { video: `v${i + 1}.mp4` } }),
+      ),
+    );
+    for (const { correlationId } of published)
+      traces.push(
+        await waitFor(
+          `the summary of ${correlationId} to succeed`,
+          async () => {
+            const t = await cluster.client.trace(correlationId);
+            const done = t.jobs.some((j) => j.module === 'summary' && j.state === 'succeeded');
+            return done ? t : undefined;
+          },
+          120_000,
+          200,
+        ),
+      );
+  }, 240_000);
+
+  afterAll(async () => {
+    await cluster?.stop();
+    await s3?.stop();
+    await dropSchema(schema).catch(() => undefined);
+    await cleanup(dir);
+  });
+
+  it('raises one settled event and runs one summary per trace, after all its other jobs', async () => {
+    // Let any duplicate show up: every trace's jobs, the summary included, have ended.
+    for (const t of traces) {
+      const again = await cluster.client.trace(t.correlationId);
+      expect(again.events.filter((e) => e.type === 'ion.trace.settled')).toHaveLength(1);
+      const summary = again.jobs.filter((j) => j.module === 'summary');
+      expect(summary).toHaveLength(1);
+      expect(summary[0]!.attempts).toBe(1);
+      const others = again.jobs.filter((j) => j.module !== 'summary');
+      expect(others).toHaveLength(1 + 2 * FRAMES);
+      for (const job of others) expect(job.finishedAt! <= summary[0]!.createdAt).toBe(true);
+      // The retried detect job (frame 2) ended before the summary started too.
+      expect(others.filter((j) => j.module === 'detect' && j.attempts === 2)).toHaveLength(1);
+      const insights = Object.fromEntries(
+        again.insights.filter((i) => i.module === 'summary').map((i) => [i.key, i.value]),
+      );
+      expect(insights).toMatchObject({
+        all_ended: 'True',
+        jobs: String(1 + 2 * FRAMES),
+        succeeded: String(2 * FRAMES),
+        dead_lettered: '1',
+      });
+    }
+  });
+
+  it('spread the jobs over more than one worker', async () => {
+    const workers = new Set<string>();
+    for (const t of traces)
+      for (const job of t.jobs)
+        for (const a of (await cluster.client.getJob(job.jobId)).attempts) workers.add(a.workerId);
+    expect(workers.size).toBeGreaterThan(1);
   });
 });

@@ -204,6 +204,23 @@ export function decideFailure(job: Job, report: FailureReport, attemptClosed: bo
  * idempotent); otherwise it is committed. Insights are written only when the job has none
  * yet, so a commit repeated after a crash does not store them twice.
  */
+/**
+ * How `commitAttempt` closes a second attempt of a job that another attempt already
+ * committed (its lease had lapsed, so both ran): failed, not counted, its outputs dropped.
+ * Without it, the attempt would stay `running` for good.
+ */
+export function supersededAttempt(attempt: number): {
+  errorCode: 'conflict';
+  errorKind: 'platform';
+  error: string;
+} {
+  return {
+    errorCode: 'conflict',
+    errorKind: 'platform',
+    error: `another attempt of this job succeeded first; attempt ${attempt}'s outputs were not kept`,
+  };
+}
+
 export function decideCommit(
   state: JobState,
   hasInsights: boolean,

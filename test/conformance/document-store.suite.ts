@@ -335,6 +335,50 @@ export function documentStoreConformance(name: string, factory: DocumentStoreFac
       expect(await store.renewAttempt(first.job.jobId, 1, renewed)).toBe('closed');
     });
 
+    it('closes a second attempt that commits after another attempt of its job succeeded', async () => {
+      // Attempt 1's lease lapses while it still runs; attempt 2 takes over; both finish.
+      const module = `mod-${randomUUID()}`;
+      const root = rootEvent();
+      await store.insertRootEvent(root);
+      const first = await begin(root, module, 'w1');
+      const jobId = first.job.jobId;
+      expect(await begin(root, module, 'w2')).toMatchObject({ status: 'started', attempt: 2 });
+      const outputs = [{ path: 'one.txt', sha256: '1'.repeat(64), size: 1 }];
+      const commit = {
+        jobId,
+        finishedAt: at(),
+        durationMs: 5,
+        exitCode: 0,
+        logTail: 'tail',
+        logBlob: null,
+        insights: [{ key: 'by', value: 'one' }],
+        children: [],
+      };
+      expect(await store.commitAttempt({ ...commit, attempt: 1, outputs })).toMatchObject({
+        state: 'succeeded',
+        outputs,
+      });
+      const late = await store.commitAttempt({
+        ...commit,
+        attempt: 2,
+        outputs: [{ path: 'two.txt', sha256: '2'.repeat(64), size: 2 }],
+        insights: [{ key: 'by', value: 'two' }],
+      });
+      expect(late).toMatchObject({ state: 'succeeded', outputs });
+      const attempts = await store.listAttempts(jobId);
+      expect(attempts.map((a) => [a.attempt, a.outcome])).toEqual([
+        [1, 'succeeded'],
+        [2, 'failed'],
+      ]);
+      expect(attempts[1]).toMatchObject({
+        errorCode: 'conflict',
+        errorKind: 'platform',
+        logTail: 'tail',
+      });
+      expect(attempts[1]!.error).toMatch(/another attempt of this job succeeded first/);
+      expect((await store.listInsights({ jobId })).map((i) => i.value)).toEqual(['one']);
+    });
+
     it("records a running attempt's log progress with each renewal", async () => {
       const module = `mod-${randomUUID()}`;
       const root = rootEvent();

@@ -264,7 +264,28 @@ export async function commitAttempt(ctx: Ctx, input: CommitAttemptInput): Promis
     job.jobId,
   ]);
   const step = lifecycle.decideCommit(job.state, (hasInsights.rowCount ?? 0) > 0);
-  if (step.kind === 'already_succeeded') return job;
+  if (step.kind === 'already_succeeded') {
+    const s = lifecycle.supersededAttempt(input.attempt);
+    await q.query(
+      `UPDATE ${t.attempts} SET outcome = 'failed', finished_at = $1, duration_ms = $2,
+         exit_code = $3, error_code = $4, error_kind = $5, error = $6, log_tail = $7,
+         log_blob = $8, counts_as_failure = false
+       WHERE job_id = $9 AND attempt = $10 AND outcome = 'running'`,
+      [
+        input.finishedAt,
+        input.durationMs,
+        input.exitCode,
+        s.errorCode,
+        s.errorKind,
+        s.error,
+        pgText(input.logTail),
+        input.logBlob,
+        input.jobId,
+        input.attempt,
+      ],
+    );
+    return job;
+  }
   const res = await q.query(
     `UPDATE ${t.attempts} SET outcome = 'succeeded', finished_at = $1, duration_ms = $2,
        exit_code = $3, log_tail = $4, log_blob = $5, error_code = NULL, error_kind = NULL,

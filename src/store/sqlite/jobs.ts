@@ -244,7 +244,27 @@ export function commitAttempt(db: Database, input: CommitAttemptInput): Job {
   const hasInsights =
     db.prepare('SELECT 1 FROM insights WHERE job_id = ? LIMIT 1').get(job.jobId) !== undefined;
   const step = lifecycle.decideCommit(job.state, hasInsights);
-  if (step.kind === 'already_succeeded') return job;
+  if (step.kind === 'already_succeeded') {
+    const s = lifecycle.supersededAttempt(input.attempt);
+    db.prepare(
+      `UPDATE attempts SET outcome = 'failed', finished_at = ?, duration_ms = ?, exit_code = ?,
+         error_code = ?, error_kind = ?, error = ?, log_tail = ?, log_blob = ?,
+         counts_as_failure = 0
+       WHERE job_id = ? AND attempt = ? AND outcome = 'running'`,
+    ).run(
+      input.finishedAt,
+      input.durationMs,
+      input.exitCode,
+      s.errorCode,
+      s.errorKind,
+      s.error,
+      input.logTail,
+      input.logBlob,
+      input.jobId,
+      input.attempt,
+    );
+    return job;
+  }
   const res = db
     .prepare(
       `UPDATE attempts SET outcome = 'succeeded', finished_at = ?, duration_ms = ?,

@@ -36,6 +36,7 @@ interface AttemptRow {
   job_id: string;
   attempt: number;
   outcome: string;
+  started_at: string;
   finished_at: string | null;
   error_code: string | null;
   log_blob: string | null;
@@ -62,7 +63,7 @@ export async function snapshot(store: StoreReader): Promise<Snapshot> {
     'SELECT job_id, module, event_id, state, attempts, outputs_json, replay_id FROM jobs',
   );
   const attempts = await store.query<AttemptRow>(
-    'SELECT job_id, attempt, outcome, finished_at, error_code, log_blob FROM attempts',
+    'SELECT job_id, attempt, outcome, started_at, finished_at, error_code, log_blob FROM attempts',
   );
   const deadLetters = await store.query<{ job_id: string; reason: string }>(
     'SELECT job_id, reason FROM dead_letters',
@@ -213,6 +214,9 @@ export async function check(
     succeededAttempt.set(a.job_id, a.attempt);
     if (a.finished_at !== null) succeededAt.set(a.job_id, Date.parse(a.finished_at));
   }
+  const startedAt = new Map(
+    s.attempts.map((a) => [`${a.job_id}.${a.attempt}`, Date.parse(a.started_at)]),
+  );
   let overlappingRuns = 0;
   for (const j of s.jobs.filter((x) => x.state === 'succeeded'))
     if (!succeededAttempt.has(j.job_id))
@@ -231,14 +235,18 @@ export async function check(
     }
     const s0 = succeededAttempt.get(job.job_id);
     if (s0 === undefined || attempt <= s0) continue;
-    // A later attempt of a succeeded job: after the success committed, a violation; before
-    // it (the earlier attempt's lease lapsed and another delivery started a new attempt while
-    // it still ran), at-least-once execution the commit protocol absorbs: counted.
-    const startedAt = Number(
-      await readFile(join(setup.markers, marker), 'utf8').catch(() => 'NaN'),
-    );
+    // A later attempt of a succeeded job. Ion started it (the store's claim, its `started_at`)
+    // after the success was recorded: a violation. Before it (the earlier attempt's lease
+    // lapsed and another delivery started a new attempt while it still ran): at-least-once
+    // execution the commit protocol absorbs, counted. The module's own start (the marker) is
+    // no measure: a starved machine can start the process seconds after the claim.
+    const claimedAt = startedAt.get(`${job.job_id}.${attempt}`);
     const doneAt = succeededAt.get(job.job_id);
-    if (Number.isNaN(startedAt) || doneAt === undefined || startedAt >= doneAt)
+    if (claimedAt === undefined)
+      v.push(
+        `marker ${marker}: the module ran for attempt ${attempt}, which the store does not know`,
+      );
+    else if (doneAt === undefined || claimedAt >= doneAt)
       dup(`${marker}: the module ran again (attempt ${attempt}) after attempt ${s0} succeeded`);
     else overlappingRuns += 1;
   }

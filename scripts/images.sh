@@ -7,6 +7,8 @@
 #   ion/ion:local      ion/runtime:local plus Ion itself under /opt/ion (bin/, src/ without
 #                      tests, package.json, the production part of node_modules) and `ion`
 #                      on PATH, for `ion handler prepare|collect` in a Kubernetes pod.
+#   ion/video-example:local  the runtime image plus examples/video (its modules and their
+#                      node_modules), when `npm ci --prefix examples/video` has run.
 #
 # The debootstrapped base is cached as a tarball under $ION_IMAGES_CACHE (default
 # ~/.cache/ion/images), keyed by RECIPE; the runtime rootfs is cached beside it, keyed by the
@@ -132,8 +134,36 @@ for t in "${targets[@]}"; do
   in_list "$t" "${need_runtime[@]}" || say "$(label_of "$t"): $RUNTIME_IMAGE is current (key $runtime_key)"
   in_list "$t" "${need_ion[@]}" || say "$(label_of "$t"): $ION_IMAGE is current (key $ion_key)"
 done
+# ion/video-example:local (examples/video in containers) when the example's own dependencies
+# are installed (`npm ci --prefix examples/video`); its build is a COPY onto the runtime
+# image, so an unchanged one comes from the engine's build cache.
+build_video_images() {
+  if [ ! -d "$ROOT/examples/video/node_modules/@vladmandic/human" ]; then
+    say "examples/video's dependencies are not installed: ion/video-example:local not built"
+    return 0
+  fi
+  local t cli host t0 log
+  log=$(mktemp)
+  for t in "${targets[@]}"; do
+    IFS='|' read -r cli host _ <<<"$t"
+    t0=$(now)
+    if ! if [ "$cli" = docker ]; then
+      DOCKER_HOST=$host DOCKER_BUILDKIT=0 ION_IMAGES_ENGINE=docker "$ROOT/examples/video/build-image.sh"
+    else
+      ION_IMAGES_ENGINE=podman "$ROOT/examples/video/build-image.sh"
+    fi >"$log" 2>&1; then
+      cat "$log" >&2
+      rm -f "$log"
+      die "$(label_of "$t"): building ion/video-example:local failed (log above)"
+    fi
+    say "$(label_of "$t"): built ion/video-example:local in $(since "$t0")"
+  done
+  rm -f "$log"
+}
+
 if [ ${#need_runtime[@]} = 0 ] && [ ${#need_ion[@]} = 0 ]; then
-  say "nothing to do ($(since "$started_all"))"
+  build_video_images
+  say "Ion's images are current ($(since "$started_all"))"
   exit 0
 fi
 
@@ -283,8 +313,10 @@ for ((i = ${#old_ids[@]} - 1; i >= 0; i--)); do
   run_cli "$t" rmi "$id" >/dev/null 2>&1 || true
 done
 
+build_video_images
+
 for t in "${targets[@]}"; do
-  sizes=$(run_cli "$t" image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' 2>/dev/null | grep -E '(^|/)ion/(runtime|ion):local ' | tr '\n' ',' | sed 's/,$//; s/,/, /g')
+  sizes=$(run_cli "$t" image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' 2>/dev/null | grep -E '(^|/)ion/(runtime|ion|video-example):local ' | tr '\n' ',' | sed 's/,$//; s/,/, /g')
   say "$(label_of "$t"): $sizes"
 done
 say "done in $(since "$started_all")"

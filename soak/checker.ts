@@ -303,7 +303,7 @@ export async function check(
     if (x.status === -1) v.push(`${x.what} at ${when}: no answer within the hang limit`);
     // A request in flight when the API's process was killed is cut then: judged by its end.
     else if (x.status === 0 && !during(x.endedAt ?? x.at))
-      v.push(`${x.what} at ${when}: connection refused`);
+      v.push(`${x.what} at ${when}: connection failed (${x.failure ?? 'no cause given'})`);
     else if (x.status >= 500 && x.status !== 503)
       v.push(`${x.what} at ${when}: HTTP ${x.status} ${x.code ?? ''}`);
     else if (x.status >= 400 && x.errorFormat !== true)

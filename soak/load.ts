@@ -33,6 +33,9 @@ export interface Sample {
   /** For status >= 400: whether the body was `{error:{code,message}}`. */
   errorFormat?: boolean;
   code?: string;
+  /** For status 0: what the connection failed with (the fetch error's cause), to tell a
+   * refused connection from a reset one. */
+  failure?: string;
 }
 
 /** Requests that must be refused with a 4xx in the error format, by class. */
@@ -66,6 +69,7 @@ export class Api {
     const at = Date.now();
     let status: number;
     let body: unknown;
+    let failure: string | undefined;
     try {
       const response = await fetch(`${this.url}${path}`, {
         method,
@@ -82,8 +86,11 @@ export class Api {
       }
     } catch (err) {
       status = (err as Error).name === 'TimeoutError' ? -1 : 0;
+      const cause = (err as Error & { cause?: { code?: string; message?: string } }).cause;
+      failure = cause?.code ?? cause?.message ?? (err as Error).message;
     }
     const sample: Sample = { at, endedAt: Date.now(), what, status };
+    if (failure !== undefined && status === 0) sample.failure = failure;
     if (status >= 400) {
       const error = (body as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
       sample.errorFormat = typeof error?.code === 'string' && typeof error.message === 'string';

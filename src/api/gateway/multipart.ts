@@ -4,6 +4,7 @@ import type { Blobs } from '../../app/blobs.js';
 import { IonError } from '../../core/errors.js';
 import type { KeyValue } from '../../core/types.js';
 import { normaliseRelativePath } from '../../handler/safe-path.js';
+import { detachedBody } from '../upload-body.js';
 import { invalid, scalarText, tooLarge } from './shared.js';
 
 /** A multipart field becomes one metadata value; metadata is not meant to carry files. */
@@ -108,7 +109,7 @@ export async function readMultipart(
     );
     let sha256: string;
     try {
-      ({ sha256 } = await blobs.put(part.file));
+      ({ sha256 } = await blobs.put(detachedBody(part.file)));
     } catch (err) {
       if (part.file.truncated) throw tooLarge(`file "${checked.path}"`, limitBytes);
       throw multipartError(err, limitBytes);

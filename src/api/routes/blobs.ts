@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Readable } from 'node:stream';
 import { IonError } from '../../core/errors.js';
 import { errorResponses } from '../errors.js';
+import { detachedBody } from '../upload-body.js';
 import type { RouteDeps } from './deps.js';
 
 /**
@@ -84,7 +85,7 @@ export function registerBlobRoutes(app: FastifyInstance, deps: Pick<RouteDeps, '
           'upload blobs with Content-Type: application/octet-stream',
         );
       }
-      const ref = await blobs.put(request.body as Readable);
+      const ref = await blobs.put(detachedBody(request.body as Readable));
       return reply.status(201).send(ref);
     },
   });

@@ -30,13 +30,16 @@ import {
  * Sends random and malformed requests to every route the server has (read from
  * `/openapi.json` and `printRoutes()`, so a route added later is fuzzed too) and requires
  * a 2xx, or a 4xx in the one error format; never a 5xx, never a hang. Then the server must
- * still be healthy. Deterministic per seed: `FUZZ_SEED=<n>` replays a run, `FUZZ_CASES=<n>`
- * sets the cases per route, `FUZZ_ONLY=<text>` keeps the routes whose `METHOD url` has it.
+ * still be healthy. Deterministic per seed (1204 unless `FUZZ_SEED=<n>` or
+ * `FUZZ_SEED=random`), `FUZZ_CASES=<n>` sets the cases per route, `FUZZ_ONLY=<text>` keeps
+ * the routes whose `METHOD url` has it.
  */
 
 const BODY_LIMIT = 4096;
+// A fixed seed by default, as for the other property tests (issue 12): CI replays the same
+// cases every run. `FUZZ_SEED=random` explores new ones.
 const SEED =
-  process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) : randomInt(2 ** 31);
+  process.env.FUZZ_SEED === 'random' ? randomInt(2 ** 31) : Number(process.env.FUZZ_SEED ?? 1204);
 const CASES_PER_ROUTE = Number(process.env.FUZZ_CASES ?? 60);
 const ONLY = process.env.FUZZ_ONLY;
 const REQUEST_TIMEOUT_MS = 10_000;

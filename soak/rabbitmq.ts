@@ -4,6 +4,7 @@ import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { serverProcess } from '../test/support/server-process.js';
 import { accepts, freePort } from '../test/support/tcp-proxy.js';
 
 const run = promisify(execFile);
@@ -72,9 +73,6 @@ export async function startRabbitMq(
   while (distPort === port) distPort = await freePort();
   const url = `amqp://guest:guest@127.0.0.1:${port}`;
   const home = join(dir, 'home');
-  let proc: ChildProcess | undefined;
-  let output = '';
-  let exited: Promise<void> = Promise.resolve();
 
   // Everything RabbitMQ's scripts read, pointed at `dir`; inherited RABBITMQ_* settings dropped.
   const env: Record<string, string> = {};
@@ -123,77 +121,34 @@ export async function startRabbitMq(
     await chmod(cookie, 0o400);
   };
 
-  const launch = async (): Promise<void> => {
-    if (proc !== undefined) throw new Error(`RabbitMQ node ${nodeName} is already running`);
-    const child = spawn(join(SBIN, 'rabbitmq-server'), [], {
-      cwd: dir,
-      env,
-      detached: true, // its own process group, for the SIGKILL of last resort
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    proc = child;
-    const collect = (chunk: Buffer): void => {
-      output = (output + chunk.toString()).slice(-20_000);
-    };
-    child.stdout?.on('data', collect);
-    child.stderr?.on('data', collect);
-    let exitReason: string | undefined;
-    exited = new Promise<void>((resolve) => {
-      child.once('exit', (code, signal) => {
-        exitReason = `exited with ${signal ?? `code ${code}`}`;
-        resolve();
-      });
-      child.once('error', (err) => {
-        exitReason = `failed to spawn: ${err.message}`;
-        resolve();
-      });
-    });
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (exitReason !== undefined) {
-        proc = undefined;
-        throw new Error(`RabbitMQ node ${nodeName} ${exitReason} before it was ready:\n${output}`);
+  const server = serverProcess({
+    name: `RabbitMQ node ${nodeName}`,
+    port,
+    timeoutMs,
+    pollMs: 250,
+    spawn: () =>
+      spawn(join(SBIN, 'rabbitmq-server'), [], {
+        cwd: dir,
+        env,
+        detached: true, // its own process group, for the SIGKILL of last resort
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    ready: async () => (await accepts(port)) && (await amqpAnswers(url)),
+    // The script's SIGTERM trap sends SIGTERM to the Erlang VM (a clean stop: queues closed,
+    // messages on disk) and waits for it.
+    killAfterMs: 30_000,
+    kill: (child) => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // already gone
       }
-      if ((await accepts(port)) && (await amqpAnswers(url))) return;
-      if (Date.now() > deadline) {
-        await halt();
-        throw new Error(
-          `RabbitMQ node ${nodeName} did not answer AMQP on port ${port} within ${timeoutMs}ms:\n${output}`,
-        );
-      }
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
-  };
-
-  const halt = async (): Promise<void> => {
-    const child = proc;
-    if (child === undefined) return;
-    if (child.exitCode === null && child.signalCode === null) {
-      // The script's SIGTERM trap sends SIGTERM to the Erlang VM (a clean stop: queues
-      // closed, messages on disk) and waits for it.
-      child.kill('SIGTERM');
-      const killTimer = setTimeout(() => {
-        try {
-          process.kill(-child.pid!, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-      }, 30_000);
-      await exited;
-      clearTimeout(killTimer);
-    }
-    proc = undefined;
-    const deadline = Date.now() + timeoutMs;
-    while (await accepts(port)) {
-      if (Date.now() > deadline)
-        throw new Error(`port ${port} still accepts after RabbitMQ node ${nodeName} exited`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  };
+    },
+  });
 
   try {
     await prepare();
-    await launch();
+    await server.start();
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
     throw err;
@@ -206,14 +161,14 @@ export async function startRabbitMq(
     url,
     dir,
     get proc() {
-      return proc;
+      return server.proc;
     },
-    output: () => output,
-    stop: halt,
-    start: launch,
+    output: server.output,
+    stop: server.stop,
+    start: server.start,
     async restart() {
-      await halt();
-      await launch();
+      await server.stop();
+      await server.start();
     },
     async ctl(...args: string[]) {
       const { stdout } = await run(join(SBIN, 'rabbitmqctl'), ['-n', nodeName, ...args], {
@@ -223,7 +178,7 @@ export async function startRabbitMq(
       return stdout;
     },
     async dispose() {
-      await halt().catch(() => undefined);
+      await server.stop().catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
     },
   };

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { serverProcess } from './server-process.js';
 import { accepts, freePort } from './tcp-proxy.js';
 
 /**
@@ -33,71 +34,22 @@ const BIN = process.env.ION_TEST_NATS_SERVER_BIN ?? 'nats-server';
 export async function startNatsServer(timeoutMs = 30_000): Promise<PrivateNatsServer> {
   const storeDir = await mkdtemp(join(tmpdir(), 'ion-nats-'));
   const port = await freePort();
-  let proc: ChildProcess | undefined;
-  let output = '';
-  let exited: Promise<void> = Promise.resolve();
+  const server = serverProcess({
+    name: 'nats-server',
+    port,
+    timeoutMs,
+    pollMs: 50,
+    spawn: () =>
+      spawn(BIN, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    // Ready once it logged so (JetStream is enabled before that) and the port accepts.
+    ready: async (printed) => printed.includes('Server is ready') && (await accepts(port)),
+    killAfterMs: 10_000,
+    kill: (child) => child.kill('SIGKILL'),
+  });
 
-  const launch = async (): Promise<void> => {
-    if (proc !== undefined) throw new Error('nats-server is already running');
-    const child = spawn(BIN, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    proc = child;
-    const collect = (chunk: Buffer): void => {
-      output = (output + chunk.toString()).slice(-20_000);
-    };
-    child.stdout?.on('data', collect);
-    child.stderr?.on('data', collect);
-    let exitReason: string | undefined;
-    exited = new Promise<void>((resolve) => {
-      child.once('exit', (code, signal) => {
-        exitReason = `exited with ${signal ?? `code ${code}`}`;
-        resolve();
-      });
-      child.once('error', (err) => {
-        exitReason = `failed to spawn: ${err.message}`;
-        resolve();
-      });
-    });
-    const runStart = output.length;
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (exitReason !== undefined) {
-        proc = undefined;
-        throw new Error(`nats-server ${exitReason} before it was ready:\n${output}`);
-      }
-      // Ready once it logged so (JetStream is enabled before that) and the port accepts.
-      if (output.slice(runStart).includes('Server is ready') && (await accepts(port))) return;
-      if (Date.now() > deadline) {
-        await halt();
-        throw new Error(
-          `nats-server was not ready on port ${port} within ${timeoutMs}ms:\n${output}`,
-        );
-      }
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  };
-
-  const halt = async (): Promise<void> => {
-    const child = proc;
-    if (child === undefined) return;
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      const killTimer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(killTimer);
-    }
-    proc = undefined;
-    // The process is gone; make sure nothing answers on the port any more.
-    const deadline = Date.now() + timeoutMs;
-    while (await accepts(port)) {
-      if (Date.now() > deadline)
-        throw new Error(`port ${port} still accepts after nats-server exited`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  };
-
-  await launch().catch(async (err: unknown) => {
+  await server.start().catch(async (err: unknown) => {
     await rm(storeDir, { recursive: true, force: true });
     throw err;
   });
@@ -107,17 +59,17 @@ export async function startNatsServer(timeoutMs = 30_000): Promise<PrivateNatsSe
     url: `nats://127.0.0.1:${port}`,
     storeDir,
     get proc() {
-      return proc;
+      return server.proc;
     },
-    output: () => output,
-    stop: halt,
-    start: launch,
+    output: server.output,
+    stop: server.stop,
+    start: server.start,
     async restart() {
-      await halt();
-      await launch();
+      await server.stop();
+      await server.start();
     },
     async dispose() {
-      await halt().catch(() => undefined);
+      await server.stop().catch(() => undefined);
       await rm(storeDir, { recursive: true, force: true });
     },
   };

@@ -10,6 +10,10 @@ import { finished, PassThrough, type Readable } from 'node:stream';
  */
 export function detachedBody(source: Readable): Readable {
   const feed = new PassThrough();
+  // The source can fail before the store has started to read (it opens its temp file
+  // first): the error must wait in `feed.errored` for the store's pipeline, which reports it,
+  // rather than be thrown as unhandled.
+  feed.on('error', () => undefined);
   // An error, or an end before the whole body (a part cut short): the store gets it.
   finished(source, (err) => {
     if (err) feed.destroy(err);

@@ -8,7 +8,7 @@ import { IonApp, type Roles } from '../../src/app/ion-app.js';
 import { createLogger } from '../../src/app/logger.js';
 import { loadConfig } from '../../src/config/config.js';
 import { jobIdFor } from '../../src/core/ids.js';
-import { nowIso } from '../../src/core/time.js';
+import { deadLetterJob } from '../support/api-app.js';
 import { waitFor } from '../support/wait.js';
 
 // Module administration and bulk dead-letter routes, through app.inject() on a real SQLite
@@ -78,33 +78,7 @@ async function publish(): Promise<string> {
 /** A dead-lettered job of `moduleName` for a fresh event, written straight to the store. */
 async function deadLetter(moduleName: string): Promise<string> {
   const store = app!.backends.store;
-  const event = (await store.getEvent(await publish()))!;
-  const jobId = jobIdFor(moduleName, event.eventId);
-  await store.beginAttempt({
-    jobId,
-    module: moduleName,
-    moduleVersion: 1,
-    event,
-    workerId: 'test-worker',
-    startedAt: nowIso(),
-    leaseUntil: nowIso(),
-  });
-  await store.failAttempt({
-    jobId,
-    attempt: 1,
-    finishedAt: nowIso(),
-    durationMs: 5,
-    exitCode: 2,
-    errorCode: 'module_failed',
-    errorKind: 'module',
-    error: 'exit code 2',
-    logTail: 'boom\n',
-    logBlob: null,
-    nextState: 'dead_lettered',
-    countsAsFailure: true,
-    deadLetterReason: 'retries exhausted',
-  });
-  return jobId;
+  return deadLetterJob(store, (await store.getEvent(await publish()))!, moduleName);
 }
 
 async function deadLetterIds(moduleName?: string): Promise<string[]> {

@@ -5,10 +5,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { normaliseReason, fingerprint } from '../../src/api/failure-groups.js';
 import { buildServer } from '../../src/api/server.js';
 import { createLogger } from '../../src/app/logger.js';
-import { jobIdFor } from '../../src/core/ids.js';
-import { nowIso } from '../../src/core/time.js';
 import type { IonEvent, Job } from '../../src/core/types.js';
-import { expectError, runChild, startApiApp, type ApiApp } from '../support/api-app.js';
+import {
+  deadLetterJob,
+  expectError,
+  runChild,
+  startApiApp,
+  type ApiApp,
+} from '../support/api-app.js';
 
 let api: ApiApp;
 let root: IonEvent;
@@ -23,35 +27,13 @@ async function publish(type: string): Promise<IonEvent> {
 }
 
 /** A job of `module` on `event` whose only attempt fails for good with `error`. */
-async function deadLetter(module: string, event: IonEvent, error: string, logTail: string) {
-  const store = api.app.backends.store;
-  const jobId = jobIdFor(module, event.eventId);
-  const begun = await store.beginAttempt({
-    jobId,
-    module,
-    moduleVersion: 1,
-    event,
-    workerId: 'w',
-    startedAt: nowIso(),
-    leaseUntil: nowIso(),
-  });
-  if (begun.status !== 'started') throw new Error(begun.status);
-  await store.failAttempt({
-    jobId,
-    attempt: begun.attempt,
-    finishedAt: nowIso(),
-    durationMs: 1,
-    exitCode: 3,
-    errorCode: 'module_failed',
-    errorKind: 'module',
+function deadLetter(module: string, event: IonEvent, error: string, logTail: string) {
+  return deadLetterJob(api.app.backends.store, event, module, {
     error,
     logTail,
-    logBlob: null,
-    nextState: 'dead_lettered',
-    countsAsFailure: true,
-    deadLetterReason: error,
+    reason: error,
+    exitCode: 3,
   });
-  return jobId;
 }
 
 beforeAll(async () => {

@@ -1,9 +1,9 @@
 import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { IonClient } from '../../src/api/client.js';
-import { jobIdFor, newId } from '../../src/core/ids.js';
+import { newId } from '../../src/core/ids.js';
 import { nowIso } from '../../src/core/time.js';
-import { startApiApp, type ApiApp } from '../support/api-app.js';
+import { deadLetterJob, startApiApp, type ApiApp } from '../support/api-app.js';
 import { ion as runIon, type CliResult } from './run-cli.js';
 
 // The CLI's commands, run in process, against an API listening on loopback: `ion module ...` and `ion dlq ...`,
@@ -49,34 +49,8 @@ function module(name: string, extra: Record<string, unknown> = {}) {
 
 /** A dead-lettered job of `moduleName` for a fresh event, written straight to the store. */
 async function deadLetter(moduleName: string, reason = 'module_failed: exit 2'): Promise<string> {
-  const store = api.app.backends.store;
   const { event } = await api.app.control.publish({ type: 'file.uploaded' });
-  const jobId = jobIdFor(moduleName, event.eventId);
-  await store.beginAttempt({
-    jobId,
-    module: moduleName,
-    moduleVersion: 1,
-    event,
-    workerId: 'test-worker',
-    startedAt: nowIso(),
-    leaseUntil: nowIso(),
-  });
-  await store.failAttempt({
-    jobId,
-    attempt: 1,
-    finishedAt: nowIso(),
-    durationMs: 5,
-    exitCode: 2,
-    errorCode: 'module_failed',
-    errorKind: 'module',
-    error: 'exit code 2',
-    logTail: 'boom\n',
-    logBlob: null,
-    nextState: 'dead_lettered',
-    countsAsFailure: true,
-    deadLetterReason: reason,
-  });
-  return jobId;
+  return deadLetterJob(api.app.backends.store, event, moduleName, { reason });
 }
 
 async function deadLetterIds(moduleName?: string): Promise<string[]> {

@@ -109,3 +109,42 @@ export async function runChild(
   });
   return child;
 }
+
+/**
+ * Runs `module` on `event` straight in the store: a job whose only attempt fails for good
+ * (exit 2 unless told, module_failed) and is dead-lettered with `reason`. Returns its id.
+ */
+export async function deadLetterJob(
+  store: DocumentStore,
+  event: IonEvent,
+  module: string,
+  failure: { error?: string; logTail?: string; reason?: string; exitCode?: number } = {},
+): Promise<string> {
+  const jobId = jobIdFor(module, event.eventId);
+  const begun = await store.beginAttempt({
+    jobId,
+    module,
+    moduleVersion: 1,
+    event,
+    workerId: 'test-worker',
+    startedAt: nowIso(),
+    leaseUntil: nowIso(),
+  });
+  if (begun.status !== 'started') throw new Error(begun.status);
+  await store.failAttempt({
+    jobId,
+    attempt: begun.attempt,
+    finishedAt: nowIso(),
+    durationMs: 5,
+    exitCode: failure.exitCode ?? 2,
+    errorCode: 'module_failed',
+    errorKind: 'module',
+    error: failure.error ?? 'exit code 2',
+    logTail: failure.logTail ?? 'boom\n',
+    logBlob: null,
+    nextState: 'dead_lettered',
+    countsAsFailure: true,
+    deadLetterReason: failure.reason ?? 'retries exhausted',
+  });
+  return jobId;
+}

@@ -200,11 +200,6 @@ export function decideFailure(job: Job, report: FailureReport, attemptClosed: bo
 }
 
 /**
- * `commitAttempt`: a job that already succeeded is returned as it is (the commit is
- * idempotent); otherwise it is committed. Insights are written only when the job has none
- * yet, so a commit repeated after a crash does not store them twice.
- */
-/**
  * How `commitAttempt` closes a second attempt of a job that another attempt already
  * committed (its lease had lapsed, so both ran): failed, not counted, its outputs dropped.
  * Without it, the attempt would stay `running` for good.
@@ -213,14 +208,22 @@ export function supersededAttempt(attempt: number): {
   errorCode: 'conflict';
   errorKind: 'platform';
   error: string;
+  countsAsFailure: false;
 } {
   return {
     errorCode: 'conflict',
     errorKind: 'platform',
+    countsAsFailure: false,
     error: `another attempt of this job succeeded first; attempt ${attempt}'s outputs were not kept`,
   };
 }
 
+/**
+ * `commitAttempt`: a job that already succeeded is returned as it is (the commit is
+ * idempotent; a second attempt still running is closed, see {@link supersededAttempt});
+ * otherwise it is committed. Insights are written only when the job has none
+ * yet, so a commit repeated after a crash does not store them twice.
+ */
 export function decideCommit(
   state: JobState,
   hasInsights: boolean,

@@ -220,30 +220,42 @@ export async function requestCancel(
 }
 
 /** Records a failed attempt and moves the job as {@link lifecycle.decideFailure} says. */
-export async function failAttempt(ctx: Ctx, input: FailAttemptInput): Promise<Job> {
+/** The columns that close an attempt as failed. */
+type FailedAttempt = Omit<FailAttemptInput, 'nextState' | 'deadLetterReason'>;
+
+/**
+ * Closes the attempt as failed, only while it runs, so a late report cannot overwrite newer
+ * state. Whether it was running.
+ */
+async function closeAttemptFailed(ctx: Ctx, a: FailedAttempt): Promise<boolean> {
   const { q, t } = ctx;
-  const job = await requireJob(ctx, input.jobId, true);
-  // Closes the attempt only while it runs, so a late report cannot overwrite newer state.
   const res = await q.query(
     `UPDATE ${t.attempts} SET outcome = 'failed', finished_at = $1, duration_ms = $2,
        exit_code = $3, error_code = $4, error_kind = $5, error = $6, log_tail = $7,
        log_blob = $8, counts_as_failure = $9
      WHERE job_id = $10 AND attempt = $11 AND outcome = 'running'`,
     [
-      input.finishedAt,
-      input.durationMs,
-      input.exitCode,
-      input.errorCode,
-      input.errorKind,
-      pgText(input.error),
-      pgText(input.logTail),
-      input.logBlob,
-      input.countsAsFailure,
-      input.jobId,
-      input.attempt,
+      a.finishedAt,
+      a.durationMs,
+      a.exitCode,
+      a.errorCode,
+      a.errorKind,
+      pgText(a.error),
+      pgText(a.logTail),
+      a.logBlob,
+      a.countsAsFailure,
+      a.jobId,
+      a.attempt,
     ],
   );
-  const step = lifecycle.decideFailure(job, input, (res.rowCount ?? 0) > 0);
+  return (res.rowCount ?? 0) > 0;
+}
+
+export async function failAttempt(ctx: Ctx, input: FailAttemptInput): Promise<Job> {
+  const { q, t } = ctx;
+  const job = await requireJob(ctx, input.jobId, true);
+  const closed = await closeAttemptFailed(ctx, input);
+  const step = lifecycle.decideFailure(job, input, closed);
   if (step.kind === 'ignore') return job;
   const { rows } = await q.query<JobRow>(
     `UPDATE ${t.jobs} SET state = $1, last_error = $2, finished_at = $3, updated_at = $3,
@@ -265,25 +277,7 @@ export async function commitAttempt(ctx: Ctx, input: CommitAttemptInput): Promis
   ]);
   const step = lifecycle.decideCommit(job.state, (hasInsights.rowCount ?? 0) > 0);
   if (step.kind === 'already_succeeded') {
-    const s = lifecycle.supersededAttempt(input.attempt);
-    await q.query(
-      `UPDATE ${t.attempts} SET outcome = 'failed', finished_at = $1, duration_ms = $2,
-         exit_code = $3, error_code = $4, error_kind = $5, error = $6, log_tail = $7,
-         log_blob = $8, counts_as_failure = false
-       WHERE job_id = $9 AND attempt = $10 AND outcome = 'running'`,
-      [
-        input.finishedAt,
-        input.durationMs,
-        input.exitCode,
-        s.errorCode,
-        s.errorKind,
-        s.error,
-        pgText(input.logTail),
-        input.logBlob,
-        input.jobId,
-        input.attempt,
-      ],
-    );
+    await closeAttemptFailed(ctx, { ...input, ...lifecycle.supersededAttempt(input.attempt) });
     return job;
   }
   const res = await q.query(

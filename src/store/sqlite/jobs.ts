@@ -197,9 +197,14 @@ export function requestCancel(db: Database, jobId: string, at: string): CancelRe
   return { status: 'cancelled', job: requireJob(db, jobId) };
 }
 
-export function failAttempt(db: Database, input: FailAttemptInput): Job {
-  const job = requireJob(db, input.jobId);
-  // Closes the attempt only while it runs, so a late report cannot overwrite newer state.
+/** The columns that close an attempt as failed. */
+type FailedAttempt = Omit<FailAttemptInput, 'nextState' | 'deadLetterReason'>;
+
+/**
+ * Closes the attempt as failed, only while it runs, so a late report cannot overwrite newer
+ * state. Whether it was running.
+ */
+function closeAttemptFailed(db: Database, a: FailedAttempt): boolean {
   const res = db
     .prepare(
       `UPDATE attempts SET outcome = 'failed', finished_at = ?, duration_ms = ?, exit_code = ?,
@@ -208,19 +213,25 @@ export function failAttempt(db: Database, input: FailAttemptInput): Job {
        WHERE job_id = ? AND attempt = ? AND outcome = 'running'`,
     )
     .run(
-      input.finishedAt,
-      input.durationMs,
-      input.exitCode,
-      input.errorCode,
-      input.errorKind,
-      input.error,
-      input.logTail,
-      input.logBlob,
-      input.countsAsFailure ? 1 : 0,
-      input.jobId,
-      input.attempt,
+      a.finishedAt,
+      a.durationMs,
+      a.exitCode,
+      a.errorCode,
+      a.errorKind,
+      a.error,
+      a.logTail,
+      a.logBlob,
+      a.countsAsFailure ? 1 : 0,
+      a.jobId,
+      a.attempt,
     );
-  const step = lifecycle.decideFailure(job, input, res.changes > 0);
+  return res.changes > 0;
+}
+
+export function failAttempt(db: Database, input: FailAttemptInput): Job {
+  const job = requireJob(db, input.jobId);
+  const closed = closeAttemptFailed(db, input);
+  const step = lifecycle.decideFailure(job, input, closed);
   if (step.kind === 'ignore') return job;
   db.prepare(
     `UPDATE jobs SET state = ?, last_error = ?, finished_at = ?, updated_at = ?,
@@ -245,24 +256,7 @@ export function commitAttempt(db: Database, input: CommitAttemptInput): Job {
     db.prepare('SELECT 1 FROM insights WHERE job_id = ? LIMIT 1').get(job.jobId) !== undefined;
   const step = lifecycle.decideCommit(job.state, hasInsights);
   if (step.kind === 'already_succeeded') {
-    const s = lifecycle.supersededAttempt(input.attempt);
-    db.prepare(
-      `UPDATE attempts SET outcome = 'failed', finished_at = ?, duration_ms = ?, exit_code = ?,
-         error_code = ?, error_kind = ?, error = ?, log_tail = ?, log_blob = ?,
-         counts_as_failure = 0
-       WHERE job_id = ? AND attempt = ? AND outcome = 'running'`,
-    ).run(
-      input.finishedAt,
-      input.durationMs,
-      input.exitCode,
-      s.errorCode,
-      s.errorKind,
-      s.error,
-      input.logTail,
-      input.logBlob,
-      input.jobId,
-      input.attempt,
-    );
+    closeAttemptFailed(db, { ...input, ...lifecycle.supersededAttempt(input.attempt) });
     return job;
   }
   const res = db

@@ -6,8 +6,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { waitFor } from '../../test/support/wait.js';
 import { FsBlobStore } from '../blob/fs/fs-blob-store.js';
-import { keepAttemptLog } from './attempt-progress.js';
+import type { Delivery } from '../bus/event-bus.js';
+import { SqliteEventBus } from '../bus/sqlite/sqlite-event-bus.js';
+import { jobIdFor } from '../core/ids.js';
+import type { IonEvent } from '../core/types.js';
+import { SqliteDocumentStore } from '../store/sqlite/sqlite-document-store.js';
+import { keepAttemptLog, watchAttempt } from './attempt-progress.js';
 
 function run(command: string, args: string[]): Promise<boolean> {
   return new Promise((resolve) => {
@@ -97,6 +103,101 @@ describe('keepAttemptLog', () => {
     } finally {
       await blobs.close();
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+// Real embedded adapters (SQLite store and bus); the delivery is the bus's own, counted.
+describe('watchAttempt after a slow start', () => {
+  const LEASE_MS = 60_000; // leases pushed out every 20 s
+  let dir: string;
+  let store: SqliteDocumentStore;
+  let bus: SqliteEventBus;
+  const consuming = new AbortController();
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'ion-watch-'));
+    store = new SqliteDocumentStore({ path: join(dir, 'store.db') });
+    bus = new SqliteEventBus({ path: join(dir, 'bus.db') });
+    await store.start();
+    await bus.start();
+  });
+  afterEach(async () => {
+    consuming.abort();
+    await bus.close();
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('pushes both leases out at once when the start took a third of the lease', async () => {
+    // The delivery came 30 s ago and the attempt's lease was taken then: half of both is
+    // spent. Without a renewal now, the next one would come 20 s later, 10 s before the end.
+    const heldSince = Date.now() - LEASE_MS / 2;
+    const leaseUntil = new Date(heldSince + LEASE_MS).toISOString();
+    const event: IonEvent = {
+      eventId: 'e-slow',
+      type: 'frame.ready',
+      correlationId: 'e-slow',
+      parentEventId: null,
+      source: 'api',
+      sourceJobId: null,
+      data: [],
+      files: [],
+      createdAt: new Date(heldSince).toISOString(),
+    };
+    await store.insertRootEvent(event);
+    await bus.ensureSubscription({ name: 'detect', topics: ['frame.ready'], leaseMs: LEASE_MS });
+    await bus.publish({ id: event.eventId, topic: event.type, body: '{}' });
+    const deliveries = bus.consume('detect', { signal: consuming.signal });
+    const first = await deliveries[Symbol.asyncIterator]().next();
+    const received = first.value as Delivery;
+    let extended = 0;
+    const delivery: Delivery = {
+      ...received,
+      extend: () => {
+        extended += 1;
+        return received.extend();
+      },
+    };
+    const jobId = jobIdFor('detect', event.eventId);
+    const begin = (workerId: string, startedAt: string) =>
+      store.beginAttempt({
+        jobId,
+        module: 'detect',
+        moduleVersion: 1,
+        event,
+        workerId,
+        startedAt,
+        leaseUntil,
+      });
+    expect((await begin('w1', new Date(heldSince).toISOString())).status).toBe('started');
+
+    const watching = watchAttempt({
+      store,
+      delivery,
+      jobId,
+      attempt: 1,
+      leaseMs: LEASE_MS,
+      heldSince,
+      logFile: join(dir, 'no-log'),
+      log: pino({ level: 'silent' }),
+      stop: new AbortController(),
+    });
+    try {
+      // Another worker's claim sees the attempt busy, with the lease pushed out from now.
+      const busy = await waitFor(
+        'the attempt lease pushed out',
+        async () => {
+          const other = await begin('w2', new Date().toISOString());
+          if (other.status !== 'busy') throw new Error(`claim by w2 ${other.status}`);
+          return Date.parse(other.leaseUntil) > Date.parse(leaseUntil) ? other : undefined;
+        },
+        10_000,
+      );
+      expect(Date.parse(busy.leaseUntil)).toBeGreaterThan(Date.now() + LEASE_MS / 2);
+      await waitFor('the delivery extended', () => (extended > 0 ? true : undefined), 10_000);
+    } finally {
+      watching.end();
     }
   });
 });

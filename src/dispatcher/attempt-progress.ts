@@ -53,27 +53,46 @@ export interface AttemptWatch {
   jobId: string;
   attempt: number;
   leaseMs: number;
+  /**
+   * When the delivery was received (ms since the epoch): both leases were taken at or after
+   * it, so a start that took a while has already spent that much of them.
+   */
+  heldSince: number;
   logFile: string;
   log: Logger;
   /** Aborted when a cancel request is seen. */
   stop: AbortController;
 }
 
+/** What the runner tells a watch: the module has exited, then the attempt is recorded. */
+export interface AttemptWatchHandle {
+  /**
+   * The module has exited: from now on the attempt closing is this worker's own doing, not
+   * news, and a cancel request has nothing left to stop. The leases are still kept, so a
+   * slow commit does not let another worker claim the job.
+   */
+  ran(): void;
+  /** The attempt is recorded and its delivery settled: stops the watch. */
+  end(): void;
+}
+
 /**
- * While a job runs, keeps both leases alive (the bus delivery's and the attempt's), reports
- * how far its log has got, and watches for a cancel request (aborting `stop`). Returns the
- * function that ends the watch.
+ * While a job runs and until its end is recorded, keeps both leases alive (the bus
+ * delivery's and the attempt's); while the module runs, also reports how far its log has
+ * got and watches for a cancel request (aborting `stop`).
  */
-export function watchAttempt(watch: AttemptWatch): () => void {
-  const { store, delivery, jobId, attempt, leaseMs, logFile, log, stop } = watch;
+export function watchAttempt(watch: AttemptWatch): AttemptWatchHandle {
+  const { store, delivery, jobId, attempt, leaseMs, heldSince, logFile, log, stop } = watch;
   const leaseEveryMs = leaseEveryMsFor(leaseMs);
-  const lease = setInterval(() => {
+  const extend = (): void => {
     delivery
       .extend()
       .catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'lease extension failed'));
-  }, leaseEveryMs);
+  };
+  const lease = setInterval(extend, leaseEveryMs);
   let lastSize = -1;
-  let renewedAt = Date.now();
+  let running = true;
+  let renewedAt = heldSince;
   let renewing = false;
   const renew = async (): Promise<void> => {
     const progress = await readLogProgress(logFile).catch(() => null);
@@ -93,30 +112,37 @@ export function watchAttempt(watch: AttemptWatch): () => void {
       const job = await store.getJob(jobId);
       found = job?.cancelRequestedAt == null ? 'held' : 'cancel_requested';
     }
-    if (found === 'closed')
+    if (found === 'closed' && running)
       log.warn({ jobId, attempt }, 'attempt was closed elsewhere while it ran');
-    if (found === 'cancel_requested' && !stop.signal.aborted) {
+    if (found === 'cancel_requested' && running && !stop.signal.aborted) {
       log.info({ jobId, attempt }, 'cancel requested; stopping the module');
       stop.abort();
     }
   };
-  const progress = setInterval(
-    () => {
-      if (renewing) return;
-      renewing = true;
-      renew()
-        .catch((err: unknown) =>
-          log.warn({ err: errorMessage(err) }, 'attempt lease renewal failed'),
-        )
-        .finally(() => {
-          renewing = false;
-        });
+  const tick = (): void => {
+    if (renewing) return;
+    renewing = true;
+    renew()
+      .catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'attempt lease renewal failed'))
+      .finally(() => {
+        renewing = false;
+      });
+  };
+  const progress = setInterval(tick, Math.min(PROGRESS_INTERVAL_MS, leaseEveryMs));
+  if (Date.now() - heldSince >= leaseEveryMs) {
+    // The start was slow (a busy store, a loaded machine): waiting a whole interval more
+    // could let the leases lapse and another worker claim the job while it runs here.
+    extend();
+    tick();
+  }
+  return {
+    ran: () => {
+      running = false;
     },
-    Math.min(PROGRESS_INTERVAL_MS, leaseEveryMs),
-  );
-  return () => {
-    clearInterval(lease);
-    clearInterval(progress);
+    end: () => {
+      clearInterval(lease);
+      clearInterval(progress);
+    },
   };
 }
 

@@ -15,7 +15,13 @@ import {
   type AttemptEnd,
   type AttemptFailure,
 } from './attempt-end.js';
-import { attemptLogFile, keepAttemptLog, leaseFromNow, watchAttempt } from './attempt-progress.js';
+import {
+  attemptLogFile,
+  keepAttemptLog,
+  leaseFromNow,
+  watchAttempt,
+  type AttemptWatchHandle,
+} from './attempt-progress.js';
 import { retryDelayMs } from './backoff.js';
 import type { DispatcherDeps } from './deps.js';
 import { AttemptSpans } from './job-spans.js';
@@ -42,6 +48,8 @@ interface Attempt {
   jobId: string;
   attempt: number;
   replayId: string | null;
+  /** When the delivery was received (ms since the epoch). */
+  receivedAt: number;
   spans: AttemptSpans;
   log: DispatcherDeps['logger'];
 }
@@ -181,6 +189,7 @@ export class JobRunner {
       jobId,
       attempt: begin.attempt,
       replayId,
+      receivedAt,
       spans: this.spansFor(notice, event, module, jobId, begin.attempt, replayId, receivedAt),
       log,
     };
@@ -211,7 +220,7 @@ export class JobRunner {
   /** From a started attempt to its recorded end. */
   private async runStarted(a: Attempt, failuresBefore: number, cancel: AbortSignal): Promise<void> {
     const { store, settings } = this.deps;
-    const { delivery, module, jobId, attempt, spans, log } = a;
+    const { delivery, module, jobId, attempt, log } = a;
     if (failuresBefore > module.retries) {
       // Earlier attempts were lost with their workers until the budget ran out.
       await this.settleFailure(a, failuresBefore, WORKERS_LOST);
@@ -219,21 +228,40 @@ export class JobRunner {
     }
     const stop = new AbortController();
     const logFile = attemptLogFile(this.deps.dataDir, jobId, attempt);
-    const endWatch = watchAttempt({
+    const watching = watchAttempt({
       store,
       delivery,
       jobId,
       attempt,
       leaseMs: settings.leaseMs,
+      heldSince: a.receivedAt,
       logFile,
       log,
       stop,
     });
+    try {
+      await this.runAndRecord(a, failuresBefore, logFile, cancel, stop.signal, watching);
+    } finally {
+      watching.end();
+    }
+  }
+
+  /** Runs a watched attempt, then records its end while the watch still keeps its leases. */
+  private async runAndRecord(
+    a: Attempt,
+    failuresBefore: number,
+    logFile: string,
+    cancel: AbortSignal,
+    stop: AbortSignal,
+    watching: AttemptWatchHandle,
+  ): Promise<void> {
+    const { store } = this.deps;
+    const { delivery, module, jobId, attempt, spans, log } = a;
     let end: AttemptEnd;
     try {
-      end = await this.runAttempt(a, logFile, cancel, stop.signal);
+      end = await this.runAttempt(a, logFile, cancel, stop);
     } finally {
-      endWatch();
+      watching.ran();
     }
     spans.endRun(end);
     if (!end.ok) {

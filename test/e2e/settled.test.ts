@@ -249,7 +249,13 @@ describe('ion.trace.settled with three workers: once per trace, after every job 
       expect(again.events.filter((e) => e.type === 'ion.trace.settled')).toHaveLength(1);
       const summary = again.jobs.filter((j) => j.module === 'summary');
       expect(summary).toHaveLength(1);
-      expect(summary[0]!.attempts).toBe(1);
+      // One attempt succeeded. Another is allowed only as what a lease lapsing under load
+      // causes (the job is claimed again: worker_lost, or the late commit loses: conflict),
+      // never as the module failing: the summary ran on a complete trace.json.
+      const attempts = (await cluster.client.getJob(summary[0]!.jobId)).attempts;
+      expect(attempts.filter((a) => a.outcome === 'succeeded')).toHaveLength(1);
+      for (const a of attempts.filter((x) => x.outcome !== 'succeeded'))
+        expect(a.errorCode, `attempt ${a.attempt}: ${a.error}`).toMatch(/^(worker_lost|conflict)$/);
       const others = again.jobs.filter((j) => j.module !== 'summary');
       expect(others).toHaveLength(1 + 2 * FRAMES);
       for (const job of others) expect(job.finishedAt! <= summary[0]!.createdAt).toBe(true);

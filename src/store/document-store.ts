@@ -208,6 +208,14 @@ export interface StoreCapabilities {
   sharedAcrossHosts: boolean;
 }
 
+/** A relay's claim on open settlements (see `claimSettlements`). */
+export interface SettlementClaim {
+  owner: string;
+  limit: number;
+  now: string;
+  until: string;
+}
+
 export interface DocumentStore {
   /** What this adapter can do beyond the common contract. */
   readonly capabilities: StoreCapabilities;
@@ -297,6 +305,14 @@ export interface DocumentStore {
   getSettlement(correlationId: string): Promise<Settlement | null>;
   /** Settlements not handled yet (`done` false), oldest first. */
   openSettlements(limit: number): Promise<Settlement[]>;
+  /**
+   * Claims up to `limit` settlements not handled yet for the relay `owner` until `until`,
+   * oldest first: those never claimed, whose claim ended by `now`, or already `owner`'s (a
+   * relay tries again after a failure without waiting for its own claim to end). Claims
+   * made at once get disjoint settlements, so one process raises each settlement while its
+   * claim holds; a claim left by a process that died ends at `until`.
+   */
+  claimSettlements(claim: SettlementClaim): Promise<Settlement[]>;
   /**
    * In one transaction: inserts the `ion.trace.settled` event if absent, with an outbox row
    * when it was inserted, and marks its settlement (the event's correlation id) raised.

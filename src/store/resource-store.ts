@@ -49,6 +49,7 @@ const OPERATIONS: { readonly [K in StoreOperation]: readonly [StoreMode, string]
   commitAttempt: ['write', 'commit attempt'],
   getSettlement: ['read', 'get settlement'],
   openSettlements: ['read', 'list open settlements'],
+  claimSettlements: ['statement', 'claim settlements'],
   recordSettledEvent: ['write', 'record settled event'],
   closeSettlement: ['statement', 'close settlement'],
   addDeadLetter: ['statement', 'add dead letter'],
@@ -213,6 +214,12 @@ export abstract class ResourceDocumentStore<H> implements DocumentStore {
     ...a: Parameters<DocumentStore['openSettlements']>
   ): ReturnType<DocumentStore['openSettlements']> {
     return this.call('openSettlements', ...a);
+  }
+
+  claimSettlements(
+    ...a: Parameters<DocumentStore['claimSettlements']>
+  ): ReturnType<DocumentStore['claimSettlements']> {
+    return this.call('claimSettlements', ...a);
   }
 
   recordSettledEvent(

@@ -33,3 +33,9 @@ export function settlementFromRow(r: SettlementRow): Settlement {
     eventId: r.event_id,
   };
 }
+
+/** Oldest first, as `openSettlements` lists them (a claim's RETURNING has no order). */
+export function bySettledAt(a: Settlement, b: Settlement): number {
+  if (a.settledAt !== b.settledAt) return a.settledAt < b.settledAt ? -1 : 1;
+  return a.correlationId < b.correlationId ? -1 : a.correlationId > b.correlationId ? 1 : 0;
+}

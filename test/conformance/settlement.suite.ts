@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { expect, it } from 'vitest';
 import { childEventId, jobIdFor, settledEventId } from '../../src/core/ids.js';
-import { TRACE_SETTLED, settledEvent } from '../../src/core/trace-settled.js';
+import { TRACE_SETTLED, settledEvent, type Settlement } from '../../src/core/trace-settled.js';
 import type { IonEvent, JobStateCounts, ModuleSpec } from '../../src/core/types.js';
 import type { DocumentStore, FailAttemptInput } from '../../src/store/document-store.js';
 
@@ -385,5 +385,37 @@ export function settlementConformance(store: () => DocumentStore, at: () => stri
     expect(await store().getSettlement(r.correlationId)).toEqual({ ...settlement, done: true });
     expect(await openFor(r.correlationId)).toEqual([]);
     expect(await store().getEvent(settledEventId(r.correlationId))).toBeNull();
+  });
+
+  it('gives each open settlement to one relay at a time, until its claim ends or it is raised', async () => {
+    const type = `video-${randomUUID()}`;
+    const only = await module({ subscribes: [type] });
+    const ids: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const r = await root(type);
+      await succeed(r, only);
+      ids.push(r.correlationId);
+    }
+    // Other cases' settlements are open too: a claim may take them, the checks look at these.
+    const mine = (claimed: Settlement[]) =>
+      claimed.map((s) => s.correlationId).filter((id) => ids.includes(id));
+    const claim = (owner: string, now: string, until: string) =>
+      store().claimSettlements({ owner, limit: 100_000, now, until });
+    const [now, until, after] = [at(), at(), at()];
+
+    // Two relays at once (two pooled connections on PostgreSQL): each settlement to one.
+    const [a, b] = await Promise.all([claim('relay-a', now, until), claim('relay-b', now, until)]);
+    expect([...mine(a), ...mine(b)].sort()).toEqual([...ids].sort());
+    expect(a.every((s) => !s.done)).toBe(true);
+    // While the claims hold, a third relay gets none; an owner gets its own back (a retry).
+    expect(mine(await claim('relay-c', now, until))).toEqual([]);
+    expect(mine(await claim('relay-a', now, until)).sort()).toEqual(mine(a).sort());
+
+    // Raised, a settlement is never claimed again; the others go to whoever claims once the
+    // claims have ended.
+    const raised = (await store().getSettlement(ids[0]!))!;
+    const event = settledEvent(raised, null, { sha256: 'c'.repeat(64), size: 2 });
+    await store().recordSettledEvent(event);
+    expect(mine(await claim('relay-c', after, after)).sort()).toEqual(ids.slice(1).sort());
   });
 }

@@ -1,7 +1,13 @@
 import type { Settlement } from '../../core/trace-settled.js';
+import type { SettlementClaim } from '../document-store.js';
 import type { IonEvent } from '../../core/types.js';
 import { jobStateCounts } from '../../core/types.js';
-import { OPEN_JOB_STATES, SETTLED_TYPE, settlementFromRow } from '../settlement-rows.js';
+import {
+  bySettledAt,
+  OPEN_JOB_STATES,
+  SETTLED_TYPE,
+  settlementFromRow,
+} from '../settlement-rows.js';
 import type { SettlementRow } from '../settlement-rows.js';
 import { insertEventIfAbsent, insertOutbox } from './rows.js';
 import type { Ctx } from './rows.js';
@@ -97,6 +103,24 @@ export async function openSettlements({ q, t }: Ctx, limit: number): Promise<Set
     [limit],
   );
   return rows.map(settlementFromRow);
+}
+
+/** Claims open settlements for one relay (see the port); SKIP LOCKED keeps claims disjoint. */
+export async function claimSettlements(
+  { q, t }: Ctx,
+  claim: SettlementClaim,
+): Promise<Settlement[]> {
+  const { rows } = await q.query<SettlementRow>(
+    `UPDATE ${t.settlements} SET claimed_by = $1, claimed_until = $2
+     WHERE correlation_id IN (
+       SELECT correlation_id FROM ${t.settlements}
+       WHERE NOT done AND (claimed_until IS NULL OR claimed_until <= $3 OR claimed_by = $1)
+       ORDER BY settled_at, correlation_id LIMIT $4
+       FOR UPDATE SKIP LOCKED)
+     RETURNING *`,
+    [claim.owner, claim.until, claim.now, claim.limit],
+  );
+  return rows.map(settlementFromRow).sort(bySettledAt);
 }
 
 /** The settled event if absent (with its outbox row), and its settlement marked raised. */

@@ -210,6 +210,16 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX jobs_correlation_state ON jobs (correlation_id, state);
     `,
   },
+  {
+    version: 8,
+    description: 'settlements: claimed by one relay at a time',
+    sql: `
+      -- The relay holding an open settlement, and until when (claimSettlements); null:
+      -- never claimed.
+      ALTER TABLE settlements ADD COLUMN claimed_by TEXT;
+      ALTER TABLE settlements ADD COLUMN claimed_until TEXT;
+    `,
+  },
 ];
 
 /**

@@ -1,8 +1,14 @@
 import type { Database } from 'better-sqlite3';
 import type { Settlement } from '../../core/trace-settled.js';
+import type { SettlementClaim } from '../document-store.js';
 import type { IonEvent } from '../../core/types.js';
 import { jobStateCounts } from '../../core/types.js';
-import { OPEN_JOB_STATES, SETTLED_TYPE, settlementFromRow } from '../settlement-rows.js';
+import {
+  bySettledAt,
+  OPEN_JOB_STATES,
+  SETTLED_TYPE,
+  settlementFromRow,
+} from '../settlement-rows.js';
 import type { SettlementRow } from '../settlement-rows.js';
 import { insertEventIfAbsent, insertOutbox } from './rows.js';
 
@@ -98,6 +104,22 @@ export function openSettlements(db: Database, limit: number): Settlement[] {
     )
     .all(limit) as RawSettlementRow[];
   return rows.map(toSettlement);
+}
+
+/** Claims open settlements for one relay (see the port): one statement, so claims are disjoint. */
+export function claimSettlements(db: Database, claim: SettlementClaim): Settlement[] {
+  const rows = db
+    .prepare(
+      `UPDATE settlements SET claimed_by = @owner, claimed_until = @until
+       WHERE correlation_id IN (
+         SELECT correlation_id FROM settlements
+         WHERE done = 0
+           AND (claimed_until IS NULL OR claimed_until <= @now OR claimed_by = @owner)
+         ORDER BY settled_at, correlation_id LIMIT @limit)
+       RETURNING *`,
+    )
+    .all(claim) as RawSettlementRow[];
+  return rows.map(toSettlement).sort(bySettledAt);
 }
 
 /** The settled event if absent (with its outbox row), and its settlement marked raised. */

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { text } from 'node:stream/consumers';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { openSettlementOf } from '../../test/support/settlements.js';
 import { waitFor } from '../../test/support/wait.js';
 import { FsBlobStore } from '../blob/fs/fs-blob-store.js';
 import { jobIdFor, settledEventId } from '../core/ids.js';
@@ -87,7 +88,7 @@ describe('SettlementRelay', () => {
       outputs: [],
       children: [],
     });
-    expect(await store.openSettlements(10)).toHaveLength(1);
+    expect(await openSettlementOf(store, root.correlationId)).toHaveLength(1);
     return root;
   }
 
@@ -116,7 +117,7 @@ describe('SettlementRelay', () => {
       (o) => o.eventId === settled[0]!.eventId,
     );
     expect(outbox).toHaveLength(1);
-    expect(await store.openSettlements(10)).toEqual([]);
+    expect(await openSettlementOf(store, root.correlationId)).toEqual([]);
 
     const file = settled[0]!.files[0]!;
     expect(file.path).toBe('trace.json');
@@ -154,7 +155,7 @@ describe('SettlementRelay', () => {
     let woken = 0;
     const relay = new SettlementRelay(store, blobs, logger, { onRaised: () => (woken += 1) });
     expect(await relay.raiseBatch()).toBe(1);
-    expect(await store.openSettlements(10)).toEqual([]);
+    expect(await openSettlementOf(store, root.correlationId)).toEqual([]);
     expect(await store.getSettlement(root.correlationId)).toMatchObject({
       done: true,
       eventId: null,
@@ -181,11 +182,11 @@ describe('SettlementRelay', () => {
     }) as DocumentStore;
     const relay = new SettlementRelay(crashing, blobs, logger);
     await expect(relay.raiseBatch()).rejects.toThrow('process died');
-    expect(await store.openSettlements(10)).toHaveLength(1);
+    expect(await openSettlementOf(store, root.correlationId)).toHaveLength(1);
     expect(await store.getEvent(settledEventId(root.correlationId))).toBeNull();
 
     expect(await relay.raiseBatch()).toBe(1);
-    expect(await store.openSettlements(10)).toEqual([]);
+    expect(await openSettlementOf(store, root.correlationId)).toEqual([]);
     expect((await store.getSettlement(root.correlationId))?.eventId).toBe(
       settledEventId(root.correlationId),
     );

@@ -303,8 +303,6 @@ export interface DocumentStore {
    */
   /** The trace's settlement, open or raised; null while it has not settled. */
   getSettlement(correlationId: string): Promise<Settlement | null>;
-  /** Settlements not handled yet (`done` false), oldest first. */
-  openSettlements(limit: number): Promise<Settlement[]>;
   /**
    * Claims up to `limit` settlements not handled yet for the relay `owner` until `until`,
    * oldest first: those never claimed, whose claim ended by `now`, or already `owner`'s (a

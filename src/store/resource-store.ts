@@ -48,7 +48,6 @@ const OPERATIONS: { readonly [K in StoreOperation]: readonly [StoreMode, string]
   failAttempt: ['write', 'fail attempt'],
   commitAttempt: ['write', 'commit attempt'],
   getSettlement: ['read', 'get settlement'],
-  openSettlements: ['read', 'list open settlements'],
   claimSettlements: ['statement', 'claim settlements'],
   recordSettledEvent: ['write', 'record settled event'],
   closeSettlement: ['statement', 'close settlement'],
@@ -208,12 +207,6 @@ export abstract class ResourceDocumentStore<H> implements DocumentStore {
     ...a: Parameters<DocumentStore['getSettlement']>
   ): ReturnType<DocumentStore['getSettlement']> {
     return this.call('getSettlement', ...a);
-  }
-
-  openSettlements(
-    ...a: Parameters<DocumentStore['openSettlements']>
-  ): ReturnType<DocumentStore['openSettlements']> {
-    return this.call('openSettlements', ...a);
   }
 
   claimSettlements(

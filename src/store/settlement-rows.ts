@@ -34,7 +34,7 @@ export function settlementFromRow(r: SettlementRow): Settlement {
   };
 }
 
-/** Oldest first, as `openSettlements` lists them (a claim's RETURNING has no order). */
+/** Oldest first, as a claim takes them (its RETURNING has no order). */
 export function bySettledAt(a: Settlement, b: Settlement): number {
   if (a.settledAt !== b.settledAt) return a.settledAt < b.settledAt ? -1 : 1;
   return a.correlationId < b.correlationId ? -1 : a.correlationId > b.correlationId ? 1 : 0;

@@ -4,6 +4,7 @@ import { childEventId, jobIdFor, settledEventId } from '../../src/core/ids.js';
 import { TRACE_SETTLED, settledEvent, type Settlement } from '../../src/core/trace-settled.js';
 import type { IonEvent, JobStateCounts, ModuleSpec } from '../../src/core/types.js';
 import type { DocumentStore, FailAttemptInput } from '../../src/store/document-store.js';
+import { openSettlementOf } from '../support/settlements.js';
 
 /**
  * Conformance cases for settlements (the `ion.trace.settled` fan-in), registered inside the
@@ -128,8 +129,7 @@ export function settlementConformance(store: () => DocumentStore, at: () => stri
     };
   }
 
-  const openFor = async (correlationId: string) =>
-    (await store().openSettlements(1000)).filter((s) => s.correlationId === correlationId);
+  const openFor = (correlationId: string) => openSettlementOf(store(), correlationId);
 
   it('settles a fan-out trace once, when its last job ends, with the root and counts', async () => {
     const type = `video-${randomUUID()}`;

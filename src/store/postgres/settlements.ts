@@ -96,15 +96,6 @@ export async function getSettlement(
   return rows[0] ? settlementFromRow(rows[0]) : null;
 }
 
-export async function openSettlements({ q, t }: Ctx, limit: number): Promise<Settlement[]> {
-  const { rows } = await q.query<SettlementRow>(
-    `SELECT * FROM ${t.settlements} WHERE NOT done
-     ORDER BY settled_at, correlation_id LIMIT $1`,
-    [limit],
-  );
-  return rows.map(settlementFromRow);
-}
-
 /** Claims open settlements for one relay (see the port); SKIP LOCKED keeps claims disjoint. */
 export async function claimSettlements(
   { q, t }: Ctx,

@@ -96,16 +96,6 @@ export function getSettlement(db: Database, correlationId: string): Settlement |
   return row ? toSettlement(row) : null;
 }
 
-export function openSettlements(db: Database, limit: number): Settlement[] {
-  const rows = db
-    .prepare(
-      `SELECT * FROM settlements WHERE done = 0
-       ORDER BY settled_at, correlation_id LIMIT ?`,
-    )
-    .all(limit) as RawSettlementRow[];
-  return rows.map(toSettlement);
-}
-
 /** Claims open settlements for one relay (see the port): one statement, so claims are disjoint. */
 export function claimSettlements(db: Database, claim: SettlementClaim): Settlement[] {
   const rows = db

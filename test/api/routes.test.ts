@@ -2,9 +2,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { IonApp } from '../../src/app/ion-app.js';
-import { expectError, startApiApp, type ApiApp } from '../support/api-app.js';
-import { jobIdFor } from '../../src/core/ids.js';
-import { nowIso } from '../../src/core/time.js';
+import {
+  deadLetterAttempt,
+  expectError,
+  startApiApp,
+  startJobAttempt,
+  type ApiApp,
+} from '../support/api-app.js';
 import type { IonEvent } from '../../src/core/types.js';
 
 type Injected = LightMyRequestResponse;
@@ -518,37 +522,12 @@ describe('jobs and dead letters', () => {
   async function startJob(module: string): Promise<{ event: IonEvent; jobId: string }> {
     const { eventId } = (await publish({ type: 'file.uploaded' })).json<{ eventId: string }>();
     const event = (await app.backends.store.getEvent(eventId))!;
-    const jobId = jobIdFor(module, eventId);
-    const begun = await app.backends.store.beginAttempt({
-      jobId,
-      module,
-      moduleVersion: 1,
-      event,
-      workerId: 'test-worker',
-      startedAt: nowIso(),
-      leaseUntil: nowIso(),
-    });
-    expect(begun.status).toBe('started');
+    const { jobId, attempt } = await startJobAttempt(app.backends.store, event, module);
+    expect(attempt).toBe(1);
     return { event, jobId };
   }
 
-  async function deadLetter(jobId: string): Promise<void> {
-    await app.backends.store.failAttempt({
-      jobId,
-      attempt: 1,
-      finishedAt: nowIso(),
-      durationMs: 5,
-      exitCode: 2,
-      errorCode: 'module_failed',
-      errorKind: 'module',
-      error: 'exit code 2',
-      logTail: 'boom\n',
-      logBlob: null,
-      nextState: 'dead_lettered',
-      countsAsFailure: true,
-      deadLetterReason: 'retries exhausted',
-    });
-  }
+  const deadLetter = (jobId: string) => deadLetterAttempt(app.backends.store, jobId, 1);
 
   beforeEach(async () => {
     await apply(

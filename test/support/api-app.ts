@@ -110,16 +110,20 @@ export async function runChild(
   return child;
 }
 
-/**
- * Runs `module` on `event` straight in the store: a job whose only attempt fails for good
- * (exit 2 unless told, module_failed) and is dead-lettered with `reason`. Returns its id.
- */
-export async function deadLetterJob(
+/** How a test job's attempt fails for good (exit 2, module_failed, unless told). */
+export interface TestJobFailure {
+  error?: string;
+  logTail?: string;
+  reason?: string;
+  exitCode?: number;
+}
+
+/** Starts `module`'s job on `event` straight in the store: its first attempt, running. */
+export async function startJobAttempt(
   store: DocumentStore,
   event: IonEvent,
   module: string,
-  failure: { error?: string; logTail?: string; reason?: string; exitCode?: number } = {},
-): Promise<string> {
+): Promise<{ jobId: string; attempt: number }> {
   const jobId = jobIdFor(module, event.eventId);
   const begun = await store.beginAttempt({
     jobId,
@@ -130,10 +134,20 @@ export async function deadLetterJob(
     startedAt: nowIso(),
     leaseUntil: nowIso(),
   });
-  if (begun.status !== 'started') throw new Error(begun.status);
+  if (begun.status !== 'started') throw new Error(`job ${jobId} not started: ${begun.status}`);
+  return { jobId, attempt: begun.attempt };
+}
+
+/** Fails a running attempt for good: its job is dead-lettered with `failure.reason`. */
+export async function deadLetterAttempt(
+  store: DocumentStore,
+  jobId: string,
+  attempt: number,
+  failure: TestJobFailure = {},
+): Promise<void> {
   await store.failAttempt({
     jobId,
-    attempt: begun.attempt,
+    attempt,
     finishedAt: nowIso(),
     durationMs: 5,
     exitCode: failure.exitCode ?? 2,
@@ -146,5 +160,19 @@ export async function deadLetterJob(
     countsAsFailure: true,
     deadLetterReason: failure.reason ?? 'retries exhausted',
   });
+}
+
+/**
+ * Runs `module` on `event` straight in the store: a job whose only attempt fails for good
+ * and is dead-lettered. Returns its id.
+ */
+export async function deadLetterJob(
+  store: DocumentStore,
+  event: IonEvent,
+  module: string,
+  failure: TestJobFailure = {},
+): Promise<string> {
+  const { jobId, attempt } = await startJobAttempt(store, event, module);
+  await deadLetterAttempt(store, jobId, attempt, failure);
   return jobId;
 }

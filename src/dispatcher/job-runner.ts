@@ -1,5 +1,5 @@
 import type { Delivery } from '../bus/event-bus.js';
-import { parseNotice, type EventNotice } from '../bus/message-format.js';
+import { parseNotice } from '../bus/message-format.js';
 import { errorMessage } from '../core/errors.js';
 import { jobIdFor, newId } from '../core/ids.js';
 import { nowIso } from '../core/time.js';
@@ -190,31 +190,19 @@ export class JobRunner {
       attempt: begin.attempt,
       replayId,
       receivedAt,
-      spans: this.spansFor(notice, event, module, jobId, begin.attempt, replayId, receivedAt),
+      spans: new AttemptSpans(
+        this.tracing,
+        notice,
+        event,
+        module,
+        jobId,
+        begin.attempt,
+        replayId,
+        receivedAt,
+      ),
       log,
     };
     await started.spans.within(() => this.runStarted(started, begin.failures, cancel));
-  }
-
-  private spansFor(
-    notice: EventNotice,
-    event: IonEvent,
-    module: ModuleRecord,
-    jobId: string,
-    attempt: number,
-    replayId: string | null,
-    receivedAt: number,
-  ): AttemptSpans {
-    return new AttemptSpans(
-      this.tracing,
-      notice,
-      event,
-      module,
-      jobId,
-      attempt,
-      replayId,
-      receivedAt,
-    );
   }
 
   /** From a started attempt to its recorded end. */
